@@ -1,0 +1,207 @@
+//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::embedded_db::EmbeddedPostgres;
+use crate::startup::Application;
+use crate::{openapi, storage, telemetry};
+
+/// Start UiPath robots over plain HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "uipath-gateway", version, about)]
+pub struct Cli {
+    /// A TOML settings file; environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the gateway. Without DATABASE_URL it runs an embedded PostgreSQL in the data directory.
+    Serve,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Exit 0 if the gateway on this host answers /readyz with 200 (for container health checks).
+    Healthcheck,
+}
+
+/// Runs the command line and returns the process exit code:
+/// 0 on success, 1 on failure, 2 for bad usage or settings.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        return match std::io::stdout().write_all(openapi::spec_json().as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "uipath-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "uipath-gateway: cannot start the runtime: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Healthcheck => healthcheck(settings).await,
+            Command::Openapi => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "uipath-gateway stopped with an error"
+            );
+            let _ = writeln!(std::io::stderr(), "uipath-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the embedded cluster when no database URL is configured, and fills the URL in.
+async fn embedded_if_needed(settings: &mut Settings) -> anyhow::Result<Option<EmbeddedPostgres>> {
+    if settings.database_url.is_some() {
+        return Ok(None);
+    }
+    let dir = settings.data_dir.clone();
+    let embedded = settings.embedded.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &embedded))
+        .await
+        .context("starting the embedded PostgreSQL")??;
+    match pg.ensure_database().await {
+        Ok(url) => {
+            settings.database_url = Some(url);
+            Ok(Some(pg))
+        }
+        Err(e) => {
+            stop_embedded(Some(pg)).await;
+            Err(e)
+        }
+    }
+}
+
+async fn stop_embedded(pg: Option<EmbeddedPostgres>) {
+    if let Some(pg) = pg {
+        match tokio::task::spawn_blocking(move || pg.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "stopping the embedded PostgreSQL")
+            }
+            Err(e) => tracing::error!(error = %e, "stopping the embedded PostgreSQL"),
+        }
+    }
+}
+
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    let embedded = embedded_if_needed(&mut settings).await?;
+    let result = run_server(settings).await;
+    stop_embedded(embedded).await;
+    result
+}
+
+async fn run_server(settings: Settings) -> anyhow::Result<()> {
+    let host = settings.host;
+    let app = Application::build(settings).await?;
+    let port = app.port();
+    tracing::info!(%host, port, docs = %format!("http://{host}:{port}/docs/"), "listening");
+    let handle = app.handle();
+    let mut server = tokio::spawn(app.run_until_stopped());
+    tokio::select! {
+        res = &mut server => res.context("the HTTP server task failed")?.context("the HTTP server failed")?,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: draining requests in flight");
+            handle.stop(true).await;
+            server.await.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
+    let embedded = embedded_if_needed(&mut settings).await?;
+    let result = async {
+        let url = settings.database_url.as_ref().context("no database URL")?;
+        let pool = storage::pool(storage::connect_options(url)?, &settings.database);
+        storage::migrate(&pool, Duration::from_secs(30)).await?;
+        pool.close().await;
+        tracing::info!("migrations applied");
+        Ok(())
+    }
+    .await;
+    stop_embedded(embedded).await;
+    result
+}
+
+async fn healthcheck(settings: Settings) -> anyhow::Result<()> {
+    let host = if settings.host.is_unspecified() {
+        "127.0.0.1".parse()?
+    } else {
+        settings.host
+    };
+    let url = format!(
+        "http://{}/readyz",
+        std::net::SocketAddr::new(host, settings.port)
+    );
+    let res = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "GET {url} answered {}",
+        res.status()
+    );
+    Ok(())
+}

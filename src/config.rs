@@ -1,0 +1,278 @@
+//! The one typed settings tree.
+//!
+//! Layers, later ones winning: built-in defaults, an optional TOML file
+//! (`--config`), `GATEWAY_*` environment variables (`__` separates nested
+//! keys, e.g. `GATEWAY_DATABASE__MAX_CONNECTIONS`) and `DATABASE_URL`.
+//! Everything is validated once at start; a bad value is reported as one line
+//! that names the setting the way the user wrote it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable the gateway reads (besides `DATABASE_URL`).
+pub const ENV_PREFIX: &str = "GATEWAY_";
+
+/// All settings of the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// TCP port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Where the embedded PostgreSQL cluster and generated key files live.
+    pub data_dir: PathBuf,
+    /// An existing PostgreSQL server. When unset, `serve` runs an embedded cluster.
+    pub database_url: Option<SecretString>,
+    /// Connection pool settings.
+    pub database: DatabaseSettings,
+    /// Embedded PostgreSQL settings.
+    pub embedded: EmbeddedSettings,
+    /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
+    pub log_format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `uipath_gateway=debug,info`.
+    pub log_level: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a graceful shutdown waits for requests in flight, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads; 0 means one per core.
+    pub http_workers: usize,
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a free connection before answering 503, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+/// Embedded PostgreSQL settings, used only when no `database_url` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// Directory holding `initdb`, `pg_ctl` and `postgres`. Searched on PATH and in
+    /// `/usr/lib/postgresql/*/bin` when unset.
+    pub pg_bin: Option<PathBuf>,
+    /// The unprivileged user the cluster runs as when the gateway runs as root.
+    pub run_as: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, text otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// A setting that could not be loaded or is invalid. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting as the user spells it (`GATEWAY_PORT`, or `port` in the file).
+    pub setting: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // The defaults live in one place: the serialized layer below.
+        Figment::from(Serialized::defaults(defaults()))
+            .extract()
+            .expect("built-in defaults are valid")
+    }
+}
+
+fn defaults() -> serde_json::Value {
+    serde_json::json!({
+        "host": "127.0.0.1",
+        "port": 8080,
+        "data_dir": "./.uipath-gateway",
+        "database_url": null,
+        "database": DatabaseSettings {
+            max_connections: 20,
+            min_connections: 1,
+            acquire_timeout_ms: 3_000,
+        },
+        "embedded": EmbeddedSettings { pg_bin: None, run_as: "postgres".into() },
+        "log_format": LogFormat::Auto,
+        "log_level": "info,sqlx=warn",
+        "body_limit_bytes": 1024 * 1024,
+        "shutdown_timeout_secs": 30,
+        "http_workers": 0,
+    })
+}
+
+impl Settings {
+    /// Loads defaults, then the optional TOML file, then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    setting: "--config".into(),
+                    problem: format!("{} is not a readable file", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let settings: Settings = figment.extract().map_err(from_figment)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting: &str, problem: &str| {
+            Err(ConfigError {
+                setting: env_name(&[setting]),
+                problem: problem.into(),
+            })
+        };
+        if self.body_limit_bytes == 0 {
+            return bad("body_limit_bytes", "must be greater than 0");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be greater than 0");
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return bad(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            return bad("database.acquire_timeout_ms", "must be greater than 0");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return bad(
+                "log_level",
+                "is not a valid filter (try `info` or `uipath_gateway=debug`)",
+            );
+        }
+        if self.embedded.run_as.trim().is_empty() {
+            return bad("embedded.run_as", "must name a user");
+        }
+        Ok(())
+    }
+
+    /// The pool's acquire timeout.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database.acquire_timeout_ms)
+    }
+}
+
+/// `["database", "max_connections"]` -> `GATEWAY_DATABASE__MAX_CONNECTIONS`.
+pub fn env_name<S: AsRef<str>>(path: &[S]) -> String {
+    let joined: Vec<String> = path
+        .iter()
+        .flat_map(|p| {
+            p.as_ref()
+                .split('.')
+                .map(str::to_ascii_uppercase)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if joined == ["DATABASE_URL"] {
+        return "DATABASE_URL".into();
+    }
+    format!("{ENV_PREFIX}{}", joined.join("__"))
+}
+
+fn from_figment(err: figment::Error) -> ConfigError {
+    // Report the first problem only: one line, as promised.
+    let err = err
+        .into_iter()
+        .next()
+        .expect("a figment error has at least one entry");
+    let from_env = err
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment variable"));
+    let setting = if err.path.is_empty() {
+        "settings".to_string()
+    } else if from_env {
+        env_name(&err.path)
+    } else {
+        let source = err
+            .metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref())
+            .map(|s| format!(" in {s}"))
+            .unwrap_or_default();
+        format!(
+            "`{}`{source} (env {})",
+            err.path.join("."),
+            env_name(&err.path)
+        )
+    };
+    let problem = match &err.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let mut path = err.path.clone();
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            return ConfigError {
+                setting: if from_env {
+                    env_name(&path)
+                } else {
+                    path.join(".")
+                },
+                problem: "is not a known setting".into(),
+            };
+        }
+        kind => kind.to_string(),
+    };
+    ConfigError { setting, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_follow_the_double_underscore_convention() {
+        assert_eq!(env_name(&["port"]), "GATEWAY_PORT");
+        assert_eq!(
+            env_name(&["database", "max_connections"]),
+            "GATEWAY_DATABASE__MAX_CONNECTIONS"
+        );
+        assert_eq!(env_name(&["database_url"]), "DATABASE_URL");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.body_limit_bytes, 1024 * 1024);
+    }
+}

@@ -1,0 +1,215 @@
+//! One error type for the HTTP API, rendered as RFC 9457 `application/problem+json`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document. `code` is stable and meant for programs;
+/// `title` and `detail` are for people.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:uipath-gateway:problem:not_found",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "No route matches GET /nope.",
+    "code": "not_found"
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:uipath-gateway:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The HTTP reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request, and how to fix it where we know.
+    pub detail: String,
+    /// A stable, machine-readable error code.
+    pub code: String,
+    /// For `not_ready`: each readiness check and its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub checks: Option<serde_json::Value>,
+}
+
+/// Every error the HTTP API can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON, bad query, bad path parameter).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// 404: no such route or object.
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// 405: the route exists but not for this method.
+    #[error("{method} is not allowed on {path}; use {}", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<String>,
+    },
+    /// 413: the body is larger than `GATEWAY_BODY_LIMIT_BYTES`.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415: the body's Content-Type is not accepted here.
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    /// 503: a dependency is down; try again after `retry_after` seconds.
+    #[error("{detail}")]
+    Unavailable {
+        code: &'static str,
+        detail: String,
+        retry_after: u64,
+        checks: Option<serde_json::Value>,
+    },
+    /// 503: the database cannot be reached. The request was not carried out.
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    /// Any other status produced outside our handlers (by actix itself).
+    #[error("{}", status.canonical_reason().unwrap_or("the request failed"))]
+    Status {
+        status: StatusCode,
+        code: &'static str,
+    },
+    /// 500: a bug or an unexpected failure; details are logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => ApiError::DatabaseUnavailable(err),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::Internal(err)
+    }
+}
+
+impl ApiError {
+    /// A 404 for an object that does not exist.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// A 400 with a stable code.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Unavailable { code, .. }
+            | ApiError::Status { code, .. } => code,
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::DatabaseUnavailable(_) => {
+                "The database cannot be reached; nothing was changed. Retry later.".to_string()
+            }
+            ApiError::Internal(_) => {
+                "An unexpected error occurred; it has been logged with this request's X-Request-Id."
+                    .to_string()
+            }
+            other => other.to_string(),
+        };
+        let checks = match self {
+            ApiError::Unavailable { checks, .. } => checks.clone(),
+            _ => None,
+        };
+        Problem {
+            problem_type: format!("urn:uipath-gateway:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            code: self.code().to_string(),
+            checks,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable { .. } | ApiError::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Status { status, .. } => *status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(_) => tracing::error!(error = ?anyhow_chain(self), "request failed"),
+            ApiError::DatabaseUnavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable")
+            }
+            _ => {}
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        match self {
+            ApiError::Unavailable { retry_after, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::DatabaseUnavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                res.insert_header((header::ALLOW, allowed.join(", ")));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_vec(&self.problem()).expect("a problem always serializes"))
+    }
+}
+
+/// Formats an error with its whole `source()` chain, for logs.
+fn anyhow_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(src) = cur {
+        out.push_str(": ");
+        out.push_str(&src.to_string());
+        cur = src.source();
+    }
+    out
+}

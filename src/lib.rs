@@ -1,0 +1,9 @@
+pub mod cli;
+pub mod config;
+pub mod embedded_db;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

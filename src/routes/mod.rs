@@ -1,0 +1,83 @@
+//! Every HTTP route. `configure` declares them all; the OpenAPI document is
+//! collected from the same calls, so the two cannot disagree.
+
+pub mod extractors;
+pub mod health;
+
+use actix_web::dev::ResourceDef;
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use utoipa::openapi::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::ApiError;
+
+/// Registers every documented route.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz).service(health::readyz);
+}
+
+/// Every path we serve and its methods, to tell a 405 from a 404.
+pub struct RouteTable(Vec<(ResourceDef, Vec<String>)>);
+
+impl RouteTable {
+    /// Built from the OpenAPI document, plus the Swagger UI routes it does not list.
+    pub fn from_spec(spec: &OpenApi) -> Self {
+        let mut routes: Vec<(ResourceDef, Vec<String>)> = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ];
+                let allowed = methods
+                    .iter()
+                    .filter(|m| m.1)
+                    .map(|m| m.0.to_string())
+                    .collect();
+                (ResourceDef::new(path.as_str()), allowed)
+            })
+            .collect();
+        for path in ["/openapi.json", "/docs", "/docs/{_:.*}"] {
+            routes.push((ResourceDef::new(path), vec!["GET".into()]));
+        }
+        Self(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[String]> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, m)| m.as_slice())
+    }
+}
+
+/// Answers requests that match no route: 405 when the path exists with other methods.
+pub async fn not_found(
+    req: HttpRequest,
+    routes: web::Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
+    let (method, path) = (req.method().to_string(), req.path().to_string());
+    match routes.allowed(&path) {
+        Some(allowed) => Err(ApiError::MethodNotAllowed {
+            method,
+            path,
+            allowed: allowed.to_vec(),
+        }),
+        None => Err(ApiError::not_found(
+            "not_found",
+            format!("No route matches {method} {path}."),
+        )),
+    }
+}
+
+/// `/docs` -> `/docs/`, where the Swagger UI lives.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}

@@ -1,0 +1,106 @@
+//! Builds the HTTP application from settings.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::telemetry::{GatewayRootSpan, request_id};
+use crate::{openapi, routes, storage};
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The database pool.
+    pub pool: PgPool,
+    /// The settings the gateway started with.
+    pub settings: Arc<Settings>,
+}
+
+/// A bound, not yet running, gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations and binds the listener.
+    /// `settings.database_url` must be set (the embedded cluster fills it in).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let url = settings
+            .database_url
+            .clone()
+            .context("no database URL: set DATABASE_URL or use the embedded PostgreSQL")?;
+        let pool = storage::pool(storage::connect_options(&url)?, &settings.database);
+        storage::migrate(&pool, Duration::from_secs(30)).await?;
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, pool.clone(), settings)?;
+        Ok(Self { port, server, pool })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pool, shared with background work.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped through its handle.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, pool: PgPool, settings: Settings) -> anyhow::Result<Server> {
+    let spec = openapi::spec();
+    let route_table = web::Data::new(routes::RouteTable::from_spec(&spec));
+    let body_limit = settings.body_limit_bytes;
+    let workers = match settings.http_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let shutdown_timeout = settings.shutdown_timeout_secs;
+    let state = web::Data::new(AppState {
+        pool,
+        settings: Arc::new(settings),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::<GatewayRootSpan>::new())
+            .wrap(from_fn(request_id))
+            .app_data(state.clone())
+            .app_data(route_table.clone())
+            .configure(|cfg| routes::extractors::configure(cfg, body_limit))
+            .into_utoipa_app()
+            .configure(routes::configure)
+            .into_app()
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
+            .route("/docs", web::get().to(routes::docs_redirect))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown_timeout)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -57,7 +57,7 @@ impl PgBinaries {
             })
             .filter(|(_, dir)| has_all(dir))
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         match versions.into_iter().next() {
             Some((_, dir)) => Ok(Self { dir }),
             None => Err(anyhow::anyhow!(HOW_TO_INSTALL)),

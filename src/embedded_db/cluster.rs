@@ -130,10 +130,7 @@ impl Cluster {
         let mut lines = pid_file.lines();
         let pid: i32 = lines.next()?.trim().parse().ok()?;
         let port: u16 = lines.nth(2)?.trim().parse().ok()?;
-        let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(()) | Err(nix::errno::Errno::EPERM) => true,
-            Err(_) => false,
-        };
+        let alive = process_alive(pid);
         // The pid may have been reused by another program after a crash.
         let is_postgres = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|c| String::from_utf8_lossy(&c).contains("postgres"))
@@ -231,6 +228,20 @@ fn check(what: &str, out: Output) -> anyhow::Result<()> {
         stderr.trim(),
         stdout.trim()
     )
+}
+
+/// True if `pid` runs. A zombie (exited, not yet reaped, as happens under a PID 1
+/// that does not reap) counts as gone.
+pub fn process_alive(pid: i32) -> bool {
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false);
+    exists && !zombie
 }
 
 /// Picks a free TCP port on 127.0.0.1.

@@ -20,7 +20,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 pub use binaries::{HOW_TO_INSTALL, PgBinaries};
-pub use cluster::{Cluster, free_port};
+pub use cluster::{Cluster, free_port, process_alive};
 
 use crate::config::EmbeddedSettings;
 

@@ -1,0 +1,80 @@
+use crate::helpers::binary;
+
+async fn run_with(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let mut cmd = binary();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // A bad setting must stop the process at once; a server that starts is a failure.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.args(args).output())
+        .await
+        .expect("the gateway exited within 30 s")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_port_exits_2_naming_the_variable() {
+    let (code, stderr) = run_with(&[("GATEWAY_PORT", "abc")], &[]).await;
+    assert_eq!(code, 2);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("GATEWAY_PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn nested_and_unknown_settings_are_named() {
+    let (code, stderr) = run_with(&[("GATEWAY_DATABASE__MAX_CONNECTIONS", "0")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("GATEWAY_DATABASE__MAX_CONNECTIONS"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run_with(&[("GATEWAY_PROT", "1")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("GATEWAY_PROT") && stderr.contains("not a known setting"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_value_in_the_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, "port = 8080\nshutdown_timeout_secs = \"soon\"\n").unwrap();
+    let (code, stderr) = run_with(&[], &["--config", file.to_str().unwrap()]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("shutdown_timeout_secs") && stderr.contains("gateway.toml"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn missing_postgres_binaries_explain_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_with(
+        &[
+            ("GATEWAY_EMBEDDED__PG_BIN", "/nonexistent"),
+            ("GATEWAY_DATA_DIR", dir.path().to_str().unwrap()),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("GATEWAY_EMBEDDED__PG_BIN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn openapi_command_prints_the_spec() {
+    let out = binary().arg("openapi").output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        uipath_gateway::openapi::spec_json()
+    );
+}

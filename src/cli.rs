@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::embedded_db::EmbeddedPostgres;
+use crate::simulator::{Scenario, Simulator};
 use crate::startup::Application;
 use crate::{openapi, storage, telemetry};
 
@@ -36,6 +37,18 @@ pub enum Command {
     Openapi,
     /// Exit 0 if the gateway on this host answers /readyz with 200 (for container health checks).
     Healthcheck,
+    /// Run the Orchestrator simulator on its own, for building integrations offline.
+    Simulator {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// A TOML or JSON scenario; the built-in demo tenant when omitted.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
 }
 
 /// Runs the command line and returns the process exit code:
@@ -75,6 +88,11 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Healthcheck => healthcheck(settings).await,
+            Command::Simulator {
+                port,
+                host,
+                scenario,
+            } => simulator(&host, port, scenario).await,
             Command::Openapi => unreachable!("handled above"),
         }
     });
@@ -179,6 +197,24 @@ async fn migrate(mut settings: Settings) -> anyhow::Result<()> {
     .await;
     stop_embedded(embedded).await;
     result
+}
+
+async fn simulator(host: &str, port: u16, scenario: Option<PathBuf>) -> anyhow::Result<()> {
+    let scenario = match scenario {
+        Some(path) => Scenario::load(&path)?,
+        None => Scenario::default(),
+    };
+    let sim = Simulator::start(scenario, host, port).await?;
+    let base = format!("http://{host}:{}", sim.port());
+    tracing::info!(
+        port = sim.port(),
+        token_url = %format!("{base}/identity_/connect/token"),
+        orchestrator_url = %format!("{base}/demo-org/DefaultTenant/orchestrator_"),
+        "Orchestrator simulator listening"
+    );
+    shutdown_signal().await;
+    sim.stop().await;
+    Ok(())
 }
 
 async fn healthcheck(settings: Settings) -> anyhow::Result<()> {

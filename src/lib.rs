@@ -1,9 +1,11 @@
+#![recursion_limit = "256"]
 pub mod cli;
 pub mod config;
 pub mod embedded_db;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

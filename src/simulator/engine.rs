@@ -1,0 +1,294 @@
+//! The job state machine and outgoing webhooks.
+//!
+//! Pending -> Running -> Successful | Faulted; Stopping | Terminating -> Stopped.
+//! In automatic mode a ticker moves jobs when their time is up; in manual mode
+//! (`manual_jobs`) only `/__sim/jobs/{id}/advance` moves them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+
+use super::common::Sim;
+use super::scenario::{Outcome, OutputRule};
+use super::state::{Job, SimState, random_token};
+
+/// A job event to send to subscribed webhooks.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `job.created`, `job.started`, ...
+    pub kind: &'static str,
+    /// The job after the change.
+    pub job: Job,
+}
+
+/// True for Successful, Faulted and Stopped.
+pub fn is_terminal(state: &str) -> bool {
+    matches!(state, "Successful" | "Faulted" | "Stopped")
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The job as JobDto (OutputArguments as a JSON string).
+pub fn job_dto(job: &Job, expand_release: Option<&Value>) -> Value {
+    let (error_code, job_error) = if job.state == "Faulted" {
+        (
+            json!("Robot"),
+            json!({
+                "Code": "Robot",
+                "Title": "Job faulted",
+                "Detail": job.info,
+                "Category": "User",
+                "Status": null,
+                "Timestamp": job.end_time.map(ts),
+            }),
+        )
+    } else {
+        (Value::Null, Value::Null)
+    };
+    let mut dto = json!({
+        "Key": job.key,
+        "StartTime": job.start_time.map(ts),
+        "EndTime": job.end_time.map(ts),
+        "State": job.state,
+        "JobPriority": job.job_priority,
+        "SpecificPriorityValue": 45,
+        "Source": "Manual",
+        "SourceType": "Manual",
+        "BatchExecutionKey": job.batch_execution_key,
+        "Info": job.info,
+        "CreationTime": ts(job.creation_time),
+        "StartingScheduleId": null,
+        "ReleaseName": job.release_name,
+        "Type": "Unattended",
+        "InputArguments": job.input_arguments,
+        "InputFile": null,
+        "OutputArguments": job.output_arguments,
+        "OutputFile": null,
+        "HostMachineName": if job.start_time.is_some() { json!("SIM-ROBOT-01") } else { Value::Null },
+        "HasMediaRecorded": false,
+        "HasVideoRecorded": false,
+        "PersistenceId": null,
+        "ResumeVersion": null,
+        "StopStrategy": null,
+        "RuntimeType": job.runtime_type,
+        "RequiresUserInteraction": false,
+        "ReleaseVersionId": job.release_id,
+        "EntryPointPath": null,
+        "OrganizationUnitId": job.folder_id,
+        "OrganizationUnitFullyQualifiedName": job.folder_path,
+        "Reference": job.reference.clone().unwrap_or_default(),
+        "ProcessType": "Process",
+        "ResumeOnSameContext": false,
+        "LocalSystemAccount": "",
+        "OrchestratorUserIdentity": null,
+        "RemoteControlAccess": "None",
+        "StartingTriggerId": null,
+        "MaxExpectedRunningTimeSeconds": null,
+        "ServerlessJobType": null,
+        "ParentJobKey": null,
+        "ResumeTime": null,
+        "LastModificationTime": job.last_modification_time.map(ts),
+        "JobError": job_error,
+        "ErrorCode": error_code,
+        "Id": job.id,
+    });
+    if let Some(release) = expand_release {
+        dto["Release"] = release.clone();
+    }
+    dto
+}
+
+/// Moves a job to its next state. Returns the event, or None if it is terminal.
+pub fn step(state: &mut SimState, id: i64) -> Option<Event> {
+    let now = state.now();
+    let manual = state.scenario.manual_jobs;
+    let job = state.jobs.get(&id)?;
+    let behaviour = state.scenario.behaviour(&job.process_key).clone();
+    let job = state.jobs.get_mut(&id)?;
+    let kind = match job.state.as_str() {
+        "Pending" => {
+            job.state = "Running".into();
+            job.start_time = Some(now);
+            job.next_transition = (!manual)
+                .then(|| now + chrono::Duration::milliseconds(behaviour.running_ms as i64));
+            "job.started"
+        }
+        "Running" => {
+            job.end_time = Some(now);
+            job.next_transition = None;
+            match behaviour.outcome {
+                Outcome::Successful => {
+                    job.state = "Successful".into();
+                    job.info = Some("Job completed".into());
+                    let output = match &behaviour.output {
+                        OutputRule::Echo => {
+                            job.input_arguments.clone().unwrap_or_else(|| "{}".into())
+                        }
+                        OutputRule::Fixed(v) => v.to_string(),
+                    };
+                    job.output_arguments = Some(output);
+                    "job.completed"
+                }
+                Outcome::Faulted => {
+                    job.state = "Faulted".into();
+                    job.info = Some(behaviour.fault_message.clone());
+                    "job.faulted"
+                }
+            }
+        }
+        "Stopping" | "Terminating" => {
+            job.state = "Stopped".into();
+            job.end_time = Some(now);
+            job.next_transition = None;
+            job.info = Some("Job stopped".into());
+            "job.stopped"
+        }
+        _ => return None,
+    };
+    job.last_modification_time = Some(now);
+    Some(Event {
+        kind,
+        job: job.clone(),
+    })
+}
+
+/// Moves every job whose time has come. Returns the events to send.
+pub fn advance_due(state: &mut SimState) -> Vec<Event> {
+    if state.scenario.manual_jobs {
+        return Vec::new();
+    }
+    let now = state.now();
+    let due: Vec<i64> = state
+        .jobs
+        .values()
+        .filter(|j| j.next_transition.is_some_and(|t| t <= now))
+        .map(|j| j.id)
+        .collect();
+    due.into_iter().filter_map(|id| step(state, id)).collect()
+}
+
+/// Runs the ticker until the simulator stops.
+pub async fn run_ticker(sim: Arc<Sim>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let events = advance_due(&mut sim.lock());
+        if !events.is_empty() {
+            deliver(&sim, events);
+        }
+    }
+}
+
+/// The body Orchestrator sends for an event.
+pub fn event_payload(event: &Event, tenant_id: i64) -> Value {
+    let mut job = job_dto(&event.job, None);
+    // Webhooks carry OutputArguments as an object, not a string.
+    job["OutputArguments"] = event
+        .job
+        .output_arguments
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| json!({}));
+    job["Release"] = json!({ "Key": Value::Null, "ProcessKey": event.job.process_key, "Name": event.job.release_name });
+    let mut body = json!({
+        "Type": event.kind,
+        "EventId": random_token("").chars().take(32).collect::<String>(),
+        "Timestamp": ts(Utc::now()),
+        "TenantId": tenant_id,
+        "OrganizationUnitId": event.job.folder_id,
+        "FolderId": event.job.folder_id,
+    });
+    if matches!(event.kind, "job.created" | "job.stopped") {
+        body["Jobs"] = json!([job]);
+    } else {
+        body["Job"] = job;
+    }
+    body
+}
+
+/// Sends events to every subscribed webhook, in the background.
+pub fn deliver(sim: &Arc<Sim>, events: Vec<Event>) {
+    let mut sends = Vec::new();
+    {
+        let mut state = sim.lock();
+        let now = state.now();
+        let hooks: Vec<_> = state
+            .webhooks
+            .values()
+            .filter(|w| w.enabled)
+            .cloned()
+            .collect();
+        for event in &events {
+            for hook in &hooks {
+                let subscribed = hook.subscribe_to_all_events
+                    || hook.events.iter().any(|e| {
+                        e.get("EventType")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| t.eq_ignore_ascii_case(event.kind))
+                    });
+                if !subscribed {
+                    continue;
+                }
+                let broken = state
+                    .webhooks
+                    .get(&hook.id)
+                    .and_then(|w| w.broken_until)
+                    .is_some_and(|t| t > now);
+                let drop = if state.faults.drop_all_webhooks || broken {
+                    true
+                } else if state.faults.drop_webhooks > 0 {
+                    state.faults.drop_webhooks -= 1;
+                    true
+                } else {
+                    false
+                };
+                if drop {
+                    state.counters.webhooks_dropped += 1;
+                    continue;
+                }
+                state.counters.webhooks_sent += 1;
+                let body =
+                    serde_json::to_vec(&event_payload(event, 1)).expect("an event serializes");
+                sends.push((hook.id, hook.url.clone(), hook.secret.clone(), body));
+            }
+        }
+    }
+    for (id, url, secret, body) in sends {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut req = sim
+                .http
+                .post(&url)
+                .header("content-type", "application/json");
+            if let Some(secret) = secret {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                    .expect("any key length");
+                mac.update(&body);
+                let sig =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                req = req.header("X-UiPath-Signature", sig);
+            }
+            let ok = req
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !ok {
+                // No retries: a failure trips the breaker, as in Orchestrator.
+                let mut state = sim.lock();
+                let until = state.now()
+                    + chrono::Duration::seconds(state.scenario.webhook_breaker_seconds as i64);
+                if let Some(w) = state.webhooks.get_mut(&id) {
+                    w.broken_until = Some(until);
+                }
+            }
+        });
+    }
+}

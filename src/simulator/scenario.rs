@@ -1,0 +1,417 @@
+//! What the simulator knows: tenants, folders, releases, credentials and how jobs behave.
+//! Loaded from TOML or JSON; `Scenario::default()` is a ready-made demo tenant.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The whole scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Automation Cloud organisations (logical names) and their tenants.
+    pub organizations: Vec<Organization>,
+    /// The on-premises tenancy names accepted by `/api/Account/Authenticate`.
+    pub onprem_tenants: Vec<String>,
+    /// Folders, shared by every tenant of the simulator.
+    pub folders: Vec<Folder>,
+    /// Releases (processes) in folders.
+    pub releases: Vec<Release>,
+    /// External Applications (client credentials and refresh-token grants).
+    pub external_apps: Vec<ExternalApp>,
+    /// Users who may log in with a password (on-premises).
+    pub users: Vec<User>,
+    /// Personal Access Tokens.
+    pub personal_access_tokens: Vec<PersonalAccessToken>,
+    /// Legacy cloud user keys (`/oauth/token`).
+    pub user_keys: Vec<UserKey>,
+    /// Refresh tokens issued before the simulator started (authorization-code grants).
+    pub refresh_tokens: Vec<RefreshTokenGrant>,
+    /// How jobs of each process key behave; `default_behaviour` for the others.
+    pub behaviours: BTreeMap<String, JobBehaviour>,
+    /// Behaviour of processes without an entry in `behaviours`.
+    pub default_behaviour: JobBehaviour,
+    /// Token lifetimes, in seconds.
+    pub token_lifetimes: TokenLifetimes,
+    /// Filtered `GET /odata/Jobs` calls allowed per tenant per minute.
+    pub jobs_filter_rate_per_minute: u32,
+    /// How long a webhook stays disabled after a failed delivery, in seconds.
+    pub webhook_breaker_seconds: u64,
+    /// When true, jobs move only when stepped through `/__sim/jobs/{id}/advance`.
+    pub manual_jobs: bool,
+    /// When true, job lists leave out Input/OutputArguments (read them by id).
+    pub list_omits_arguments: bool,
+}
+
+/// An organisation and its tenants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    /// Logical name, as in the URL.
+    pub name: String,
+    /// Tenant logical names.
+    pub tenants: Vec<String>,
+}
+
+/// A folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Folder {
+    /// The int64 `Id` (`X-UIPATH-OrganizationUnitId`).
+    pub id: i64,
+    /// The stable GUID (`X-UIPATH-FolderKey`).
+    pub key: String,
+    /// The full path, e.g. `Finance/AP`.
+    pub fully_qualified_name: String,
+}
+
+/// A release: a process deployed to a folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The int64 `Id`.
+    pub id: i64,
+    /// The ReleaseKey GUID.
+    pub key: String,
+    /// The package id.
+    pub process_key: String,
+    /// The package version.
+    pub process_version: String,
+    /// The display name.
+    pub name: String,
+    /// The folder's `Id`.
+    pub folder_id: i64,
+    /// Input argument definitions.
+    #[serde(default)]
+    pub input_arguments: Vec<Argument>,
+    /// Output argument definitions.
+    #[serde(default)]
+    pub output_arguments: Vec<Argument>,
+}
+
+/// One argument definition, as in `Arguments.Input`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argument {
+    /// The argument's name, as in Studio.
+    pub name: String,
+    /// The .NET type name, e.g. `System.String`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Whether a value must be given.
+    #[serde(default)]
+    pub required: bool,
+    /// Whether the workflow has a default value.
+    #[serde(default)]
+    pub has_default: bool,
+}
+
+/// An External Application.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalApp {
+    /// The App ID.
+    pub client_id: String,
+    /// The App Secret; absent for non-confidential apps.
+    pub client_secret: Option<String>,
+    /// Scopes the admin granted.
+    pub scopes: Vec<String>,
+}
+
+/// An on-premises user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The tenancy name the user belongs to.
+    pub tenancy_name: String,
+    /// User name or e-mail.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A Personal Access Token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalAccessToken {
+    /// The token as sent in `Authorization: Bearer`.
+    pub token: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A legacy cloud user key and the account it opens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserKey {
+    /// The User Key (a refresh token that does not rotate).
+    pub key: String,
+    /// The user's e-mail.
+    pub email: String,
+    /// Account (organisation) logical name.
+    pub account_logical_name: String,
+    /// Tenant (service instance) logical name.
+    pub tenant_logical_name: String,
+}
+
+/// A refresh token from an authorization-code grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenGrant {
+    /// The token.
+    pub token: String,
+    /// The External App it belongs to.
+    pub client_id: String,
+    /// The scopes it was granted.
+    pub scopes: Vec<String>,
+}
+
+/// How a process's jobs run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobBehaviour {
+    /// Time in Pending, in milliseconds.
+    pub pending_ms: u64,
+    /// Time in Running, in milliseconds.
+    pub running_ms: u64,
+    /// `Successful` or `Faulted`.
+    pub outcome: Outcome,
+    /// Output arguments on success: `echo` returns the inputs, otherwise a fixed object.
+    pub output: OutputRule,
+    /// The exception text of a faulted job.
+    pub fault_message: String,
+}
+
+/// How a job ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Ends in `Successful`.
+    Successful,
+    /// Ends in `Faulted`.
+    Faulted,
+}
+
+/// The output arguments of a successful job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRule {
+    /// The input arguments, returned as they came.
+    Echo,
+    /// A fixed object.
+    Fixed(serde_json::Value),
+}
+
+/// Token lifetimes in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenLifetimes {
+    /// Client credentials and refresh-token grants (Identity Server): 3600.
+    pub oauth: u64,
+    /// `/api/Account/Authenticate`: 1800.
+    pub password: u64,
+    /// Legacy `/oauth/token`: 86400.
+    pub user_key: u64,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        Self {
+            oauth: 3600,
+            password: 1800,
+            user_key: 86_400,
+        }
+    }
+}
+
+impl Default for JobBehaviour {
+    fn default() -> Self {
+        Self {
+            pending_ms: 200,
+            running_ms: 800,
+            outcome: Outcome::Successful,
+            output: OutputRule::Echo,
+            fault_message: "The simulated workflow threw an exception.".into(),
+        }
+    }
+}
+
+fn arg(name: &str, type_name: &str, required: bool) -> Argument {
+    Argument {
+        name: name.into(),
+        type_name: type_name.into(),
+        required,
+        has_default: !required,
+    }
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        let release = |id, key: &str, process_key: &str, folder_id, input, output| Release {
+            id,
+            key: key.into(),
+            process_key: process_key.into(),
+            process_version: "1.0.3".into(),
+            name: process_key.into(),
+            folder_id,
+            input_arguments: input,
+            output_arguments: output,
+        };
+        let mut behaviours = BTreeMap::new();
+        behaviours.insert(
+            "FailingJob".to_string(),
+            JobBehaviour {
+                outcome: Outcome::Faulted,
+                ..JobBehaviour::default()
+            },
+        );
+        Scenario {
+            organizations: vec![Organization {
+                name: "demo-org".into(),
+                tenants: vec!["DefaultTenant".into()],
+            }],
+            onprem_tenants: vec!["Default".into()],
+            folders: vec![
+                Folder {
+                    id: 1,
+                    key: "6b3a8bde-0a5e-4a55-9d6c-2b0e6a6e4a01".into(),
+                    fully_qualified_name: "Shared".into(),
+                },
+                Folder {
+                    id: 2,
+                    key: "6b3a8bde-0a5e-4a55-9d6c-2b0e6a6e4a02".into(),
+                    fully_qualified_name: "Finance".into(),
+                },
+                Folder {
+                    id: 3,
+                    key: "6b3a8bde-0a5e-4a55-9d6c-2b0e6a6e4a03".into(),
+                    fully_qualified_name: "Finance/AP".into(),
+                },
+                Folder {
+                    id: 4,
+                    key: "6b3a8bde-0a5e-4a55-9d6c-2b0e6a6e4a04".into(),
+                    fully_qualified_name: "Übersee/Zürich".into(),
+                },
+            ],
+            releases: vec![
+                release(
+                    101,
+                    "b27c7363-459c-4520-bae5-660d4a1d3813",
+                    "InvoiceBot",
+                    3,
+                    vec![
+                        arg("in_Vendor", "System.String", true),
+                        arg("in_Amount", "System.Decimal", true),
+                        arg("in_DueDate", "System.DateTime", false),
+                        arg("in_Urgent", "System.Boolean", false),
+                    ],
+                    vec![arg("out_InvoiceId", "System.String", false)],
+                ),
+                release(
+                    102,
+                    "0f7a4e55-9b1c-4c1a-8e8e-0d1c7c3a0102",
+                    "OrderSync",
+                    1,
+                    vec![
+                        arg("in_OrderIds", "System.Int64[]", true),
+                        arg(
+                            "in_Options",
+                            "System.Collections.Generic.Dictionary`2[System.String,System.Object]",
+                            false,
+                        ),
+                    ],
+                    vec![],
+                ),
+                release(
+                    103,
+                    "5a1e3d9c-7d4b-4d8a-9a2c-1f0e9b8c0103",
+                    "FailingJob",
+                    1,
+                    vec![],
+                    vec![],
+                ),
+                release(
+                    104,
+                    "c4d2b1a0-3e5f-4a6b-8c7d-9e0f1a2b0104",
+                    "Reisekosten",
+                    4,
+                    vec![arg("in_Name", "System.String", true)],
+                    vec![],
+                ),
+            ],
+            external_apps: vec![ExternalApp {
+                client_id: "sim-app".into(),
+                client_secret: Some("sim-app-secret".into()),
+                scopes: [
+                    "OR.Folders.Read",
+                    "OR.Execution.Read",
+                    "OR.Jobs",
+                    "OR.Webhooks",
+                ]
+                .map(String::from)
+                .to_vec(),
+            }],
+            users: vec![User {
+                tenancy_name: "Default".into(),
+                username: "admin".into(),
+                password: "sim-password".into(),
+            }],
+            personal_access_tokens: vec![PersonalAccessToken {
+                token: format!("rt_{}-1", "5e".repeat(32)),
+                scopes: ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"]
+                    .map(String::from)
+                    .to_vec(),
+                expires_at: "2099-12-31T00:00:00Z".parse().expect("a valid date"),
+            }],
+            user_keys: vec![UserKey {
+                key: "sim-user-key".into(),
+                email: "robot@example.com".into(),
+                account_logical_name: "demo-org".into(),
+                tenant_logical_name: "DefaultTenant".into(),
+            }],
+            refresh_tokens: vec![RefreshTokenGrant {
+                token: "sim-refresh-token-0".into(),
+                client_id: "sim-app".into(),
+                scopes: [
+                    "OR.Folders.Read",
+                    "OR.Execution.Read",
+                    "OR.Jobs",
+                    "offline_access",
+                ]
+                .map(String::from)
+                .to_vec(),
+            }],
+            behaviours,
+            default_behaviour: JobBehaviour::default(),
+            token_lifetimes: TokenLifetimes::default(),
+            jobs_filter_rate_per_minute: 100,
+            webhook_breaker_seconds: 3600,
+            manual_jobs: false,
+            list_omits_arguments: false,
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads a scenario from a `.toml` or `.json` file. Missing sections take the defaults.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        } else {
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        }
+    }
+
+    /// The behaviour of jobs of `process_key`.
+    pub fn behaviour(&self, process_key: &str) -> &JobBehaviour {
+        self.behaviours
+            .get(process_key)
+            .unwrap_or(&self.default_behaviour)
+    }
+}

@@ -257,6 +257,14 @@ fn find_path<'a>(folders: &'a [Folder], path: &str) -> Option<&'a Folder> {
     folders.iter().find(|f| f.fully_qualified_name == path)
 }
 
+/// The `{id}` of `Jobs({id})` or `Webhooks({id})`, whatever prefix the path has.
+pub fn path_id(req: &HttpRequest) -> Result<i64, HttpResponse> {
+    req.match_info()
+        .get("id")
+        .and_then(|s| s.trim_end_matches('L').parse().ok())
+        .ok_or_else(|| or_error(400, 1000, "The key in the URL is not a valid Int64."))
+}
+
 /// Parses a JSON body with case-insensitive top-level keys (as Orchestrator binds them).
 pub fn json_body(body: &Bytes) -> Result<BTreeMap<String, Value>, HttpResponse> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {

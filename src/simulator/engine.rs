@@ -37,17 +37,7 @@ fn ts(t: DateTime<Utc>) -> String {
 /// The job as JobDto (OutputArguments as a JSON string).
 pub fn job_dto(job: &Job, expand_release: Option<&Value>) -> Value {
     let (error_code, job_error) = if job.state == "Faulted" {
-        (
-            json!("Robot"),
-            json!({
-                "Code": "Robot",
-                "Title": "Job faulted",
-                "Detail": job.info,
-                "Category": "User",
-                "Status": null,
-                "Timestamp": job.end_time.map(ts),
-            }),
-        )
+        (json!("Robot"), job_error(job))
     } else {
         (Value::Null, Value::Null)
     };
@@ -186,29 +176,95 @@ pub async fn run_ticker(sim: Arc<Sim>) {
     }
 }
 
-/// The body Orchestrator sends for an event.
-pub fn event_payload(event: &Event, tenant_id: i64) -> Value {
-    let mut job = job_dto(&event.job, None);
-    // Webhooks carry OutputArguments as an object, not a string.
-    job["OutputArguments"] = event
-        .job
-        .output_arguments
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| json!({}));
-    job["Release"] = json!({ "Key": Value::Null, "ProcessKey": event.job.process_key, "Name": event.job.release_name });
+fn job_error(job: &Job) -> Value {
+    json!({
+        "code": "Robot",
+        "title": "Job faulted",
+        "detail": job.info,
+        "category": "User",
+        "status": null,
+        "timestamp": job.end_time.map(ts),
+    })
+}
+
+fn arguments_object(s: Option<&str>) -> Value {
+    s.and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| json!({}))
+}
+
+/// A job as `WrappedJobDto` (in `job.created`).
+fn wrapped_job(job: &Job, release_key: Option<&str>) -> Value {
+    json!({
+        "Id": job.id,
+        "Key": job.key,
+        "CreationTime": ts(job.creation_time),
+        "StartTime": job.start_time.map(ts),
+        "EndTime": job.end_time.map(ts),
+        "State": job.state,
+        "Source": "Manual",
+        "SourceType": "Manual",
+        "BatchExecutionKey": job.batch_execution_key,
+        "Info": job.info,
+        "ReleaseName": job.release_name,
+        "Type": "Unattended",
+        "HostMachineName": job.start_time.map(|_| "SIM-ROBOT-01"),
+        "Release": {
+            "Id": job.release_id,
+            "Key": release_key,
+            "ProcessKey": job.process_key,
+            "Name": job.release_name,
+            "IsLatestVersion": true,
+        },
+        "InputArguments": arguments_object(job.input_arguments.as_deref()),
+        "OutputArguments": arguments_object(job.output_arguments.as_deref()),
+        "RuntimeType": job.runtime_type,
+        "ProcessType": "Process",
+        "SpecificPriorityValue": 45,
+    })
+}
+
+/// A job as `SimpleJobEventDto` (every other job event).
+fn simple_job(job: &Job, release_key: Option<&str>) -> Value {
+    let faulted = job.state == "Faulted";
+    json!({
+        "Id": job.id,
+        "Key": job.key,
+        "Type": "Unattended",
+        "State": job.state,
+        "StartTime": job.start_time.map(ts),
+        "EndTime": job.end_time.map(ts),
+        "CreationTime": ts(job.creation_time),
+        "Info": job.info,
+        "SpecificPriorityValue": 45,
+        "ErrorCode": if faulted { json!("Robot") } else { Value::Null },
+        "Error": if faulted { job_error(job) } else { Value::Null },
+        "RuntimeType": job.runtime_type,
+        "SourceType": "Manual",
+        // An object here, where JobDto has a string.
+        "OutputArguments": arguments_object(job.output_arguments.as_deref()),
+        "Robot": job.start_time.map(|_| json!({"Id": 4778, "Name": "sim-robot", "Type": "Unattended", "MachineName": "SIM-ROBOT-01"})),
+        "Release": {"Id": job.release_id, "Key": release_key, "ProcessKey": job.process_key, "Name": job.release_name, "ProcessType": "Process"},
+        "EntryPointPath": null,
+    })
+}
+
+/// The body Orchestrator sends for an event (`JobsCreatedEventDto`, `JobStartedEventDto`, ...).
+pub fn event_payload(event: &Event, tenant_id: i64, release_key: Option<&str>) -> Value {
     let mut body = json!({
         "Type": event.kind,
         "EventId": random_token("").chars().take(32).collect::<String>(),
         "Timestamp": ts(Utc::now()),
         "TenantId": tenant_id,
         "OrganizationUnitId": event.job.folder_id,
-        "FolderId": event.job.folder_id,
     });
-    if matches!(event.kind, "job.created" | "job.stopped") {
-        body["Jobs"] = json!([job]);
-    } else {
-        body["Job"] = job;
+    match event.kind {
+        "job.created" => {
+            body["StartInfo"] = json!({"ReleaseKey": release_key, "Strategy": "ModernJobsCount", "JobsCount": 1, "Source": "Manual"});
+            body["Jobs"] = json!([wrapped_job(&event.job, release_key)]);
+        }
+        // JobsStoppedEventDto: an array, but of the simple shape.
+        "job.stopped" => body["Jobs"] = json!([simple_job(&event.job, release_key)]),
+        _ => body["Job"] = simple_job(&event.job, release_key),
     }
     body
 }
@@ -254,8 +310,14 @@ pub fn deliver(sim: &Arc<Sim>, events: Vec<Event>) {
                     continue;
                 }
                 state.counters.webhooks_sent += 1;
-                let body =
-                    serde_json::to_vec(&event_payload(event, 1)).expect("an event serializes");
+                let release_key = state
+                    .scenario
+                    .releases
+                    .iter()
+                    .find(|r| r.id == event.job.release_id)
+                    .map(|r| r.key.clone());
+                let payload = event_payload(event, 1, release_key.as_deref());
+                let body = serde_json::to_vec(&payload).expect("an event serializes");
                 sends.push((hook.id, hook.url.clone(), hook.secret.clone(), body));
             }
         }

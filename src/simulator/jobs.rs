@@ -4,7 +4,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
-use super::common::{Sim, authorize, folder, json_body, or_error, tenant};
+use super::common::{Sim, authorize, folder, json_body, or_error, path_id, tenant};
 use super::engine::{self, Event, is_terminal, job_dto};
 use super::odata::{page_response, query, release_dto, try_res};
 use super::state::Job;
@@ -208,16 +208,13 @@ pub async fn list_jobs(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
 }
 
 /// `GET /odata/Jobs({id})`.
-pub async fn get_job(req: HttpRequest, path: web::Path<i64>, sim: web::Data<Sim>) -> HttpResponse {
+pub async fn get_job(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
+    let id = try_res!(path_id(&req));
     let state = sim.lock();
     let t = try_res!(tenant(&state, &req));
     try_res!(authorize(&state, &req, &t, "OR.Jobs", false));
     let f = try_res!(folder(&state, &req));
-    match state
-        .jobs
-        .get(&path.into_inner())
-        .filter(|j| j.folder_id == f.id)
-    {
+    match state.jobs.get(&id).filter(|j| j.folder_id == f.id) {
         Some(job) => {
             let info = req.connection_info();
             let mut dto = job_dto(job, None);
@@ -297,16 +294,12 @@ pub async fn stop_jobs(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> Ht
 }
 
 /// `POST /odata/Jobs({id})/UiPath.Server.Configuration.OData.StopJob`.
-pub async fn stop_job(
-    req: HttpRequest,
-    path: web::Path<i64>,
-    body: Bytes,
-    sim: web::Data<Sim>,
-) -> HttpResponse {
+pub async fn stop_job(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> HttpResponse {
+    let id = try_res!(path_id(&req));
     let fields = try_res!(json_body(&body));
     let strategy = fields
         .get("strategy")
         .and_then(Value::as_str)
         .map(str::to_string);
-    stop(&sim, &req, vec![path.into_inner()], strategy)
+    stop(&sim, &req, vec![id], strategy)
 }

@@ -4,7 +4,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
-use super::common::{Sim, Tenant, authorize, folder, json_body, or_error, tenant};
+use super::common::{Sim, Tenant, authorize, folder, json_body, or_error, path_id, tenant};
 use super::odata_query::Query;
 use super::scenario::{Folder, Release};
 use super::state::{SimState, Webhook};
@@ -224,13 +224,8 @@ pub async fn create_webhook(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) 
 }
 
 /// `GET`, `PUT` and `DELETE /odata/Webhooks({id})`.
-pub async fn one_webhook(
-    req: HttpRequest,
-    path: web::Path<i64>,
-    body: Bytes,
-    sim: web::Data<Sim>,
-) -> HttpResponse {
-    let id = path.into_inner();
+pub async fn one_webhook(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> HttpResponse {
+    let id = try_res!(path_id(&req));
     let mut state = sim.lock();
     let t = try_res!(tenant(&state, &req));
     let write = req.method() != actix_web::http::Method::GET;

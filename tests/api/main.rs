@@ -4,4 +4,8 @@ mod health;
 mod helpers;
 mod openapi;
 mod settings;
+mod sim_auth;
+mod sim_conformance;
+mod sim_helpers;
+mod sim_jobs;
 mod test_db;

@@ -5,6 +5,7 @@ mod helpers;
 mod openapi;
 mod settings;
 mod sim_auth;
+mod sim_cli;
 mod sim_conformance;
 mod sim_helpers;
 mod sim_jobs;

@@ -187,8 +187,10 @@ pub async fn list_jobs(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
                 .find(|r| r.id == j.release_id)
                 .map(|r| release_dto(r, &state));
             let mut dto = job_dto(j, None);
-            // Filters on Release/... work whether or not it is expanded.
+            // Filters on Release/... (and the ProcessKey shorthand) work whether or not
+            // Release is expanded; both are removed from the page below.
             dto["Release"] = release.clone().unwrap_or(Value::Null);
+            dto["ProcessKey"] = json!(j.process_key);
             if omit {
                 dto["InputArguments"] = Value::Null;
                 dto["OutputArguments"] = Value::Null;
@@ -197,9 +199,10 @@ pub async fn list_jobs(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
         })
         .collect();
     let (mut page, count) = q.apply(items);
-    if !expand {
-        for item in &mut page {
-            if let Some(o) = item.as_object_mut() {
+    for item in &mut page {
+        if let Some(o) = item.as_object_mut() {
+            o.remove("ProcessKey");
+            if !expand {
                 o.remove("Release");
             }
         }

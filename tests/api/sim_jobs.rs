@@ -495,3 +495,42 @@ async fn faults_fail_calls_and_create_then_502_still_creates_the_job() {
     assert_eq!(statuses, [503, 503, 502, 201]);
     assert_eq!(calls[3]["body"]["startInfo"]["Reference"], "ok");
 }
+
+#[tokio::test]
+async fn hanging_and_slow_calls_are_injected_and_then_cleared() {
+    let sim = spawn_sim(|_| {}).await;
+    let token = sim.token().await;
+    let faults = json!({"hang": {"hang_ms": 5000, "path_contains": "StartJobs", "remaining": 1}});
+    sim.control(Method::PUT, "/faults", Some(faults)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = sim.cloud("/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs");
+    let body = json!({"startInfo": {"ReleaseKey": INVOICE_KEY}});
+    let res = quick
+        .post(&url)
+        .bearer_auth(&token)
+        .header("X-UIPATH-FolderPath", "Finance/AP")
+        .json(&body)
+        .send()
+        .await;
+    assert!(res.is_err_and(|e| e.is_timeout()), "the call hangs");
+
+    sim.control(Method::PUT, "/faults", Some(json!({"latency_ms": 150})))
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        sim.get(&sim.cloud("/odata/Folders"), &token, None)
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(150),
+        "latency is added"
+    );
+
+    sim.control(Method::DELETE, "/faults", None).await;
+    assert_eq!(sim.start_invoice(&token, "after").await.status(), 201);
+}

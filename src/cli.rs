@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use secrecy::ExposeSecret;
+
 use crate::config::Settings;
+use crate::crypto::KeyRing;
 use crate::embedded_db::EmbeddedPostgres;
 use crate::simulator::{Scenario, Simulator};
 use crate::startup::Application;
@@ -37,6 +40,9 @@ pub enum Command {
     Openapi,
     /// Exit 0 if the gateway on this host answers /readyz with 200 (for container health checks).
     Healthcheck,
+    /// Manage the encryption keys of stored secrets.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run the Orchestrator simulator on its own, for building integrations offline.
     Simulator {
         /// Port to listen on.
@@ -51,16 +57,39 @@ pub enum Command {
     },
 }
 
+/// `keys` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new key-ring entry (`id:base64`) to put first in GATEWAY_ENCRYPTION_KEYS.
+    Generate {
+        /// The key's id.
+        #[arg(long, default_value_t = format!("k{}", chrono::Utc::now().format("%Y%m%d")))]
+        id: String,
+    },
+}
+
 /// Runs the command line and returns the process exit code:
 /// 0 on success, 1 on failure, 2 for bad usage or settings.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Openapi = command {
-        return match std::io::stdout().write_all(openapi::spec_json().as_bytes()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        };
+    let print = |text: &str| match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    };
+    match &command {
+        Command::Openapi => return print(&openapi::spec_json()),
+        Command::Keys(KeysCommand::Generate { id }) => {
+            let spec = KeyRing::generate_spec(id);
+            return match KeyRing::parse(&spec) {
+                Ok(_) => print(&format!("{}\n", spec.expose_secret())),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "uipath-gateway: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -93,7 +122,7 @@ pub fn main() -> ExitCode {
                 host,
                 scenario,
             } => simulator(&host, port, scenario).await,
-            Command::Openapi => unreachable!("handled above"),
+            Command::Openapi | Command::Keys(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -1,6 +1,7 @@
 #![recursion_limit = "256"]
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod embedded_db;
 pub mod error;
 pub mod openapi;

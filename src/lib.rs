@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod embedded_db;
 pub mod error;
 pub mod openapi;
+pub mod orchestrator;
 pub mod routes;
 pub mod simulator;
 pub mod startup;

@@ -154,9 +154,11 @@ impl Simulator {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The shared state, for in-process tests.
-    pub fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
-        self.sim.lock()
+    /// Runs `f` on the shared state, for in-process tests. A closure rather than a
+    /// guard, so the lock cannot be held across an `.await` (which would deadlock the
+    /// simulator's handlers).
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> R {
+        f(&mut self.sim.lock())
     }
 
     /// Stops serving.

@@ -3,6 +3,7 @@ mod errors;
 mod health;
 mod helpers;
 mod openapi;
+mod orchestrator_client;
 mod settings;
 mod sim_auth;
 mod sim_cli;

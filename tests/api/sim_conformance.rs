@@ -50,10 +50,10 @@ fn nullable_to_types(v: &mut Value) {
     }
 }
 
-struct Schemas(Value);
+pub struct Schemas(Value);
 
 impl Schemas {
-    fn load() -> Self {
+    pub fn load() -> Self {
         let text = std::fs::read_to_string(SPEC)
             .expect("the shared OpenAPI document is beside the project");
         let spec: Value = serde_json::from_str(&text).unwrap();
@@ -63,7 +63,7 @@ impl Schemas {
     }
 
     #[track_caller]
-    fn check(&self, schema: &str, instance: &Value) {
+    pub fn check(&self, schema: &str, instance: &Value) {
         let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": self.0});
         let validator = jsonschema::draft4::new(&root).expect("the schema compiles");
         let errors: Vec<String> = validator
@@ -201,7 +201,7 @@ async fn webhook_payloads_validate_against_the_event_schemas() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
     let token = sim.token().await;
     let id = start(&sim, &token, &schemas).await;
-    let job = sim.sim.state().jobs.get(&id).cloned().unwrap();
+    let job = sim.sim.with_state(|s| s.jobs.get(&id).cloned()).unwrap();
     use uipath_gateway::simulator::engine::{Event, event_payload, step};
     let created = event_payload(
         &Event {
@@ -212,12 +212,12 @@ async fn webhook_payloads_validate_against_the_event_schemas() {
         Some(crate::sim_helpers::INVOICE_KEY),
     );
     schemas.check("JobsCreatedEventDto", &created);
-    let started = step(&mut sim.sim.state(), id).unwrap();
+    let started = sim.sim.with_state(|s| step(s, id)).unwrap();
     schemas.check(
         "JobStartedEventDto",
         &event_payload(&started, 1, Some(crate::sim_helpers::INVOICE_KEY)),
     );
-    let completed = step(&mut sim.sim.state(), id).unwrap();
+    let completed = sim.sim.with_state(|s| step(s, id)).unwrap();
     schemas.check(
         "JobCompletedEventDto",
         &event_payload(&completed, 1, Some(crate::sim_helpers::INVOICE_KEY)),
@@ -237,8 +237,8 @@ async fn webhook_payloads_validate_against_the_event_schemas() {
         .await
         .unwrap();
     let failing = res["value"][0]["Id"].as_i64().unwrap();
-    step(&mut sim.sim.state(), failing).unwrap();
-    let faulted = step(&mut sim.sim.state(), failing).unwrap();
+    sim.sim.with_state(|s| step(s, failing)).unwrap();
+    let faulted = sim.sim.with_state(|s| step(s, failing)).unwrap();
     schemas.check("JobFaultedEventDto", &event_payload(&faulted, 1, None));
 
     let other = start(&sim, &token, &schemas).await;
@@ -255,7 +255,7 @@ async fn webhook_payloads_validate_against_the_event_schemas() {
         .status(),
         200
     );
-    let stopped = step(&mut sim.sim.state(), other).unwrap();
+    let stopped = sim.sim.with_state(|s| step(s, other)).unwrap();
     assert_eq!(stopped.kind, "job.stopped");
     schemas.check("JobsStoppedEventDto", &event_payload(&stopped, 1, None));
 }

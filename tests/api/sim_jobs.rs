@@ -434,10 +434,7 @@ async fn dropped_webhooks_and_the_breaker_lose_events() {
     for _ in 0..100 {
         if sim
             .sim
-            .state()
-            .webhooks
-            .values()
-            .any(|w| w.broken_until.is_some())
+            .with_state(|s| s.webhooks.values().any(|w| w.broken_until.is_some()))
         {
             break;
         }

@@ -143,6 +143,11 @@ async fn embedded_if_needed(settings: &mut Settings) -> anyhow::Result<Option<Em
     if settings.database_url.is_some() {
         return Ok(None);
     }
+    if settings.encryption_keys.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)?;
+        settings.encryption_keys =
+            Some(crate::crypto::load_or_create_key_file(&settings.data_dir)?);
+    }
     let dir = settings.data_dir.clone();
     let embedded = settings.embedded.clone();
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &embedded))

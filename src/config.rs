@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every environment variable the gateway reads (besides `DATABASE_URL`).
@@ -33,6 +33,13 @@ pub struct Settings {
     pub database_url: Option<SecretString>,
     /// Connection pool settings.
     pub database: DatabaseSettings,
+    /// Keys that seal stored secrets: `id:base64,id:base64`, the first one active.
+    /// Generated into the data directory in embedded mode; required with `database_url`.
+    pub encryption_keys: Option<SecretString>,
+    /// Bearer token for the admin API. Without it the admin API is closed.
+    pub admin_token: Option<SecretString>,
+    /// How the gateway talks to Orchestrator.
+    pub orchestrator: OrchestratorSettings,
     /// Embedded PostgreSQL settings.
     pub embedded: EmbeddedSettings,
     /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
@@ -57,6 +64,20 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// How long a request waits for a free connection before answering 503, in milliseconds.
     pub acquire_timeout_ms: u64,
+}
+
+/// How the gateway talks to Orchestrator.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestratorSettings {
+    /// Timeout of one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Share of a token's lifetime after which it is refreshed (0.5 to 0.95).
+    pub refresh_at: f64,
+    /// How often the background refresher looks for tokens to renew, in seconds.
+    pub refresh_interval_secs: u64,
+    /// Warn when a Personal Access Token expires within this many days.
+    pub pat_warning_days: i64,
 }
 
 /// Embedded PostgreSQL settings, used only when no `database_url` is set.
@@ -120,6 +141,14 @@ fn defaults() -> serde_json::Value {
             acquire_timeout_ms: 3_000,
         },
         "embedded": EmbeddedSettings { pg_bin: None, run_as: "postgres".into() },
+        "encryption_keys": null,
+        "admin_token": null,
+        "orchestrator": OrchestratorSettings {
+            timeout_ms: 30_000,
+            refresh_at: 0.8,
+            refresh_interval_secs: 30,
+            pat_warning_days: 14,
+        },
         "log_format": LogFormat::Auto,
         "log_level": "info,sqlx=warn",
         "body_limit_bytes": 1024 * 1024,
@@ -178,10 +207,46 @@ impl Settings {
                 "is not a valid filter (try `info` or `uipath_gateway=debug`)",
             );
         }
+        if let Some(keys) = &self.encryption_keys
+            && let Err(e) = crate::crypto::KeyRing::parse(keys)
+        {
+            return bad("encryption_keys", &e.to_string());
+        }
+        if self.database_url.is_some() && self.encryption_keys.is_none() {
+            return bad(
+                "encryption_keys",
+                "is required with DATABASE_URL, so stored secrets survive restarts: generate one with `uipath-gateway keys generate`",
+            );
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
+            return bad("admin_token", "must be at least 16 characters");
+        }
+        if !(0.5..=0.95).contains(&self.orchestrator.refresh_at) {
+            return bad("orchestrator.refresh_at", "must be between 0.5 and 0.95");
+        }
+        if self.orchestrator.timeout_ms == 0 || self.orchestrator.refresh_interval_secs == 0 {
+            return bad(
+                "orchestrator.timeout_ms",
+                "timeouts and intervals must be greater than 0",
+            );
+        }
         if self.embedded.run_as.trim().is_empty() {
             return bad("embedded.run_as", "must name a user");
         }
         Ok(())
+    }
+
+    /// The key ring; `encryption_keys` must be set (the embedded start fills it in).
+    pub fn key_ring(&self) -> anyhow::Result<crate::crypto::KeyRing> {
+        let keys = self
+            .encryption_keys
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("GATEWAY_ENCRYPTION_KEYS is not set"))?;
+        crate::crypto::KeyRing::parse(keys)
     }
 
     /// The pool's acquire timeout.

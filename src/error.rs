@@ -31,6 +31,13 @@ pub struct Problem {
     pub detail: String,
     /// A stable, machine-readable error code.
     pub code: String,
+    /// For `validation_failed`: each field and what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+    /// For errors from Orchestrator: its `errorCode` (or OAuth `error`), when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator_error_code: Option<String>,
     /// For `not_ready`: each readiness check and its result.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -43,6 +50,30 @@ pub enum ApiError {
     /// 400: the request is malformed (bad JSON, bad query, bad path parameter).
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
+    /// 401: no credentials, or wrong ones.
+    #[error("{detail}")]
+    Unauthorized { detail: String },
+    /// 403: the credentials do not allow this.
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
+    /// 409: the request conflicts with the current state (a name in use, an object in use).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// 422: the body parsed but its content is invalid; `errors` names each field.
+    #[error("{detail}")]
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: serde_json::Value,
+    },
+    /// 502 or 503: Orchestrator failed or refused; its code and message are passed on.
+    #[error("{detail}")]
+    Upstream {
+        status: u16,
+        detail: String,
+        orchestrator_code: Option<String>,
+        retry_after: Option<u64>,
+    },
     /// 404: no such route or object.
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
@@ -121,10 +152,15 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. }
             | ApiError::NotFound { code, .. }
             | ApiError::Unavailable { code, .. }
             | ApiError::Status { code, .. } => code,
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Upstream { .. } => "orchestrator_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
@@ -149,12 +185,24 @@ impl ApiError {
             ApiError::Unavailable { checks, .. } => checks.clone(),
             _ => None,
         };
+        let errors = match self {
+            ApiError::Unprocessable { errors, .. } => Some(errors.clone()),
+            _ => None,
+        };
+        let orchestrator_error_code = match self {
+            ApiError::Upstream {
+                orchestrator_code, ..
+            } => orchestrator_code.clone(),
+            _ => None,
+        };
         Problem {
             problem_type: format!("urn:uipath-gateway:problem:{}", self.code()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail,
             code: self.code().to_string(),
+            errors,
+            orchestrator_error_code,
             checks,
         }
     }
@@ -165,6 +213,13 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -195,6 +250,15 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { allowed, .. } => {
                 res.insert_header((header::ALLOW, allowed.join(", ")));
+            }
+            ApiError::Unauthorized { .. } => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::Upstream {
+                retry_after: Some(secs),
+                ..
+            } => {
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             _ => {}
         }

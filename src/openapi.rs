@@ -15,10 +15,33 @@ use crate::routes;
             `application/problem+json` documents with a stable `code`.",
         license(name = "MIT"),
     ),
-    tags((name = "operations", description = "Health and readiness")),
-    components(schemas(crate::error::Problem))
+    tags(
+        (name = "operations", description = "Health and readiness"),
+        (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer schemes used by `security(...)` on the handlers.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The value of GATEWAY_ADMIN_TOKEN"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The whole document, exactly as served at `/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {

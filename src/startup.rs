@@ -14,6 +14,9 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
+use crate::crypto::KeyRing;
+use crate::orchestrator::http_client;
+use crate::orchestrator::tokens::TokenManager;
 use crate::telemetry::{GatewayRootSpan, request_id};
 use crate::{openapi, routes, storage};
 
@@ -23,6 +26,12 @@ pub struct AppState {
     pub pool: PgPool,
     /// The settings the gateway started with.
     pub settings: Arc<Settings>,
+    /// Seals and opens stored secrets.
+    pub keys: Arc<KeyRing>,
+    /// The one HTTP client for Orchestrator.
+    pub http: reqwest::Client,
+    /// Tokens of every connection.
+    pub tokens: Arc<TokenManager>,
 }
 
 /// A bound, not yet running, gateway.
@@ -45,7 +54,22 @@ impl Application {
         let listener = TcpListener::bind((settings.host, settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, pool.clone(), settings)?;
+        let keys = Arc::new(settings.key_ring().context("GATEWAY_ENCRYPTION_KEYS")?);
+        let http = http_client(Duration::from_millis(settings.orchestrator.timeout_ms));
+        let tokens = Arc::new(TokenManager::new(
+            pool.clone(),
+            keys.clone(),
+            http.clone(),
+            settings.orchestrator.refresh_at,
+        ));
+        let state = AppState {
+            pool: pool.clone(),
+            settings: Arc::new(settings),
+            keys,
+            http,
+            tokens,
+        };
+        let server = serve(listener, state)?;
         Ok(Self { port, server, pool })
     }
 
@@ -70,7 +94,8 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, pool: PgPool, settings: Settings) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let settings = state.settings.clone();
     let spec = openapi::spec();
     let route_table = web::Data::new(routes::RouteTable::from_spec(&spec));
     let body_limit = settings.body_limit_bytes;
@@ -79,10 +104,7 @@ fn serve(listener: TcpListener, pool: PgPool, settings: Settings) -> anyhow::Res
         n => n,
     };
     let shutdown_timeout = settings.shutdown_timeout_secs;
-    let state = web::Data::new(AppState {
-        pool,
-        settings: Arc::new(settings),
-    });
+    let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<GatewayRootSpan>::new())

@@ -1,6 +1,8 @@
 //! Every HTTP route. `configure` declares them all; the OpenAPI document is
 //! collected from the same calls, so the two cannot disagree.
 
+pub mod admin;
+pub mod connections;
 pub mod extractors;
 pub mod health;
 
@@ -13,7 +15,16 @@ use crate::error::ApiError;
 
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz);
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(connections::create_connection)
+        .service(connections::list_connections)
+        .service(connections::get_connection)
+        .service(connections::replace_connection)
+        .service(connections::delete_connection)
+        .service(connections::test_connection)
+        .service(connections::connection_folders)
+        .service(connections::connection_releases);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

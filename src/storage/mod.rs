@@ -1,5 +1,7 @@
 //! All SQL lives under this module.
 
+pub mod connections;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -16,6 +16,9 @@ use uipath_gateway::startup::Application;
 
 use crate::test_db;
 
+/// The admin token of test gateways.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A running gateway on a random port with its own fresh database.
 pub struct TestApp {
     pub address: String,
@@ -34,6 +37,13 @@ impl TestApp {
             .send()
             .await
             .expect("request failed")
+    }
+
+    /// An admin request with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
     }
 }
 
@@ -55,6 +65,8 @@ pub async fn spawn_app_on(url: SecretString, adjust: impl FnOnce(&mut Settings))
         port: 0,
         http_workers: 1,
         database_url: Some(url.clone()),
+        encryption_keys: Some(uipath_gateway::crypto::KeyRing::generate_spec("test")),
+        admin_token: Some(SecretString::from(ADMIN_TOKEN.to_string())),
         ..Default::default()
     };
     settings.database.max_connections = 5;

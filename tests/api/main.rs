@@ -1,3 +1,4 @@
+mod connections;
 mod embedded;
 mod errors;
 mod health;

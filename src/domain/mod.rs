@@ -1,0 +1,3 @@
+//! Validated domain types, parsed at the handler boundary.
+
+pub mod connection;

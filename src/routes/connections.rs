@@ -1,0 +1,587 @@
+//! `/connections`: Orchestrator tenants and their credentials (admin only).
+
+use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::admin::Admin;
+use crate::domain::connection::{
+    ConnectionInput, ConnectionSettings, Flavour, Kind, NewConnection,
+};
+use crate::error::{ApiError, Problem};
+use crate::orchestrator::tokens::TokenError;
+use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError, auth, request_token};
+use crate::startup::AppState;
+use crate::storage::connections::{self as store, ConnectionRow};
+
+/// A connection as the API shows it: no secret ever appears.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: Kind,
+    pub flavour: Flavour,
+    pub organization: Option<String>,
+    pub tenant: Option<String>,
+    #[serde(flatten)]
+    pub settings: ConnectionSettings,
+    /// Names of the secret fields stored (never their values).
+    pub secrets_stored: Vec<String>,
+    /// `unknown`, `healthy` or `unhealthy`.
+    pub health: String,
+    /// Why it is unhealthy, and what to do.
+    pub health_reason: Option<String>,
+    pub health_checked_at: Option<DateTime<Utc>>,
+    /// When the current access token expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// Things to act on soon, such as a PAT about to expire.
+    pub warnings: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A list of connections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub items: Vec<ConnectionView>,
+}
+
+fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
+    let secrets = store::open_secrets(&state.keys, &row).unwrap_or_default();
+    let mut stored = Vec::new();
+    for (name, present) in [
+        ("client_secret", secrets.client_secret.is_some()),
+        ("token", secrets.token.is_some()),
+        ("password", secrets.password.is_some()),
+        ("user_key", secrets.user_key.is_some()),
+        ("refresh_token", row.kind == Kind::RefreshToken),
+    ] {
+        if present {
+            stored.push(name.to_string());
+        }
+    }
+    let mut warnings = Vec::new();
+    if let Some(expiry) = row.settings.expires_at {
+        let days = (expiry - Utc::now()).num_days();
+        if expiry <= Utc::now() {
+            warnings.push("the Personal Access Token has expired: create a new one and update this connection".into());
+        } else if days < state.settings.orchestrator.pat_warning_days {
+            warnings.push(format!("the Personal Access Token expires in {days} days ({expiry}): create a new one before then"));
+        }
+    }
+    ConnectionView {
+        id: row.id,
+        name: row.name,
+        kind: row.kind,
+        flavour: row.flavour,
+        organization: row.organization,
+        tenant: row.tenant,
+        settings: row.settings,
+        secrets_stored: stored,
+        health: row.health,
+        health_reason: row.health_reason,
+        health_checked_at: row.health_checked_at,
+        token_expires_at: row.token_expires_at,
+        warnings,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn problems_error(problems: Vec<crate::domain::connection::FieldProblem>) -> ApiError {
+    ApiError::Unprocessable {
+        code: "validation_failed",
+        detail: problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.problem))
+            .collect::<Vec<_>>()
+            .join("; "),
+        errors: serde_json::to_value(&problems).expect("problems serialize"),
+    }
+}
+
+fn name_taken(e: sqlx::Error, name: &str) -> ApiError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => ApiError::Conflict {
+            code: "name_taken",
+            detail: format!("a connection named `{name}` already exists"),
+        },
+        _ => e.into(),
+    }
+}
+
+async fn load(state: &AppState, id: Uuid) -> Result<ConnectionRow, ApiError> {
+    store::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection_not_found", format!("no connection {id}")))
+}
+
+/// Maps a token or Orchestrator failure to the caller's answer, keeping Orchestrator's code.
+pub fn upstream(e: TokenError) -> ApiError {
+    match e {
+        TokenError::Database(e) => e.into(),
+        TokenError::Config(detail) => ApiError::Conflict {
+            code: "connection_misconfigured",
+            detail,
+        },
+        TokenError::Orchestrator(e) => {
+            let status = if e.is_retryable() { 503 } else { 502 };
+            ApiError::Upstream {
+                status,
+                detail: format!("Orchestrator: {e}"),
+                orchestrator_code: e.error_code().map(String::from),
+                retry_after: e
+                    .retry_after()
+                    .map(|d| d.as_secs().max(1))
+                    .or(e.is_retryable().then_some(5)),
+            }
+        }
+    }
+}
+
+/// Legacy user keys: finds the account and tenant logical names when not given.
+async fn discover_if_needed(state: &AppState, new: &mut NewConnection) -> Result<(), ApiError> {
+    if new.kind != Kind::UserKey || !new.settings.orchestrator_url.is_empty() {
+        return Ok(());
+    }
+    let creds = crate::domain::connection::credentials(new.kind, &new.settings, &new.secrets, None)
+        .ok_or_else(|| ApiError::bad_request("validation_failed", "user_key is required"))?;
+    let fail = |e: OrchestratorError| upstream(TokenError::Orchestrator(e));
+    let grant = request_token(&state.http, &creds).await.map_err(fail)?;
+    let id_token = grant.id_token.ok_or_else(|| {
+        fail(OrchestratorError::Auth {
+            status: 200,
+            error_code: None,
+            message: "no id_token came back".into(),
+        })
+    })?;
+    let discovery = new.settings.discovery_url.clone().unwrap_or_default();
+    let (account, tenant) = auth::discover_legacy(&state.http, &discovery, &id_token)
+        .await
+        .map_err(fail)?;
+    new.settings.orchestrator_url =
+        format!("{}/{account}/{tenant}", discovery.trim_end_matches('/'));
+    new.settings.tenant_name_header = Some(tenant.clone());
+    new.organization = Some(account);
+    new.tenant = Some(tenant);
+    Ok(())
+}
+
+/// Create a connection. Secret fields are stored sealed and never shown again.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    request_body = ConnectionInput,
+    responses(
+        (status = 201, description = "Created", body = ConnectionView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each with the fix", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Discovery failed (user_key)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/connections")]
+pub async fn create_connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<ConnectionInput>,
+) -> Result<HttpResponse, ApiError> {
+    let mut new = body.into_inner().validate().map_err(problems_error)?;
+    discover_if_needed(&state, &mut new).await?;
+    let row = store::insert(&state.pool, &state.keys, Uuid::new_v4(), &new)
+        .await
+        .map_err(|e| name_taken(e, &new.name))?;
+    tracing::info!(connection = %row.name, kind = row.kind.as_str(), "connection created");
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/connections/{}", row.id)))
+        .json(view(&state, row)))
+}
+
+/// List connections.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every connection", body = ConnectionList),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/connections")]
+pub async fn list_connections(
+    _: Admin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ConnectionList>, ApiError> {
+    let rows = store::list(&state.pool).await?;
+    Ok(web::Json(ConnectionList {
+        items: rows.into_iter().map(|r| view(&state, r)).collect(),
+    }))
+}
+
+/// Read a connection.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/connections/{id}")]
+pub async fn get_connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ConnectionView>, ApiError> {
+    Ok(web::Json(view(&state, load(&state, *id).await?)))
+}
+
+/// Replace a connection. Secret fields left out keep their stored values.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id")),
+    request_body = ConnectionInput,
+    responses(
+        (status = 200, description = "Updated", body = ConnectionView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Discovery failed (user_key)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/connections/{id}")]
+pub async fn replace_connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: web::Json<ConnectionInput>,
+) -> Result<web::Json<ConnectionView>, ApiError> {
+    let old = load(&state, *id).await?;
+    let old_secrets = store::open_secrets(&state.keys, &old)
+        .map_err(|e| ApiError::Internal(e.context("opening stored secrets")))?;
+    let refresh_stored = old.kind == Kind::RefreshToken;
+    let mut new = body
+        .into_inner()
+        .validate_with(Some(&old_secrets), refresh_stored)
+        .map_err(problems_error)?;
+    discover_if_needed(&state, &mut new).await?;
+    let row = store::replace(&state.pool, &state.keys, *id, &new, old_secrets)
+        .await
+        .map_err(|e| name_taken(e, &new.name))?
+        .ok_or_else(|| {
+            ApiError::not_found("connection_not_found", format!("no connection {id}"))
+        })?;
+    state.tokens.forget(*id);
+    Ok(web::Json(view(&state, row)))
+}
+
+/// Delete a connection (refused while processes use it).
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Processes still use it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/connections/{id}")]
+pub async fn delete_connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    match store::delete(&state.pool, *id).await {
+        Ok(true) => {
+            state.tokens.forget(*id);
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Ok(false) => Err(ApiError::not_found(
+            "connection_not_found",
+            format!("no connection {id}"),
+        )),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => Err(ApiError::Conflict {
+            code: "connection_in_use",
+            detail: "processes still use this connection: move or delete them first".into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `test` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionTest {
+    /// True when a token was had and folders could be listed.
+    pub ok: bool,
+    /// The auth flow used.
+    pub kind: Kind,
+    /// Who the token belongs to (client id or user name), as configured.
+    pub identity: Option<String>,
+    /// When the token expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// How many folders the token can see.
+    pub folder_count: Option<usize>,
+    /// Their paths (the first 50).
+    pub folders: Vec<String>,
+    /// Why the test failed, with Orchestrator's code.
+    pub error: Option<String>,
+    /// Orchestrator's `errorCode` or OAuth `error`.
+    pub orchestrator_error_code: Option<String>,
+}
+
+fn client(state: &AppState, row: &ConnectionRow) -> OrchestratorClient {
+    OrchestratorClient::new(
+        state.http.clone(),
+        &row.settings.orchestrator_url,
+        row.settings.tenant_name_header.clone(),
+    )
+}
+
+/// Authenticate and report who and what the token can see.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The test ran; `ok` says how it went", body = ConnectionTest),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/connections/{id}/test")]
+pub async fn test_connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ConnectionTest>, ApiError> {
+    let row = load(&state, *id).await?;
+    let orch = client(&state, &row);
+    let result = state.tokens.with_token(&row, |t| {
+        let orch = orch.clone();
+        async move { orch.folders(&t).await }
+    });
+    let identity = row
+        .settings
+        .client_id
+        .clone()
+        .or_else(|| row.settings.username.clone());
+    let report = match result.await {
+        Ok(folders) => {
+            let after = store::get(&state.pool, row.id)
+                .await?
+                .and_then(|r| r.token_expires_at);
+            ConnectionTest {
+                ok: true,
+                kind: row.kind,
+                identity,
+                token_expires_at: after,
+                folder_count: Some(folders.len()),
+                folders: folders
+                    .iter()
+                    .take(50)
+                    .map(|f| {
+                        f.fully_qualified_name
+                            .clone()
+                            .unwrap_or_else(|| f.display_name.clone())
+                    })
+                    .collect(),
+                error: None,
+                orchestrator_error_code: None,
+            }
+        }
+        Err(TokenError::Database(e)) => return Err(e.into()),
+        Err(e) => {
+            let code = match &e {
+                TokenError::Orchestrator(o) => o.error_code().map(String::from),
+                _ => None,
+            };
+            ConnectionTest {
+                ok: false,
+                kind: row.kind,
+                identity,
+                token_expires_at: None,
+                folder_count: None,
+                folders: vec![],
+                error: Some(e.to_string()),
+                orchestrator_error_code: code,
+            }
+        }
+    };
+    Ok(web::Json(report))
+}
+
+/// A folder, for picking one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderView {
+    pub id: i64,
+    pub key: Option<String>,
+    pub path: String,
+    pub display_name: String,
+    pub folder_type: Option<String>,
+}
+
+/// Folders the connection can see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderList {
+    pub items: Vec<FolderView>,
+}
+
+/// List the folders the connection can see, to pick one by path instead of hunting for ids.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "Folders", body = FolderList),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The connection is misconfigured", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Orchestrator refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Orchestrator is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/connections/{id}/folders")]
+pub async fn connection_folders(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<FolderList>, ApiError> {
+    let row = load(&state, *id).await?;
+    let orch = client(&state, &row);
+    let folders = state
+        .tokens
+        .with_token(&row, |t| {
+            let orch = orch.clone();
+            async move { orch.folders(&t).await }
+        })
+        .await
+        .map_err(upstream)?;
+    let items = folders
+        .into_iter()
+        .map(|f| FolderView {
+            path: f
+                .fully_qualified_name
+                .clone()
+                .unwrap_or_else(|| f.display_name.clone()),
+            id: f.id,
+            key: f.key,
+            display_name: f.display_name,
+            folder_type: f.folder_type,
+        })
+        .collect();
+    Ok(web::Json(FolderList { items }))
+}
+
+/// Which folder to list releases of.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FolderQuery {
+    /// A folder path (`Finance/AP`), id (`34`) or key (GUID).
+    pub folder: Option<String>,
+}
+
+/// A release (process), for picking one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseView {
+    /// The ReleaseKey.
+    pub key: Option<String>,
+    pub process_key: String,
+    pub name: String,
+    pub version: String,
+    /// Input argument definitions, parsed.
+    #[schema(value_type = Vec<Object>)]
+    pub input_arguments: serde_json::Value,
+}
+
+/// Releases in a folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseList {
+    pub items: Vec<ReleaseView>,
+}
+
+/// Parses `folder=`: digits are an id, a GUID is a key, anything else a path.
+pub fn folder_ref(s: &str) -> FolderRef {
+    if let Ok(id) = s.parse::<i64>() {
+        FolderRef::Id(id)
+    } else if Uuid::parse_str(s).is_ok() {
+        FolderRef::Key(s.to_string())
+    } else {
+        FolderRef::Path(s.to_string())
+    }
+}
+
+/// List the releases (processes) in a folder, with their input arguments.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Connection id"), FolderQuery),
+    responses(
+        (status = 200, description = "Releases", body = ReleaseList),
+        (status = 400, description = "No folder given, or a bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The connection is misconfigured", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Orchestrator refused (e.g. 1100: no such folder)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Orchestrator is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/connections/{id}/releases")]
+pub async fn connection_releases(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    query: web::Query<FolderQuery>,
+) -> Result<web::Json<ReleaseList>, ApiError> {
+    let folder = query
+        .folder
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "folder_required",
+                "give ?folder= a folder path, id or key; GET /connections/{id}/folders lists them",
+            )
+        })?;
+    let folder = folder_ref(folder);
+    let row = load(&state, *id).await?;
+    let orch = client(&state, &row);
+    let releases = state
+        .tokens
+        .with_token(&row, |t| {
+            let (orch, folder) = (orch.clone(), folder.clone());
+            async move { orch.releases(&t, &folder, None).await }
+        })
+        .await
+        .map_err(upstream)?;
+    let items = releases
+        .into_iter()
+        .map(|r| ReleaseView {
+            input_arguments: serde_json::to_value(r.input_arguments().unwrap_or_default())
+                .unwrap_or_default(),
+            key: r.key,
+            process_key: r.process_key,
+            name: r.name,
+            version: r.process_version,
+        })
+        .collect();
+    Ok(web::Json(ReleaseList { items }))
+}

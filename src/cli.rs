@@ -66,6 +66,9 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = format!("k{}", chrono::Utc::now().format("%Y%m%d")))]
         id: String,
     },
+    /// Re-seal every stored secret with the first (active) key of GATEWAY_ENCRYPTION_KEYS.
+    /// Keep the old keys listed until this has run.
+    Rotate,
 }
 
 /// Runs the command line and returns the process exit code:
@@ -122,7 +125,10 @@ pub fn main() -> ExitCode {
                 host,
                 scenario,
             } => simulator(&host, port, scenario).await,
-            Command::Openapi | Command::Keys(_) => unreachable!("handled above"),
+            Command::Keys(KeysCommand::Rotate) => rotate_keys(settings).await,
+            Command::Openapi | Command::Keys(KeysCommand::Generate { .. }) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {
@@ -249,6 +255,28 @@ async fn simulator(host: &str, port: u16, scenario: Option<PathBuf>) -> anyhow::
     shutdown_signal().await;
     sim.stop().await;
     Ok(())
+}
+
+async fn rotate_keys(mut settings: Settings) -> anyhow::Result<()> {
+    let embedded = embedded_if_needed(&mut settings).await?;
+    let result = async {
+        let keys = settings.key_ring()?;
+        let url = settings.database_url.as_ref().context("no database URL")?;
+        let pool = storage::pool(storage::connect_options(url)?, &settings.database);
+        storage::migrate(&pool, Duration::from_secs(30)).await?;
+        let done = storage::keys::rotate(&pool, &keys).await?;
+        pool.close().await;
+        tracing::info!(
+            active_key = keys.active_id(),
+            resealed = done.resealed,
+            already_current = done.current,
+            "keys rotated"
+        );
+        Ok(())
+    }
+    .await;
+    stop_embedded(embedded).await;
+    result
 }
 
 async fn healthcheck(settings: Settings) -> anyhow::Result<()> {

@@ -173,7 +173,19 @@ impl Settings {
         let figment = figment
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let settings: Settings = figment.extract().map_err(from_figment)?;
+        let mut settings: Settings = figment.extract().map_err(from_figment)?;
+        // An empty variable (as compose passes an unset one) means "not set".
+        for v in [
+            &mut settings.admin_token,
+            &mut settings.encryption_keys,
+            &mut settings.database_url,
+        ] {
+            if v.as_ref()
+                .is_some_and(|s| s.expose_secret().trim().is_empty())
+            {
+                *v = None;
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }

@@ -12,3 +12,4 @@ pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod workers;

@@ -18,7 +18,8 @@ use crate::crypto::KeyRing;
 use crate::orchestrator::http_client;
 use crate::orchestrator::tokens::TokenManager;
 use crate::telemetry::{GatewayRootSpan, request_id};
-use crate::{openapi, routes, storage};
+use crate::{openapi, routes, storage, workers};
+use tokio_util::sync::CancellationToken;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -39,6 +40,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: PgPool,
+    stop_workers: CancellationToken,
 }
 
 impl Application {
@@ -62,6 +64,14 @@ impl Application {
             http.clone(),
             settings.orchestrator.refresh_at,
         ));
+        let stop_workers = CancellationToken::new();
+        tokio::spawn(workers::token_refresh::run(
+            pool.clone(),
+            tokens.clone(),
+            Duration::from_secs(settings.orchestrator.refresh_interval_secs),
+            settings.orchestrator.pat_warning_days,
+            stop_workers.clone(),
+        ));
         let state = AppState {
             pool: pool.clone(),
             settings: Arc::new(settings),
@@ -70,7 +80,12 @@ impl Application {
             tokens,
         };
         let server = serve(listener, state)?;
-        Ok(Self { port, server, pool })
+        Ok(Self {
+            port,
+            server,
+            pool,
+            stop_workers,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -88,9 +103,11 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped through its handle.
+    /// Serves until the server is stopped through its handle, then stops the workers.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.stop_workers.cancel();
+        result
     }
 }
 

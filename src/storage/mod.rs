@@ -1,6 +1,7 @@
 //! All SQL lives under this module.
 
 pub mod connections;
+pub mod keys;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -68,6 +69,10 @@ pub struct ReadinessChecks {
     /// `ok`, or which migrations are missing.
     #[schema(example = "ok")]
     pub migrations: String,
+    /// Connections whose credentials failed for good, with the reason. They do not make
+    /// the instance unready (other connections still work), but need an operator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_connections: Vec<String>,
 }
 
 impl ReadinessChecks {
@@ -101,6 +106,7 @@ pub async fn readiness(pool: &PgPool) -> ReadinessChecks {
             return ReadinessChecks {
                 database: "ok".into(),
                 migrations: "no migration has been applied".into(),
+                unhealthy_connections: Vec::new(),
             };
         }
         Ok(Err(e)) => return not_ready(&e.to_string()),
@@ -111,7 +117,18 @@ pub async fn readiness(pool: &PgPool) -> ReadinessChecks {
         .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
         .map(|m| m.version.to_string())
         .collect();
+    let unhealthy_connections = if missing.is_empty() {
+        connections::unhealthy(pool)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, r)| format!("{n}: {r}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
     ReadinessChecks {
+        unhealthy_connections,
         database: "ok".into(),
         migrations: if missing.is_empty() {
             "ok".into()
@@ -125,5 +142,6 @@ fn not_ready(why: &str) -> ReadinessChecks {
     ReadinessChecks {
         database: why.to_string(),
         migrations: "unknown".into(),
+        unhealthy_connections: Vec::new(),
     }
 }

@@ -562,3 +562,45 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
         400
     );
 }
+
+#[tokio::test]
+async fn the_background_refresher_renews_tokens_past_their_refresh_point() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let keys = KeyRing::generate_spec("k");
+    let app = spawn_app_on(url, |s| s.encryption_keys = Some(keys.clone())).await;
+    let id = create(&app, &input(&sim, "client_credentials", "cc")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    folders_concurrently(&app, &id, 1).await;
+    assert_eq!(tokens_issued(&sim).await, 1);
+
+    let ring = std::sync::Arc::new(KeyRing::parse(&keys).unwrap());
+    let http = uipath_gateway::orchestrator::http_client(std::time::Duration::from_secs(5));
+    let manager = || {
+        uipath_gateway::orchestrator::tokens::TokenManager::new(
+            app.pool.clone(),
+            ring.clone(),
+            http.clone(),
+            0.8,
+        )
+    };
+    let pool = &app.pool;
+    let pass = |tokens| async move {
+        uipath_gateway::workers::token_refresh::try_execute_task(pool, &tokens, 14)
+            .await
+            .unwrap()
+    };
+    assert_eq!(pass(manager()).await, 1);
+    assert_eq!(tokens_issued(&sim).await, 1, "a fresh token is left alone");
+
+    // 50 of its 60 minutes have passed: past 80%, so the next pass renews it.
+    sqlx::query("update connection_tokens set last_refreshed_at = now() - interval '50 minutes', access_expires_at = now() + interval '10 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // A new manager (its memory knows nothing newer), as after that time has passed.
+    assert_eq!(pass(manager()).await, 1);
+    assert_eq!(tokens_issued(&sim).await, 2, "renewed ahead of expiry");
+}

@@ -5,6 +5,7 @@ mod health;
 mod helpers;
 mod openapi;
 mod orchestrator_client;
+mod secrets;
 mod settings;
 mod sim_auth;
 mod sim_cli;

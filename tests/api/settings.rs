@@ -78,3 +78,36 @@ async fn openapi_command_prints_the_spec() {
         uipath_gateway::openapi::spec_json()
     );
 }
+
+#[tokio::test]
+async fn database_url_without_encryption_keys_exits_2_saying_how_to_make_one() {
+    let (code, stderr) = run_with(&[("DATABASE_URL", "postgres://u:p@127.0.0.1:1/db")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("GATEWAY_ENCRYPTION_KEYS") && stderr.contains("keys generate"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_with(&[("GATEWAY_ENCRYPTION_KEYS", "k1:short")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("GATEWAY_ENCRYPTION_KEYS") && stderr.contains("32 bytes"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_with(&[("GATEWAY_ADMIN_TOKEN", "short")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("GATEWAY_ADMIN_TOKEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn keys_generate_prints_a_usable_key() {
+    let out = binary()
+        .args(["keys", "generate", "--id", "k1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let spec = String::from_utf8(out.stdout).unwrap();
+    assert!(spec.starts_with("k1:"));
+    uipath_gateway::crypto::KeyRing::parse(&secrecy::SecretString::from(spec.trim().to_string()))
+        .unwrap();
+}

@@ -1,0 +1,3 @@
+//! Background work. Each worker runs until its cancellation token fires.
+
+pub mod token_refresh;

@@ -18,6 +18,7 @@ use crate::routes;
     tags(
         (name = "operations", description = "Health and readiness"),
         (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
+        (name = "processes", description = "What /run/{process} starts (admin)"),
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecuritySchemes)

@@ -1,3 +1,4 @@
 //! Validated domain types, parsed at the handler boundary.
 
 pub mod connection;
+pub mod process;

@@ -517,17 +517,6 @@ pub struct ReleaseList {
     pub items: Vec<ReleaseView>,
 }
 
-/// Parses `folder=`: digits are an id, a GUID is a key, anything else a path.
-pub fn folder_ref(s: &str) -> FolderRef {
-    if let Ok(id) = s.parse::<i64>() {
-        FolderRef::Id(id)
-    } else if Uuid::parse_str(s).is_ok() {
-        FolderRef::Key(s.to_string())
-    } else {
-        FolderRef::Path(s.to_string())
-    }
-}
-
 /// List the releases (processes) in a folder, with their input arguments.
 #[utoipa::path(
     tag = "connections",
@@ -561,7 +550,7 @@ pub async fn connection_releases(
                 "give ?folder= a folder path, id or key; GET /connections/{id}/folders lists them",
             )
         })?;
-    let folder = folder_ref(folder);
+    let folder = FolderRef::parse(folder);
     let row = load(&state, *id).await?;
     let orch = client(&state, &row);
     let releases = state

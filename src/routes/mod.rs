@@ -5,6 +5,7 @@ pub mod admin;
 pub mod connections;
 pub mod extractors;
 pub mod health;
+pub mod processes;
 
 use actix_web::dev::ResourceDef;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
@@ -24,7 +25,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(connections::delete_connection)
         .service(connections::test_connection)
         .service(connections::connection_folders)
-        .service(connections::connection_releases);
+        .service(connections::connection_releases)
+        .service(processes::create_process)
+        .service(processes::list_processes)
+        .service(processes::get_process)
+        .service(processes::replace_process)
+        .service(processes::delete_process);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

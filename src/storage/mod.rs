@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod keys;
+pub mod processes;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -5,6 +5,7 @@ mod health;
 mod helpers;
 mod openapi;
 mod orchestrator_client;
+mod processes;
 mod secrets;
 mod settings;
 mod sim_auth;

@@ -1,0 +1,223 @@
+//! `/processes`: what `/run/{process}` starts (admin only).
+
+use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::admin::Admin;
+use crate::domain::connection::FieldProblem;
+use crate::domain::process::{JobOptions, ProcessInput, ReleaseSelector};
+use crate::error::{ApiError, Problem};
+use crate::startup::AppState;
+use crate::storage::processes::{self as store, ProcessRow, WriteError};
+
+/// A process as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessView {
+    pub id: Uuid,
+    pub name: String,
+    /// The connection's name.
+    pub connection: String,
+    /// Folder path, id or key.
+    pub folder: String,
+    pub release: ReleaseSelector,
+    /// The ReleaseKey found for the selector, once looked up.
+    pub release_key: Option<Uuid>,
+    pub release_resolved_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub default_input: serde_json::Value,
+    pub job_options: JobOptions,
+    pub max_wait_seconds: i32,
+    pub callback_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A list of processes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessList {
+    pub items: Vec<ProcessView>,
+}
+
+impl From<ProcessRow> for ProcessView {
+    fn from(r: ProcessRow) -> Self {
+        ProcessView {
+            id: r.id,
+            name: r.name,
+            connection: r.connection_name,
+            folder: r.folder,
+            release: r.release,
+            release_key: r.release_key,
+            release_resolved_at: r.release_resolved_at,
+            default_input: r.default_input,
+            job_options: r.job_options,
+            max_wait_seconds: r.max_wait_seconds,
+            callback_url: r.callback_url,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+fn problems(p: Vec<FieldProblem>) -> ApiError {
+    ApiError::Unprocessable {
+        code: "validation_failed",
+        detail: p
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.problem))
+            .collect::<Vec<_>>()
+            .join("; "),
+        errors: serde_json::to_value(&p).expect("problems serialize"),
+    }
+}
+
+fn write_error(e: WriteError, name: &str) -> ApiError {
+    match e {
+        WriteError::UnknownConnection(c) => problems(vec![FieldProblem {
+            field: "connection".into(),
+            problem: format!("no connection named `{c}`: create it first (POST /connections)"),
+        }]),
+        WriteError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            ApiError::Conflict {
+                code: "name_taken",
+                detail: format!("a process named `{name}` already exists"),
+            }
+        }
+        WriteError::Database(e) => e.into(),
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found("process_not_found", format!("no process named `{name}`"))
+}
+
+/// Create a process.
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    request_body = ProcessInput,
+    responses(
+        (status = 201, description = "Created", body = ProcessView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/processes")]
+pub async fn create_process(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<ProcessInput>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.into_inner().validate().map_err(problems)?;
+    let row = store::upsert(&state.pool, None, &new)
+        .await
+        .map_err(|e| write_error(e, &new.name))?
+        .ok_or_else(|| not_found(&new.name))?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/processes/{}", row.name)))
+        .json(ProcessView::from(row)))
+}
+
+/// List processes.
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every process", body = ProcessList),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/processes")]
+pub async fn list_processes(
+    _: Admin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ProcessList>, ApiError> {
+    let rows = store::list(&state.pool).await?;
+    Ok(web::Json(ProcessList {
+        items: rows.into_iter().map(ProcessView::from).collect(),
+    }))
+}
+
+/// Read a process.
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Process name")),
+    responses(
+        (status = 200, description = "The process", body = ProcessView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/processes/{name}")]
+pub async fn get_process(
+    _: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<ProcessView>, ApiError> {
+    let row = store::get(&state.pool, &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(web::Json(row.into()))
+}
+
+/// Replace a process (the release is looked up again on the next run).
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Process name")),
+    request_body = ProcessInput,
+    responses(
+        (status = 200, description = "Updated", body = ProcessView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/processes/{name}")]
+pub async fn replace_process(
+    _: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<ProcessInput>,
+) -> Result<web::Json<ProcessView>, ApiError> {
+    let new = body.into_inner().validate().map_err(problems)?;
+    let row = store::upsert(&state.pool, Some(&name), &new)
+        .await
+        .map_err(|e| write_error(e, &new.name))?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(web::Json(row.into()))
+}
+
+/// Delete a process. Its jobs keep their history.
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Process name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/processes/{name}")]
+pub async fn delete_process(
+    _: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if store::delete(&state.pool, &name).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(not_found(&name))
+    }
+}

@@ -1,0 +1,162 @@
+//! Process mappings.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::domain::process::{JobOptions, NewProcess, ReleaseSelector};
+use crate::orchestrator::FolderRef;
+
+/// A stored process.
+#[derive(Debug, Clone)]
+pub struct ProcessRow {
+    pub id: Uuid,
+    pub name: String,
+    pub connection_id: Uuid,
+    pub connection_name: String,
+    pub folder: String,
+    pub release: ReleaseSelector,
+    pub release_key: Option<Uuid>,
+    pub release_arguments: Option<serde_json::Value>,
+    pub release_resolved_at: Option<DateTime<Utc>>,
+    pub default_input: serde_json::Value,
+    pub job_options: JobOptions,
+    pub max_wait_seconds: i32,
+    pub callback_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "select p.id, p.name, p.connection_id, c.name as connection_name, p.folder_path, p.folder_id, \
+    p.folder_key, p.release_process_key, p.release_name, p.release_version, p.release_key, p.release_arguments, \
+    p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, p.created_at, p.updated_at \
+    from processes p join connections c on c.id = p.connection_id";
+
+fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
+    let folder = match (
+        r.try_get::<Option<String>, _>("folder_path")?,
+        r.try_get::<Option<i64>, _>("folder_id")?,
+        r.try_get::<Option<Uuid>, _>("folder_key")?,
+    ) {
+        (Some(p), _, _) => p,
+        (_, Some(id), _) => id.to_string(),
+        (_, _, Some(key)) => key.to_string(),
+        _ => String::new(),
+    };
+    let job_options: serde_json::Value = r.try_get("job_options")?;
+    Ok(ProcessRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        connection_id: r.try_get("connection_id")?,
+        connection_name: r.try_get("connection_name")?,
+        folder,
+        release: ReleaseSelector {
+            process_key: r.try_get("release_process_key")?,
+            name: r.try_get("release_name")?,
+            version: r.try_get("release_version")?,
+        },
+        release_key: r.try_get("release_key")?,
+        release_arguments: r.try_get("release_arguments")?,
+        release_resolved_at: r.try_get("release_resolved_at")?,
+        default_input: r.try_get("default_input")?,
+        job_options: serde_json::from_value(job_options).unwrap_or_default(),
+        max_wait_seconds: r.try_get("max_wait_seconds")?,
+        callback_url: r.try_get("callback_url")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// What went wrong writing a process.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No connection has that name.
+    #[error("no connection named `{0}`")]
+    UnknownConnection(String),
+    /// The database refused (a taken name shows as a unique violation).
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates a process, or replaces the one named `existing` (resetting the release cache).
+pub async fn upsert(
+    pool: &PgPool,
+    existing: Option<&str>,
+    p: &NewProcess,
+) -> Result<Option<ProcessRow>, WriteError> {
+    let connection: Option<Uuid> = sqlx::query_scalar("select id from connections where name = $1")
+        .bind(&p.connection)
+        .fetch_optional(pool)
+        .await?;
+    let connection =
+        connection.ok_or_else(|| WriteError::UnknownConnection(p.connection.clone()))?;
+    let (path, id, key) = match FolderRef::parse(&p.folder) {
+        FolderRef::Path(path) => (Some(path), None, None),
+        FolderRef::Id(id) => (None, Some(id), None),
+        FolderRef::Key(key) => (None, None, Uuid::parse_str(&key).ok()),
+    };
+    let options = serde_json::to_value(&p.job_options).expect("options serialize");
+    let default_input = serde_json::Value::Object(p.default_input.clone());
+    let done = match existing {
+        None => sqlx::query(
+            "insert into processes (id, name, connection_id, folder_path, folder_id, folder_key, release_process_key, release_name, \
+             release_version, default_input, job_options, max_wait_seconds, callback_url) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(Uuid::new_v4()),
+        Some(old) => sqlx::query(
+            "update processes set name = $2, connection_id = $3, folder_path = $4, folder_id = $5, folder_key = $6, \
+             release_process_key = $7, release_name = $8, release_version = $9, default_input = $10, job_options = $11, \
+             max_wait_seconds = $12, callback_url = $13, release_key = null, release_arguments = null, release_resolved_at = null \
+             where name = $1",
+        )
+        .bind(old),
+    }
+    .bind(&p.name)
+    .bind(connection)
+    .bind(path)
+    .bind(id)
+    .bind(key)
+    .bind(&p.release.process_key)
+    .bind(&p.release.name)
+    .bind(&p.release.version)
+    .bind(default_input)
+    .bind(options)
+    .bind(p.max_wait_seconds)
+    .bind(&p.callback_url)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(get(pool, &p.name).await?)
+}
+
+/// One process by name.
+pub async fn get(pool: &PgPool, name: &str) -> Result<Option<ProcessRow>, sqlx::Error> {
+    let sql = format!("{SELECT} where p.name = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every process, by name.
+pub async fn list(pool: &PgPool) -> Result<Vec<ProcessRow>, sqlx::Error> {
+    let sql = format!("{SELECT} order by p.name");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Deletes a process; its jobs keep their history.
+pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("delete from processes where name = $1")
+        .bind(name)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1)
+}

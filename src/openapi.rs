@@ -19,6 +19,7 @@ use crate::routes;
         (name = "operations", description = "Health and readiness"),
         (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
         (name = "processes", description = "What /run/{process} starts (admin)"),
+        (name = "api-keys", description = "Keys for /run and /jobs (admin)"),
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecuritySchemes)
@@ -37,7 +38,18 @@ impl utoipa::Modify for SecuritySchemes {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The value of GATEWAY_ADMIN_TOKEN"))
+                    .description(Some(
+                        "The value of GATEWAY_ADMIN_TOKEN, or an API key with the admin scope",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (ugw_...) from POST /api-keys"))
                     .build(),
             ),
         );

@@ -1,6 +1,7 @@
 //! Who may use the admin API: the holder of `GATEWAY_ADMIN_TOKEN`.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
@@ -11,15 +12,28 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Proof that the request carries the admin token.
+/// Proof that the request carries the admin token, or an API key with the `admin` scope.
 pub struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(check(req))
+        let req = req.clone();
+        Box::pin(async move {
+            if super::auth::presented_key(&req).is_some() {
+                let caller =
+                    super::auth::caller(&req)
+                        .await?
+                        .ok_or_else(|| ApiError::Unauthorized {
+                            detail: "the API key is not valid, revoked or expired".into(),
+                        })?;
+                caller.require("admin")?;
+                return Ok(Admin);
+            }
+            check(&req)
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 //! collected from the same calls, so the two cannot disagree.
 
 pub mod admin;
+pub mod api_keys;
+pub mod auth;
 pub mod connections;
 pub mod extractors;
 pub mod health;
@@ -30,7 +32,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(processes::list_processes)
         .service(processes::get_process)
         .service(processes::replace_process)
-        .service(processes::delete_process);
+        .service(processes::delete_process)
+        .service(api_keys::create_api_key)
+        .service(api_keys::list_api_keys)
+        .service(api_keys::revoke_api_key);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

@@ -1,5 +1,6 @@
 //! All SQL lives under this module.
 
+pub mod api_keys;
 pub mod connections;
 pub mod keys;
 pub mod processes;

@@ -1,3 +1,4 @@
+mod api_keys;
 mod connections;
 mod embedded;
 mod errors;

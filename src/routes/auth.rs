@@ -1,0 +1,105 @@
+//! Callers with an API key (`/run`, `/jobs`), and the key format.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::storage::api_keys::{self, ApiKeyRow};
+
+/// Every key starts with this, so leaked keys are easy to spot and scan for.
+pub const KEY_PREFIX: &str = "ugw_";
+
+/// A new random key (256 bits) and its hash.
+pub fn new_key() -> (String, Vec<u8>) {
+    let bytes: [u8; 32] = rand::rng().random();
+    let key = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash(&key);
+    (key, hash)
+}
+
+/// SHA-256 of a key. Keys are 256 random bits, so a fast hash is enough.
+pub fn hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// The key sent with the request: `Authorization: Bearer ugw_...` or `X-API-Key: ugw_...`.
+pub fn presented_key(req: &HttpRequest) -> Option<&str> {
+    let h = req.headers();
+    h.get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|k| k.starts_with(KEY_PREFIX))
+}
+
+/// A caller holding a live API key.
+pub struct Caller(pub ApiKeyRow);
+
+impl Caller {
+    /// True if the key may do `scope` (`admin` may do everything).
+    pub fn has(&self, scope: &str) -> bool {
+        self.0.scopes.iter().any(|s| s == scope || s == "admin")
+    }
+
+    /// Checks that the key may start `process`: its name, `*` or `admin`.
+    pub fn require_process(&self, process: &str) -> Result<(), ApiError> {
+        if self.has(process) || self.has("*") {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            code: "missing_scope",
+            detail: format!(
+                "this API key lacks the scope `{process}` (or `*`) needed to start this process"
+            ),
+        })
+    }
+
+    /// Checks a named scope such as `jobs:read`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.has(scope) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            code: "missing_scope",
+            detail: format!("this API key lacks the scope `{scope}`"),
+        })
+    }
+}
+
+/// Looks up the presented key.
+pub async fn caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
+    let Some(key) = presented_key(req) else {
+        return Ok(None);
+    };
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| anyhow::anyhow!("no app state"))?;
+    Ok(api_keys::find_live(&state.pool, &hash(key))
+        .await?
+        .map(Caller))
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            caller(&req).await?.ok_or_else(|| ApiError::Unauthorized {
+                detail: "send a live API key as `Authorization: Bearer ugw_...` (create one with POST /api-keys)".into(),
+            })
+        })
+    }
+}

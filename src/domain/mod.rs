@@ -1,4 +1,5 @@
 //! Validated domain types, parsed at the handler boundary.
 
+pub mod arguments;
 pub mod connection;
 pub mod process;

@@ -40,6 +40,8 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// How the gateway talks to Orchestrator.
     pub orchestrator: OrchestratorSettings,
+    /// How queued jobs are started.
+    pub dispatch: DispatchSettings,
     /// Embedded PostgreSQL settings.
     pub embedded: EmbeddedSettings,
     /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
@@ -78,6 +80,20 @@ pub struct OrchestratorSettings {
     pub refresh_interval_secs: u64,
     /// Warn when a Personal Access Token expires within this many days.
     pub pat_warning_days: i64,
+}
+
+/// How queued jobs are started.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSettings {
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: i32,
+    /// How long one attempt owns a job, in seconds; after that another instance may take it.
+    pub lease_secs: i64,
+    /// How often the dispatcher looks for due jobs, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Jobs taken per pass.
+    pub batch_size: i64,
 }
 
 /// Embedded PostgreSQL settings, used only when no `database_url` is set.
@@ -141,6 +157,7 @@ fn defaults() -> serde_json::Value {
             acquire_timeout_ms: 3_000,
         },
         "embedded": EmbeddedSettings { pg_bin: None, run_as: "postgres".into() },
+        "dispatch": DispatchSettings { max_attempts: 10, lease_secs: 60, poll_interval_ms: 250, batch_size: 50 },
         "encryption_keys": null,
         "admin_token": null,
         "orchestrator": OrchestratorSettings {
@@ -244,6 +261,16 @@ impl Settings {
             return bad(
                 "orchestrator.timeout_ms",
                 "timeouts and intervals must be greater than 0",
+            );
+        }
+        if self.dispatch.max_attempts < 1
+            || self.dispatch.lease_secs < 5
+            || self.dispatch.batch_size < 1
+            || self.dispatch.poll_interval_ms == 0
+        {
+            return bad(
+                "dispatch",
+                "max_attempts and batch_size must be at least 1, lease_secs at least 5, poll_interval_ms above 0",
             );
         }
         if self.embedded.run_as.trim().is_empty() {

@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dispatch;
 pub mod domain;
 pub mod embedded_db;
 pub mod error;

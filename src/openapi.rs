@@ -16,6 +16,8 @@ use crate::routes;
         license(name = "MIT"),
     ),
     tags(
+        (name = "run", description = "Start a process"),
+        (name = "jobs", description = "The job ledger"),
         (name = "operations", description = "Health and readiness"),
         (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
         (name = "processes", description = "What /run/{process} starts (admin)"),

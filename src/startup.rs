@@ -33,6 +33,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Tokens of every connection.
     pub tokens: Arc<TokenManager>,
+    /// This instance, as the owner of job leases.
+    pub instance_id: uuid::Uuid,
 }
 
 /// A bound, not yet running, gateway.
@@ -40,6 +42,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: PgPool,
+    state: Arc<AppState>,
     stop_workers: CancellationToken,
 }
 
@@ -72,18 +75,24 @@ impl Application {
             settings.orchestrator.pat_warning_days,
             stop_workers.clone(),
         ));
-        let state = AppState {
+        let state = Arc::new(AppState {
             pool: pool.clone(),
             settings: Arc::new(settings),
             keys,
             http,
             tokens,
-        };
-        let server = serve(listener, state)?;
+            instance_id: uuid::Uuid::new_v4(),
+        });
+        tokio::spawn(workers::dispatcher::run(
+            state.clone(),
+            stop_workers.clone(),
+        ));
+        let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
             server,
             pool,
+            state,
             stop_workers,
         })
     }
@@ -96,6 +105,11 @@ impl Application {
     /// The pool, shared with background work.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// What the handlers share (for driving workers in tests).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
     }
 
     /// A handle to stop the server gracefully.
@@ -111,7 +125,7 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
     let spec = openapi::spec();
     let route_table = web::Data::new(routes::RouteTable::from_spec(&spec));
@@ -121,7 +135,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
         n => n,
     };
     let shutdown_timeout = settings.shutdown_timeout_secs;
-    let state = web::Data::new(state);
+    let state = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<GatewayRootSpan>::new())

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod connections;
 pub mod extractors;
 pub mod health;
+pub mod jobs;
 pub mod processes;
 
 use actix_web::dev::ResourceDef;
@@ -35,7 +36,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(processes::delete_process)
         .service(api_keys::create_api_key)
         .service(api_keys::list_api_keys)
-        .service(api_keys::revoke_api_key);
+        .service(api_keys::revoke_api_key)
+        .service(jobs::run)
+        .service(jobs::list_jobs)
+        .service(jobs::get_job);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod connections;
+pub mod jobs;
 pub mod keys;
 pub mod processes;
 

@@ -160,3 +160,13 @@ pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
         .rows_affected()
         == 1)
 }
+
+/// One process by id.
+pub async fn get_by_id(pool: &PgPool, id: Uuid) -> Result<Option<ProcessRow>, sqlx::Error> {
+    let sql = format!("{SELECT} where p.id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}

@@ -24,6 +24,7 @@ pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
     pub client: reqwest::Client,
+    pub state: std::sync::Arc<uipath_gateway::startup::AppState>,
 }
 
 impl TestApp {
@@ -71,12 +72,15 @@ pub async fn spawn_app_on(url: SecretString, adjust: impl FnOnce(&mut Settings))
     };
     settings.database.max_connections = 5;
     settings.database.min_connections = 0;
+    // Tests drive the dispatcher themselves (`dispatcher::try_execute_task`).
+    settings.dispatch.poll_interval_ms = 3_600_000;
     adjust(&mut settings);
     let app = Application::build(settings)
         .await
         .expect("building the application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
+    let state = app.state();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -86,6 +90,7 @@ pub async fn spawn_app_on(url: SecretString, adjust: impl FnOnce(&mut Settings))
         address,
         pool,
         client,
+        state,
     }
 }
 

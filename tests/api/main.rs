@@ -7,6 +7,7 @@ mod helpers;
 mod openapi;
 mod orchestrator_client;
 mod processes;
+mod run;
 mod secrets;
 mod settings;
 mod sim_auth;

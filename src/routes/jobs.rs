@@ -1,0 +1,422 @@
+//! `POST /run/{process}` and the job ledger (`GET /jobs`, `GET /jobs/{id}`).
+
+use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use crate::dispatch::{self, Outcome};
+use crate::domain::arguments;
+use crate::error::{ApiError, Problem};
+use crate::startup::AppState;
+use crate::storage::jobs::{self as store, EventRow, JobFilter, JobRow, NewJob};
+use crate::storage::{connections, processes};
+
+/// A job in the ledger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub process: String,
+    /// `queued`, then Orchestrator's state in lower case (`pending`, `running`, `successful`,
+    /// `faulted`, `stopped`...), or `rejected` / `dead` when it never started.
+    pub state: String,
+    /// `api`, `hook` or `replay`.
+    pub source: String,
+    /// The Reference sent to Orchestrator.
+    pub reference: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub orchestrator_job_id: Option<i64>,
+    pub orchestrator_job_key: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    pub info: Option<String>,
+    /// Start attempts so far.
+    pub attempts: i32,
+    /// When the next attempt is due, while queued after a failure.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub replay_of: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Every state change, oldest first (on `GET /jobs/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<JobEvent>>,
+}
+
+/// One state change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobEvent {
+    pub state: String,
+    /// Where it was learned: `api`, `dispatcher`, `webhook`, `poll`...
+    pub source: String,
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
+    pub at: DateTime<Utc>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn view(j: JobRow, timeline: Option<Vec<EventRow>>) -> JobView {
+    JobView {
+        id: j.id,
+        process: j.process_name,
+        state: j.state,
+        source: j.source,
+        reference: j.reference,
+        input: j.input,
+        orchestrator_job_id: j.orchestrator_job_id,
+        orchestrator_job_key: j.orchestrator_job_key,
+        output: j.output,
+        error: j.error,
+        info: j.info,
+        attempts: j.attempts,
+        next_attempt_at: j.next_attempt_at,
+        last_error: j.last_error,
+        replay_of: j.replay_of,
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+        finished_at: j.finished_at,
+        timeline: timeline.map(|t| {
+            t.into_iter()
+                .map(|e| JobEvent {
+                    state: e.state,
+                    source: e.source,
+                    detail: e.detail,
+                    at: e.occurred_at,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn accepted(job: JobView, replayed: bool) -> HttpResponse {
+    let mut res = HttpResponse::Accepted();
+    res.insert_header((header::LOCATION, format!("/jobs/{}", job.id)));
+    if replayed {
+        res.insert_header(("idempotent-replayed", "true"));
+    }
+    res.json(job)
+}
+
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.is_empty() && !ct.starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType {
+            detail: "send the input arguments as a JSON object with Content-Type: application/json"
+                .into(),
+        });
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object of input arguments",
+        )),
+        Err(e) => Err(ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().ok().map(str::trim).filter(|k| {
+        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7f).contains(&b))
+    });
+    key.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+        )
+    })
+}
+
+/// Query parameters of `/run`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RunQuery {
+    /// Where to POST the job when it ends (overrides the process's default).
+    pub callback_url: Option<String>,
+}
+
+/// Start a process. The job is recorded first, then started; the answer carries it.
+#[utoipa::path(
+    tag = "run",
+    security(("api_key" = [])),
+    params(
+        ("process" = String, Path, description = "Process name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first job"),
+        RunQuery,
+    ),
+    request_body(content = Object, description = "The input arguments (may be empty)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Recorded; started, or queued to start", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
+        (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks this process's scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid arguments (each named), or Orchestrator refused the job (its code and message)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; nothing was recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/run/{process}")]
+pub async fn run(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    query: web::Query<RunQuery>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_process(&name)?;
+    let process = processes::get(&state.pool, &name).await?.ok_or_else(|| {
+        ApiError::not_found("process_not_found", format!("no process named `{name}`"))
+    })?;
+    let input = parse_body(&req, &body)?;
+    let idem = idempotency_key(&req)?;
+    let defaults = process
+        .default_input
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let conn = connections::get(&state.pool, process.connection_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
+    let merged = match dispatch::release(&state, &process, &conn, false).await {
+        Ok((_, definitions)) => {
+            arguments::validate(&definitions, &defaults, &input).map_err(|problems| {
+                ApiError::Unprocessable {
+                    code: "invalid_arguments",
+                    detail: problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.problem))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    errors: serde_json::to_value(&problems).expect("problems serialize"),
+                }
+            })?
+        }
+        // Orchestrator cannot be asked now: record the job; the attempt will say what is wrong.
+        Err(e) => {
+            tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");
+            let mut m = defaults;
+            m.extend(input);
+            m
+        }
+    };
+    let new = NewJob {
+        id: Uuid::new_v4(),
+        process_id: process.id,
+        process_name: process.name.clone(),
+        source: "api",
+        source_detail: Some(caller.0.id.to_string()),
+        input: Value::Object(merged),
+        callback_url: query.callback_url.clone().or(process.callback_url.clone()),
+        replay_of: None,
+    };
+    let mut tx = state.pool.begin().await?;
+    let job = store::insert(
+        &mut tx,
+        &new,
+        state.instance_id,
+        state.settings.dispatch.lease_secs,
+    )
+    .await?;
+    if let Some(key) = &idem {
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(&body);
+        if let Some((first, same)) = store::claim_idempotency(
+            &mut tx,
+            &caller.0.id.to_string(),
+            key,
+            &h.finalize(),
+            job.id,
+        )
+        .await?
+        {
+            tx.rollback().await?;
+            if !same {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_key_reused",
+                    detail: "this Idempotency-Key was used with a different request".into(),
+                });
+            }
+            let first = store::get(&state.pool, first)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("idempotency record without job"))?;
+            return Ok(accepted(view(first, None), true));
+        }
+    }
+    tx.commit().await?;
+    // The job is durable now. Start it here; if this fails, the dispatcher takes over.
+    match dispatch::attempt(&state, &job).await {
+        Ok(Outcome::Rejected { code, message, .. }) => {
+            return Err(ApiError::Upstream {
+                status: 422,
+                detail: format!("Orchestrator refused job {}: {message}", job.id),
+                orchestrator_code: code,
+                retry_after: None,
+            });
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")
+        }
+    }
+    let job = store::get(&state.pool, job.id).await?.unwrap_or(job);
+    Ok(accepted(view(job, None), false))
+}
+
+/// Read a job, with its timeline.
+#[utoipa::path(
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/jobs/{id}")]
+pub async fn get_job(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<JobView>, ApiError> {
+    caller.require("jobs:read")?;
+    let job = store::get(&state.pool, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
+    let events = store::events(&state.pool, job.id).await?;
+    Ok(web::Json(view(job, Some(events))))
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct JobQuery {
+    /// Process name.
+    pub process: Option<String>,
+    /// Ledger state.
+    pub state: Option<String>,
+    /// `api`, `hook` or `replay`.
+    pub source: Option<String>,
+    /// The Reference (`ugw-...`).
+    pub reference: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<i64>,
+}
+
+fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (ts, id) = text.split_once('|')?;
+    Some((
+        DateTime::parse_from_rfc3339(ts).ok()?.with_timezone(&Utc),
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+fn encode_cursor(j: &JobRow) -> String {
+    let raw = format!(
+        "{}|{}",
+        j.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        j.id
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// List jobs, newest first, with filters and cursor pagination.
+#[utoipa::path(
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(JobQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks jobs:read", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/jobs")]
+pub async fn list_jobs(
+    caller: Caller,
+    state: web::Data<AppState>,
+    q: web::Query<JobQuery>,
+) -> Result<web::Json<JobPage>, ApiError> {
+    caller.require("jobs:read")?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 200",
+        ));
+    }
+    let after = match &q.cursor {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave out")
+        })?),
+        None => None,
+    };
+    let filter = JobFilter {
+        process: q.process.clone(),
+        state: q.state.clone(),
+        source: q.source.clone(),
+        reference: q.reference.clone(),
+        from: q.from,
+        to: q.to,
+        after,
+        limit: limit + 1,
+    };
+    let mut rows = store::list(&state.pool, &filter).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(web::Json(JobPage {
+        items: rows.into_iter().map(|j| view(j, None)).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,339 @@
+//! The job ledger: every job, its attempts, and a timeline of its states.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub process_id: Option<Uuid>,
+    pub process_name: String,
+    pub source: String,
+    pub state: String,
+    pub input: Value,
+    pub reference: String,
+    pub orchestrator_job_id: Option<i64>,
+    pub orchestrator_job_key: Option<Uuid>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub info: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub callback_url: Option<String>,
+    pub replay_of: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of a job's timeline.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub state: String,
+    pub source: String,
+    pub detail: Option<Value>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
+    output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
+
+fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: r.try_get("id")?,
+        process_id: r.try_get("process_id")?,
+        process_name: r.try_get("process_name")?,
+        source: r.try_get("source")?,
+        state: r.try_get("state")?,
+        input: r.try_get("input")?,
+        reference: r.try_get("reference")?,
+        orchestrator_job_id: r.try_get("orchestrator_job_id")?,
+        orchestrator_job_key: r.try_get("orchestrator_job_key")?,
+        output: r.try_get("output")?,
+        error: r.try_get("error")?,
+        info: r.try_get("info")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        callback_url: r.try_get("callback_url")?,
+        replay_of: r.try_get("replay_of")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// What a new job needs.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub process_id: Uuid,
+    pub process_name: String,
+    pub source: &'static str,
+    pub source_detail: Option<String>,
+    pub input: Value,
+    pub callback_url: Option<String>,
+    pub replay_of: Option<Uuid>,
+}
+
+/// The Reference sent to Orchestrator for a job.
+pub fn reference(id: Uuid) -> String {
+    format!("ugw-{id}")
+}
+
+/// Inserts a queued job, leased to `owner` for its first attempt, and its first event.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &NewJob,
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<JobRow, sqlx::Error> {
+    let sql = format!(
+        "insert into jobs (id, process_id, process_name, source, source_detail, state, input, reference, attempts, \
+         lease_owner, lease_expires_at, callback_url, replay_of) \
+         values ($1, $2, $3, $4, $5, 'queued', $6, $7, 1, $8, now() + make_interval(secs => $9), $10, $11) returning {COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(job.id)
+        .bind(job.process_id)
+        .bind(&job.process_name)
+        .bind(job.source)
+        .bind(&job.source_detail)
+        .bind(&job.input)
+        .bind(reference(job.id))
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .bind(&job.callback_url)
+        .bind(job.replay_of)
+        .fetch_one(&mut **tx)
+        .await?;
+    event(&mut **tx, job.id, "queued", job.source, None).await?;
+    from_row(&row)
+}
+
+/// Appends to a job's timeline.
+pub async fn event<'e, E: sqlx::PgExecutor<'e>>(
+    ex: E,
+    id: Uuid,
+    state: &str,
+    source: &str,
+    detail: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into job_events (job_id, state, source, detail) values ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(state)
+        .bind(source)
+        .bind(detail)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Records `Idempotency-Key` for a job. Returns the job already recorded for the key
+/// (and whether its request matched), or None when this job now owns the key.
+pub async fn claim_idempotency(
+    tx: &mut Transaction<'_, Postgres>,
+    scope: &str,
+    key: &str,
+    hash: &[u8],
+    job: Uuid,
+) -> Result<Option<(Uuid, bool)>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "insert into idempotency_keys (scope, key, request_hash, job_id, expires_at) values ($1, $2, $3, $4, now() + interval '24 hours') \
+         on conflict (scope, key) do nothing",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(hash)
+    .bind(job)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "select job_id, request_hash from idempotency_keys where scope = $1 and key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let existing: Option<Uuid> = row.try_get("job_id")?;
+    let stored: Vec<u8> = row.try_get("request_hash")?;
+    Ok(existing.map(|id| (id, stored == hash)))
+}
+
+/// Takes up to `limit` queued jobs whose time has come and whose lease (if any) has
+/// expired, leasing them to `owner`. Other instances skip the rows locked here.
+pub async fn claim_due(
+    pool: &PgPool,
+    owner: Uuid,
+    limit: i64,
+    lease_secs: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "update jobs set lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3), attempts = attempts + 1 \
+         where id in (select id from jobs where state = 'queued' and coalesce(next_attempt_at, created_at) <= now() \
+           and (lease_expires_at is null or lease_expires_at < now()) order by coalesce(next_attempt_at, created_at) \
+           limit $2 for update skip locked) \
+         returning {COLUMNS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(owner)
+        .bind(limit)
+        .bind(lease_secs as f64)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Orchestrator accepted the job.
+pub async fn mark_started(
+    pool: &PgPool,
+    id: Uuid,
+    orch_id: i64,
+    orch_key: Option<Uuid>,
+    state: &str,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "update jobs set state = $2, orchestrator_job_id = $3, orchestrator_job_key = $4, lease_owner = null, \
+         lease_expires_at = null, next_attempt_at = null, last_error = null where id = $1 and state = 'queued'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(orch_id)
+    .bind(orch_key)
+    .execute(&mut *tx)
+    .await?;
+    event(&mut *tx, id, state, "dispatcher", Some(detail)).await?;
+    tx.commit().await
+}
+
+/// The attempt failed in a way that may pass: try again at `next`.
+pub async fn mark_retry(
+    pool: &PgPool,
+    id: Uuid,
+    next: DateTime<Utc>,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3 where id = $1 and state = 'queued'")
+        .bind(id)
+        .bind(next)
+        .bind(error)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The job ends without running: `rejected` (Orchestrator refused it) or `dead`
+/// (out of attempts).
+pub async fn mark_final(
+    pool: &PgPool,
+    id: Uuid,
+    state: &str,
+    error: Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "update jobs set state = $2, error = $3, last_error = $3->>'message', lease_owner = null, lease_expires_at = null, \
+         next_attempt_at = null, finished_at = now() where id = $1 and state = 'queued'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(&error)
+    .execute(&mut *tx)
+    .await?;
+    event(&mut *tx, id, state, "dispatcher", Some(error)).await?;
+    tx.commit().await
+}
+
+/// One job.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("select {COLUMNS} from jobs where id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A job's timeline, oldest first.
+pub async fn events(pool: &PgPool, id: Uuid) -> Result<Vec<EventRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select state, source, detail, occurred_at from job_events where job_id = $1 order by id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRow {
+                state: r.try_get("state")?,
+                source: r.try_get("source")?,
+                detail: r.try_get("detail")?,
+                occurred_at: r.try_get("occurred_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Default)]
+pub struct JobFilter {
+    pub process: Option<String>,
+    pub state: Option<String>,
+    pub source: Option<String>,
+    pub reference: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this (created_at, id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// Jobs, newest first, one page.
+pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "select {COLUMNS} from jobs where ($1::text is null or process_name = $1) and ($2::text is null or state = $2) \
+         and ($3::text is null or source = $3) and ($4::text is null or reference = $4) \
+         and ($5::timestamptz is null or created_at >= $5) and ($6::timestamptz is null or created_at < $6) \
+         and ($7::timestamptz is null or (created_at, id) < ($7, $8)) order by created_at desc, id desc limit $9"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&f.process)
+        .bind(&f.state)
+        .bind(&f.source)
+        .bind(&f.reference)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.after.map(|a| a.0))
+        .bind(f.after.map(|a| a.1))
+        .bind(f.limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Stores the release found for a process.
+pub async fn cache_release(
+    pool: &PgPool,
+    process_id: Uuid,
+    key: Option<Uuid>,
+    arguments: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1")
+        .bind(process_id)
+        .bind(key)
+        .bind(arguments)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

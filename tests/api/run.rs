@@ -1,0 +1,509 @@
+//! `POST /run/{process}` against the simulator: exactly-once starts, validation,
+//! idempotency, outages, dead letters and scopes.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uipath_gateway::workers::dispatcher::try_execute_task;
+
+use crate::connections::{create, input};
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::sim_helpers::{INVOICE_KEY, Sim, spawn_sim};
+
+struct Setup {
+    app: TestApp,
+    sim: Sim,
+    key: String,
+}
+
+async fn key(app: &TestApp, scopes: Value) -> String {
+    let created: Value = app
+        .admin(Method::POST, "/api-keys")
+        .json(&json!({"name": "k", "scopes": scopes}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["key"].as_str().unwrap().to_string()
+}
+
+async fn setup(adjust: impl FnOnce(&mut uipath_gateway::config::Settings)) -> Setup {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_app_with(adjust).await;
+    create(&app, &input(&sim, "client_credentials", "sim")).await;
+    for (name, folder, release) in [
+        (
+            "Invoices",
+            "Finance/AP",
+            json!({"process_key": "InvoiceBot"}),
+        ),
+        ("Orders", "Shared", json!({"name": "OrderSync"})),
+        ("Failing", "1", json!({"process_key": "FailingJob"})),
+    ] {
+        let body = json!({"name": name, "connection": "sim", "folder": folder, "release": release, "default_input": {}});
+        assert_eq!(
+            app.admin(Method::POST, "/processes")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let key = key(&app, json!(["*", "jobs:read"])).await;
+    Setup { app, sim, key }
+}
+
+impl Setup {
+    async fn run(&self, process: &str, body: Value, idem: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .app
+            .client
+            .post(self.app.url(&format!("/run/{process}")))
+            .bearer_auth(&self.key)
+            .json(&body);
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        self.app
+            .client
+            .get(self.app.url(&format!("/jobs/{id}")))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Makes every queued job due now, then runs one dispatcher pass.
+    async fn dispatch(&self) -> usize {
+        sqlx::query("update jobs set next_attempt_at = now() where state = 'queued'")
+            .execute(&self.app.pool)
+            .await
+            .unwrap();
+        try_execute_task(&self.app.state).await.unwrap()
+    }
+
+    async fn start_calls(&self) -> Vec<Value> {
+        self.sim.calls("StartJobs").await
+    }
+}
+
+fn invoice() -> Value {
+    json!({"in_Vendor": "ACME", "in_Amount": 12.5, "in_DueDate": "2026-12-01T00:00:00Z"})
+}
+
+#[tokio::test]
+async fn a_run_starts_the_release_with_our_reference_and_a_string_of_arguments() {
+    let s = setup(|_| {}).await;
+    let res = s.run("Invoices", invoice(), None).await;
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("/jobs/{}", job["id"].as_str().unwrap()));
+    assert_eq!(job["state"], "pending");
+    assert!(job["orchestrator_job_id"].is_i64());
+
+    let calls = s.start_calls().await;
+    assert_eq!(calls.len(), 1);
+    let info = &calls[0]["body"]["startInfo"];
+    assert_eq!(info["ReleaseKey"], INVOICE_KEY);
+    assert_eq!(
+        info["Reference"],
+        format!("ugw-{}", job["id"].as_str().unwrap())
+    );
+    let sent: Value = serde_json::from_str(
+        info["InputArguments"]
+            .as_str()
+            .expect("InputArguments is a JSON string"),
+    )
+    .unwrap();
+    assert_eq!(sent, invoice());
+
+    let read = s.job(job["id"].as_str().unwrap()).await;
+    let states: Vec<&str> = read["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["queued", "pending"]);
+    // The release was looked up once and cached: a second run makes no Releases call.
+    s.run("Invoices", invoice(), None).await;
+    assert_eq!(s.sim.calls("/odata/Releases").await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_arguments_get_a_422_naming_each_one_and_start_nothing() {
+    let s = setup(|_| {}).await;
+    let res = s
+        .run(
+            "Invoices",
+            json!({"in_Amount": "lots", "in_Colour": "red"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_arguments");
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["in_Amount", "in_Colour", "in_Vendor"],
+        "wrong type, unknown, missing"
+    );
+    let res = s
+        .run("Orders", json!({"in_OrderIds": [1, 2.5]}), None)
+        .await;
+    assert_eq!(res.status(), 422);
+    let long = "x".repeat(10_001);
+    let res = s
+        .run("Invoices", json!({"in_Vendor": long, "in_Amount": 1}), None)
+        .await;
+    assert_eq!(
+        res.status(),
+        422,
+        "the 10,000-character limit is checked before sending"
+    );
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/run/Invoices"))
+        .bearer_auth(&s.key)
+        .header("content-type", "application/json")
+        .body("[1]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(s.start_calls().await.is_empty());
+    let jobs: i64 = sqlx::query_scalar("select count(*) from jobs")
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "nothing recorded");
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_first_job_and_starts_once() {
+    let s = setup(|_| {}).await;
+    let first: Value = s
+        .run("Invoices", invoice(), Some("order-42"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = s.run("Invoices", invoice(), Some("order-42")).await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(s.start_calls().await.len(), 1);
+    let res = s
+        .run(
+            "Invoices",
+            json!({"in_Vendor": "Other", "in_Amount": 1}),
+            Some("order-42"),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_reused"
+    );
+}
+
+#[tokio::test]
+async fn a_502_after_create_leads_to_exactly_one_job() {
+    let s = setup(|_| {}).await;
+    s.sim
+        .control(Method::PUT, "/faults", Some(json!({"start_then_502": 1})))
+        .await;
+    let res = s.run("Invoices", invoice(), None).await;
+    assert_eq!(
+        res.status(),
+        202,
+        "accepted: the outcome was ambiguous, the job is queued"
+    );
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["state"], "queued");
+    assert_eq!(s.dispatch().await, 1);
+    let id = job["id"].as_str().unwrap();
+    let read = s.job(id).await;
+    assert_eq!(read["state"], "pending", "adopted: {read}");
+    let reference = format!("ugw-{id}");
+    let in_sim = s.sim.sim.with_state(|st| {
+        st.jobs
+            .values()
+            .filter(|j| j.reference.as_deref() == Some(reference.as_str()))
+            .count()
+    });
+    assert_eq!(in_sim, 1, "exactly one job in Orchestrator");
+    assert_eq!(
+        s.start_calls().await.len(),
+        1,
+        "StartJobs was not sent twice"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_queues_jobs_and_starts_each_once_afterwards() {
+    let s = setup(|_| {}).await;
+    s.sim.control(Method::PUT, "/faults", Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs", "retry_after": 1}]}))).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let res = s.run("Invoices", invoice(), None).await;
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        assert_eq!(job["state"], "queued");
+        assert!(job["next_attempt_at"].is_string());
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    s.sim.control(Method::DELETE, "/faults", None).await;
+    assert_eq!(s.dispatch().await, 3);
+    for id in &ids {
+        assert_eq!(s.job(id).await["state"], "pending");
+    }
+    let created = s
+        .start_calls()
+        .await
+        .into_iter()
+        .filter(|c| c["status"] == 201)
+        .count();
+    assert_eq!(created, 3, "each started once");
+    assert_eq!(s.sim.sim.with_state(|st| st.jobs.len()), 3);
+    assert_eq!(s.dispatch().await, 0, "nothing left");
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
+    let s = setup(|st| st.dispatch.max_attempts = 2).await;
+    s.sim
+        .control(
+            Method::PUT,
+            "/faults",
+            Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
+        )
+        .await;
+    let job: Value = s
+        .run("Invoices", invoice(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s.dispatch().await, 1);
+    let read = s.job(job["id"].as_str().unwrap()).await;
+    assert_eq!(read["state"], "dead");
+    assert!(
+        read["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts")
+    );
+}
+
+#[tokio::test]
+async fn orchestrator_refusals_are_recorded_and_passed_on() {
+    let s = setup(|_| {}).await;
+    let body = json!({"name": "Classic", "connection": "sim", "folder": "Finance/AP", "release": {"process_key": "InvoiceBot"}, "job_options": {"strategy": "Specific"}});
+    s.app
+        .admin(Method::POST, "/processes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let res = s.run("Classic", invoice(), None).await;
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "orchestrator_error");
+    assert_eq!(problem["orchestrator_error_code"], "1000");
+    let rejected: String = sqlx::query_scalar("select state from jobs")
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, "rejected");
+
+    let ghost = json!({"name": "Ghost", "connection": "sim", "folder": "Shared", "release": {"process_key": "Ghost"}});
+    s.app
+        .admin(Method::POST, "/processes")
+        .json(&ghost)
+        .send()
+        .await
+        .unwrap();
+    let res = s.run("Ghost", json!({}), None).await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["orchestrator_error_code"],
+        "no_release"
+    );
+}
+
+#[tokio::test]
+async fn a_redeploy_is_followed_by_one_fresh_release_lookup() {
+    let s = setup(|_| {}).await;
+    assert_eq!(s.run("Invoices", invoice(), None).await.status(), 202);
+    let mut release = s
+        .sim
+        .sim
+        .with_state(|st| {
+            st.scenario
+                .releases
+                .iter()
+                .find(|r| r.process_key == "InvoiceBot")
+                .cloned()
+        })
+        .unwrap();
+    release.key = "11111111-2222-3333-4444-555555555555".into();
+    s.sim
+        .control(
+            Method::PUT,
+            "/releases",
+            Some(serde_json::to_value(&release).unwrap()),
+        )
+        .await;
+    let job: Value = s
+        .run("Invoices", invoice(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "pending", "{job}");
+    let calls = s.start_calls().await;
+    let keys: Vec<&str> = calls
+        .iter()
+        .map(|c| c["body"]["startInfo"]["ReleaseKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            INVOICE_KEY,
+            INVOICE_KEY,
+            "11111111-2222-3333-4444-555555555555"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scopes_decide_who_runs_and_who_reads() {
+    let s = setup(|_| {}).await;
+    let orders_only = key(&s.app, json!(["Orders"])).await;
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/run/Invoices"))
+        .bearer_auth(&orders_only)
+        .json(&invoice())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`Invoices`")
+    );
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/run/Orders"))
+        .bearer_auth(&orders_only)
+        .json(&json!({"in_OrderIds": [7]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Value = res.json().await.unwrap();
+    let res = s
+        .app
+        .client
+        .get(s.app.url(&format!("/jobs/{}", job["id"].as_str().unwrap())))
+        .bearer_auth(&orders_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "reading needs jobs:read");
+    assert_eq!(
+        s.app
+            .client
+            .post(s.app.url("/run/Orders"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(s.run("Nope", json!({}), None).await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_ledger_filters_and_pages_with_a_cursor() {
+    let s = setup(|_| {}).await;
+    for _ in 0..3 {
+        s.run("Invoices", invoice(), None).await;
+    }
+    s.run("Orders", json!({"in_OrderIds": [1]}), None).await;
+    let get = |q: String| {
+        let req = s
+            .app
+            .client
+            .get(s.app.url(&format!("/jobs?{q}")))
+            .bearer_auth(&s.key);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let page = get("process=Invoices&limit=2".into()).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let rest = get(format!("process=Invoices&limit=2&cursor={cursor}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let all: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|j| j["id"].to_string())
+        .collect();
+    assert_eq!(
+        all.iter().collect::<std::collections::HashSet<_>>().len(),
+        3,
+        "no job twice across pages"
+    );
+    let orders = get("state=pending&process=Orders".into()).await;
+    assert_eq!(orders["items"].as_array().unwrap().len(), 1);
+    let reference = orders["items"][0]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(format!("reference={reference}")).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let res = s
+        .app
+        .client
+        .get(s.app.url("/jobs?cursor=garbage"))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}

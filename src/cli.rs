@@ -40,6 +40,13 @@ pub enum Command {
     Openapi,
     /// Exit 0 if the gateway on this host answers /readyz with 200 (for container health checks).
     Healthcheck,
+    /// Run a ready-to-call demo: the embedded PostgreSQL, the simulator and the gateway,
+    /// preloaded with a connection, three processes and an API key.
+    Demo {
+        /// Port of the simulator.
+        #[arg(long, default_value_t = 8090)]
+        sim_port: u16,
+    },
     /// Manage the encryption keys of stored secrets.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -120,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Healthcheck => healthcheck(settings).await,
+            Command::Demo { sim_port } => demo(settings, sim_port).await,
             Command::Simulator {
                 port,
                 host,
@@ -255,6 +263,13 @@ async fn simulator(host: &str, port: u16, scenario: Option<PathBuf>) -> anyhow::
     shutdown_signal().await;
     sim.stop().await;
     Ok(())
+}
+
+async fn demo(mut settings: Settings, sim_port: u16) -> anyhow::Result<()> {
+    let embedded = embedded_if_needed(&mut settings).await?;
+    let result = crate::demo::run(settings, sim_port, shutdown_signal()).await;
+    stop_embedded(embedded).await;
+    result
 }
 
 async fn rotate_keys(mut settings: Settings) -> anyhow::Result<()> {

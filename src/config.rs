@@ -54,6 +54,10 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
+    /// Connections declared in the config file, applied at start.
+    pub connections: Vec<crate::domain::connection::ConnectionInput>,
+    /// Processes declared in the config file, applied at start.
+    pub processes: Vec<crate::domain::process::ProcessInput>,
 }
 
 /// Connection pool settings.
@@ -171,6 +175,8 @@ fn defaults() -> serde_json::Value {
         "body_limit_bytes": 1024 * 1024,
         "shutdown_timeout_secs": 30,
         "http_workers": 0,
+        "connections": [],
+        "processes": [],
     })
 }
 

@@ -1,7 +1,9 @@
 #![recursion_limit = "256"]
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod dispatch;
 pub mod domain;
 pub mod embedded_db;

@@ -83,6 +83,22 @@ impl Application {
             tokens,
             instance_id: uuid::Uuid::new_v4(),
         });
+        let declared = crate::apply::apply(
+            &state,
+            &state.settings.connections,
+            &state.settings.processes,
+        )
+        .await
+        .inspect_err(|_| stop_workers.cancel())
+        .context("applying the objects of the config file")?;
+        if declared != crate::apply::Applied::default() {
+            tracing::info!(
+                created = declared.created,
+                updated = declared.updated,
+                unchanged = declared.unchanged,
+                "config file objects applied"
+            );
+        }
         tokio::spawn(workers::dispatcher::run(
             state.clone(),
             stop_workers.clone(),

@@ -1,5 +1,7 @@
 mod api_keys;
+mod config_apply;
 mod connections;
+mod demo;
 mod embedded;
 mod errors;
 mod health;

@@ -1,0 +1,116 @@
+//! Objects declared in the config file (`[[connections]]`, `[[processes]]`), applied at
+//! start. Applying the same file again changes nothing: an unchanged connection keeps
+//! its stored tokens, and a refresh token in the file (only the first one of a
+//! rotating chain) never replaces the one the gateway holds.
+
+use anyhow::Context;
+
+use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
+use crate::domain::process::ProcessInput;
+use crate::startup::AppState;
+use crate::storage::{connections, processes};
+
+/// What `apply` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+fn same(
+    old: &connections::ConnectionRow,
+    old_secrets: &crate::domain::connection::ConnectionSecrets,
+    new: &NewConnection,
+) -> bool {
+    old.kind == new.kind
+        && old.flavour == new.flavour
+        && old.organization == new.organization
+        && old.tenant == new.tenant
+        && old.settings == new.settings
+        && serde_json::to_value(old_secrets).ok() == serde_json::to_value(&new.secrets).ok()
+}
+
+/// Creates or updates the declared connections, then the declared processes.
+pub async fn apply(
+    state: &AppState,
+    conns: &[ConnectionInput],
+    procs: &[ProcessInput],
+) -> anyhow::Result<Applied> {
+    let mut done = Applied::default();
+    let existing = connections::list(&state.pool).await?;
+    for (i, input) in conns.iter().enumerate() {
+        let name = input.name.clone().unwrap_or_default();
+        let old = existing.iter().find(|c| c.name == name);
+        let old_secrets =
+            match old {
+                Some(o) => Some(connections::open_secrets(&state.keys, o).with_context(|| {
+                    format!("connections[{i}] ({name}): opening stored secrets")
+                })?),
+                None => None,
+            };
+        let refresh_held = old.is_some_and(|o| o.kind == Kind::RefreshToken);
+        let mut new = input
+            .clone()
+            .validate_with(old_secrets.as_ref(), refresh_held)
+            .map_err(|p| {
+                anyhow::anyhow!(
+                    "connections[{i}] ({name}): {}",
+                    p.iter()
+                        .map(|p| format!("{}: {}", p.field, p.problem))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+        if refresh_held {
+            new.refresh_token = None;
+        }
+        match (old, old_secrets) {
+            (Some(o), Some(s)) if same(o, &s, &new) => done.unchanged += 1,
+            (Some(o), Some(s)) => {
+                connections::replace(&state.pool, &state.keys, o.id, &new, s).await?;
+                state.tokens.forget(o.id);
+                done.updated += 1;
+            }
+            _ => {
+                connections::insert(&state.pool, &state.keys, uuid::Uuid::new_v4(), &new).await?;
+                done.created += 1;
+            }
+        }
+    }
+    for (i, input) in procs.iter().enumerate() {
+        let name = input.name.clone().unwrap_or_default();
+        let new = input.clone().validate().map_err(|p| {
+            anyhow::anyhow!(
+                "processes[{i}] ({name}): {}",
+                p.iter()
+                    .map(|p| format!("{}: {}", p.field, p.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let old = processes::get(&state.pool, &new.name).await?;
+        let unchanged = old.as_ref().is_some_and(|o| {
+            o.connection_name == new.connection
+                && o.folder == new.folder
+                && o.release == new.release
+                && o.default_input == serde_json::Value::Object(new.default_input.clone())
+                && o.job_options == new.job_options
+                && o.max_wait_seconds == new.max_wait_seconds
+                && o.callback_url == new.callback_url
+        });
+        if unchanged {
+            done.unchanged += 1;
+            continue;
+        }
+        processes::upsert(&state.pool, old.as_ref().map(|o| o.name.as_str()), &new)
+            .await
+            .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?;
+        if old.is_some() {
+            done.updated += 1
+        } else {
+            done.created += 1
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,158 @@
+//! `uipath-gateway demo`: the embedded PostgreSQL, the simulator on a second port and
+//! the gateway, preloaded with a connection to the simulator, three processes and an
+//! API key, so anyone can call it at once. A second run reuses the same data.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::domain::connection::ConnectionInput;
+use crate::domain::process::ProcessInput;
+use crate::routes::auth;
+use crate::simulator::{Scenario, Simulator};
+use crate::startup::Application;
+use crate::storage::api_keys;
+
+/// Reads a secret kept in the data directory, or makes one with `make` (mode 0600).
+fn kept_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text.trim().to_string());
+    }
+    let value = make();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(value.as_bytes())?;
+    Ok(value)
+}
+
+fn demo_objects(sim_base: &str) -> (Vec<ConnectionInput>, Vec<ProcessInput>) {
+    let conn: ConnectionInput = serde_json::from_value(json!({
+        "name": "simulator",
+        "kind": "client_credentials",
+        "organization": "demo-org",
+        "tenant": "DefaultTenant",
+        "orchestrator_url": format!("{sim_base}/demo-org/DefaultTenant/orchestrator_"),
+        "token_url": format!("{sim_base}/identity_/connect/token"),
+        "client_id": "sim-app",
+        "client_secret": "sim-app-secret",
+        "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"],
+    }))
+    .expect("the demo connection is valid");
+    let process =
+        |name: &str, folder: &str, key: &str, defaults: serde_json::Value| -> ProcessInput {
+            serde_json::from_value(json!({
+                "name": name, "connection": "simulator", "folder": folder,
+                "release": {"process_key": key}, "default_input": defaults, "max_wait_seconds": 60,
+            }))
+            .expect("the demo process is valid")
+        };
+    let processes = vec![
+        process(
+            "Invoices",
+            "Finance/AP",
+            "InvoiceBot",
+            json!({"in_Urgent": false}),
+        ),
+        process("Orders", "Shared", "OrderSync", json!({})),
+        process("Failing", "Shared", "FailingJob", json!({})),
+    ];
+    (vec![conn], processes)
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM. `settings.database_url` must be set (the
+/// caller starts the embedded cluster).
+pub async fn run(
+    mut settings: Settings,
+    sim_port: u16,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let sim = Simulator::start(Scenario::default(), "127.0.0.1", sim_port)
+        .await
+        .context("starting the simulator")?;
+    let sim_base = format!("http://127.0.0.1:{}", sim.port());
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let admin = match &settings.admin_token {
+        Some(t) => t.expose_secret().to_string(),
+        None => kept_secret(&settings.data_dir.join("demo-admin-token"), || {
+            auth::new_key().0.replacen("ugw_", "adm_", 1)
+        })?,
+    };
+    settings.admin_token = Some(SecretString::from(admin.clone()));
+    let (conns, procs) = demo_objects(&sim_base);
+    settings.connections.extend(conns);
+    settings.processes.extend(procs);
+    let host = settings.host;
+    let app = Application::build(settings.clone()).await?;
+    let port = app.port();
+
+    let key_file = settings.data_dir.join("demo-api-key");
+    let mut key = kept_secret(&key_file, || auth::new_key().0)?;
+    if api_keys::find_live(app.pool(), &auth::hash(&key))
+        .await?
+        .is_none()
+    {
+        let inserted = api_keys::insert(
+            app.pool(),
+            uuid::Uuid::new_v4(),
+            "demo",
+            &key[..12],
+            &auth::hash(&key),
+            &["*".into(), "jobs:read".into()],
+            None,
+        )
+        .await;
+        if inserted.is_err() {
+            // The stored key was revoked: make a new one.
+            key = auth::new_key().0;
+            std::fs::write(&key_file, &key)?;
+            api_keys::insert(
+                app.pool(),
+                uuid::Uuid::new_v4(),
+                "demo",
+                &key[..12],
+                &auth::hash(&key),
+                &["*".into(), "jobs:read".into()],
+                None,
+            )
+            .await?;
+        }
+    }
+
+    let base = format!("http://{host}:{port}");
+    let banner = format!(
+        "\nuipath-gateway demo is running.\n\
+         \n  Gateway:     {base}\n  Swagger UI:  {base}/docs/\n  Simulator:   {sim_base} (a stand-in for UiPath Orchestrator)\n\
+         \n  API key:     {key}\n  Admin token: {admin}\n\
+         \nStart a job, then read it back:\n\n\
+         curl -s -X POST {base}/run/Invoices -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"in_Vendor\":\"ACME\",\"in_Amount\":12.5}}'\n\
+         curl -s '{base}/jobs?process=Invoices&limit=1' -H 'Authorization: Bearer {key}'\n\
+         \nProcesses: Invoices (in_Vendor string, in_Amount decimal, in_DueDate date-time, in_Urgent boolean), \
+         Orders (in_OrderIds int64 array, in_Options object), Failing (always faults).\n\
+         Data is kept in {}; Ctrl-C stops the demo.\n\n",
+        settings.data_dir.display()
+    );
+    let _ = std::io::stdout().write_all(banner.as_bytes());
+    let _ = std::io::stdout().flush();
+
+    let handle = app.handle();
+    let mut server = tokio::spawn(app.run_until_stopped());
+    tokio::select! {
+        res = &mut server => { res??; }
+        () = shutdown => {
+            handle.stop(true).await;
+            server.await??;
+        }
+    }
+    sim.stop().await;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Connections and processes declared in the config file are applied at start, and
+//! applying them again changes nothing.
+
+use reqwest::Method;
+use serde_json::Value;
+use uipath_gateway::config::Settings;
+use uipath_gateway::crypto::KeyRing;
+
+use crate::helpers::spawn_app_on;
+use crate::sim_helpers::{CLOUD, spawn_sim};
+use crate::test_db;
+
+#[tokio::test]
+async fn declared_objects_are_applied_idempotently_at_start() {
+    let sim = spawn_sim(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    let toml = format!(
+        r#"
+[[connections]]
+name = "sim"
+kind = "refresh_token"
+orchestrator_url = "{orch}"
+token_url = "{token}"
+client_id = "sim-app"
+client_secret = "sim-app-secret"
+refresh_token = "sim-refresh-token-0"
+
+[[processes]]
+name = "Invoices"
+connection = "sim"
+folder = "Finance/AP"
+release = {{ process_key = "InvoiceBot" }}
+default_input = {{ in_Urgent = false }}
+
+[[processes]]
+name = "Orders"
+connection = "sim"
+folder = "Shared"
+release = {{ name = "OrderSync" }}
+"#,
+        orch = sim.url(CLOUD),
+        token = sim.url("/identity_/connect/token"),
+    );
+    std::fs::write(&file, toml).unwrap();
+    let declared = Settings::load(Some(&file)).unwrap();
+    let (_, url) = test_db::server().fresh_database().await;
+    let keys = KeyRing::generate_spec("k");
+    let with_file = |s: &mut Settings| {
+        s.connections = declared.connections.clone();
+        s.processes = declared.processes.clone();
+        s.encryption_keys = Some(keys.clone());
+    };
+
+    let first = spawn_app_on(url.clone(), with_file).await;
+    let processes: Value = first
+        .admin(Method::GET, "/processes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = processes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Invoices", "Orders"]);
+    let conns: Value = first
+        .admin(Method::GET, "/connections")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = conns["items"][0]["id"].as_str().unwrap().to_string();
+    let test: Value = first
+        .admin(Method::POST, &format!("/connections/{id}/test"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        test["ok"], true,
+        "the declared refresh token worked and rotated: {test}"
+    );
+
+    // A restart with the same file: nothing duplicated, and the rotated refresh token
+    // is kept (the file's first token is spent; using it again would fail).
+    let second = spawn_app_on(url, with_file).await;
+    let conns: Value = second
+        .admin(Method::GET, "/connections")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conns["items"].as_array().unwrap().len(), 1);
+    assert_eq!(conns["items"][0]["id"], id.as_str());
+    sim.control(Method::POST, "/tokens/expire", None).await;
+    let test: Value = second
+        .admin(Method::POST, &format!("/connections/{id}/test"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(test["ok"], true, "{test}");
+    let processes: Value = second
+        .admin(Method::GET, "/processes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(processes["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_invalid_declared_object_stops_the_start_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, "[[processes]]\nname = \"X\"\nconnection = \"nope\"\nfolder = \"Shared\"\nrelease = { name = \"Y\" }\n").unwrap();
+    let out = crate::helpers::binary()
+        .env("GATEWAY_DATA_DIR", dir.path().join("data"))
+        .env("GATEWAY_PORT", "0")
+        .args(["--config", file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("processes[0] (X)") && stderr.contains("no connection named `nope`"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,103 @@
+//! `uipath-gateway demo`, as the README's Quick start runs it: the printed curl lines
+//! start a job and show it, and a second run reuses the same data.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{binary, data_dir};
+
+/// Starts the demo and returns it with the lines of its banner.
+async fn start(data: &std::path::Path) -> (tokio::process::Child, Vec<String>) {
+    let mut child = binary()
+        .arg("demo")
+        .args(["--sim-port", "0"])
+        .env("GATEWAY_DATA_DIR", data)
+        .env("GATEWAY_PORT", "0")
+        .env("GATEWAY_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let end = line.contains("Ctrl-C stops the demo");
+            banner.push(line);
+            if end {
+                return;
+            }
+        }
+        panic!("the demo exited before printing its banner: {banner:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the demo starts within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
+}
+
+async fn sh(line: &str) -> serde_json::Value {
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", line])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{line} answered {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_data() {
+    let dir = data_dir();
+    let (child, banner) = start(dir.path()).await;
+    let curls: Vec<&String> = banner.iter().filter(|l| l.starts_with("curl ")).collect();
+    assert_eq!(curls.len(), 2, "{banner:#?}");
+    assert!(
+        banner.iter().any(|l| l.contains("/docs/")),
+        "the Swagger UI address is printed"
+    );
+    let key_line = banner
+        .iter()
+        .find(|l| l.contains("API key:"))
+        .unwrap()
+        .clone();
+
+    let job = sh(curls[0]).await;
+    assert_eq!(job["process"], "Invoices");
+    assert_eq!(job["state"], "pending", "started in the simulator: {job}");
+    assert!(job["orchestrator_job_id"].is_i64());
+    let listed = sh(curls[1]).await;
+    assert_eq!(listed["items"][0]["id"], job["id"]);
+    stop(child).await;
+
+    let (child, banner) = start(dir.path()).await;
+    assert!(banner.contains(&key_line), "the same API key is reused");
+    let curls: Vec<&String> = banner.iter().filter(|l| l.starts_with("curl ")).collect();
+    let listed = sh(curls[1]).await;
+    assert_eq!(
+        listed["items"][0]["id"], job["id"],
+        "the first run's job is still there"
+    );
+    stop(child).await;
+}

@@ -134,6 +134,8 @@ fn request(job: &JobRow, process: &ProcessRow, release_key: &str) -> StartJobsRe
             reference: Some(job.reference.clone()),
             runtime_type: o.runtime_type.clone(),
             job_priority: o.priority.clone(),
+            robot_ids: o.robot_ids.clone(),
+            machine_session_ids: o.machine_session_ids.clone(),
         },
     }
 }

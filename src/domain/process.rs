@@ -29,6 +29,10 @@ pub struct JobOptions {
     pub runtime_type: Option<String>,
     /// `Low`, `Normal` or `High`.
     pub priority: Option<String>,
+    /// Run as these robots (users); in modern folders only to pin a user.
+    pub robot_ids: Option<Vec<i64>>,
+    /// Run on these machine sessions.
+    pub machine_session_ids: Option<Vec<i64>>,
 }
 
 /// A process as operators send it.

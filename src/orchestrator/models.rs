@@ -119,6 +119,12 @@ pub struct StartProcessDto {
     /// `Low`, `Normal` or `High`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_priority: Option<String>,
+    /// Robots (users) to run as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robot_ids: Option<Vec<i64>>,
+    /// Machine sessions to run on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_session_ids: Option<Vec<i64>>,
 }
 
 /// JobDto.

@@ -40,6 +40,8 @@ fn start_request(reference: &str) -> StartJobsRequest {
             reference: Some(reference.into()),
             runtime_type: Some("Unattended".into()),
             job_priority: None,
+            robot_ids: Some(vec![]),
+            machine_session_ids: None,
         },
     }
 }

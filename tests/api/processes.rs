@@ -13,7 +13,7 @@ async fn processes_are_created_read_replaced_and_deleted() {
     let app = spawn_app().await;
     create(&app, &input(&sim, "client_credentials", "sim")).await;
     let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP", "release": {"process_key": "InvoiceBot"},
-        "default_input": {"in_Urgent": false}, "job_options": {"priority": "High"}, "max_wait_seconds": 30});
+        "default_input": {"in_Urgent": false}, "job_options": {"priority": "High", "runtime_type": "Unattended", "robot_ids": [4778]}, "max_wait_seconds": 30});
     let res = app
         .admin(Method::POST, "/processes")
         .json(&body)
@@ -26,6 +26,7 @@ async fn processes_are_created_read_replaced_and_deleted() {
     assert_eq!(created["connection"], "sim");
     assert_eq!(created["folder"], "Finance/AP");
     assert_eq!(created["default_input"]["in_Urgent"], false);
+    assert_eq!(created["job_options"]["robot_ids"], json!([4778]));
 
     assert_eq!(
         app.admin(Method::POST, "/processes")

@@ -116,6 +116,8 @@ async fn a_run_starts_the_release_with_our_reference_and_a_string_of_arguments()
     assert_eq!(calls.len(), 1);
     let info = &calls[0]["body"]["startInfo"];
     assert_eq!(info["ReleaseKey"], INVOICE_KEY);
+    assert_eq!(info["Strategy"], "ModernJobsCount");
+    assert_eq!(info["JobsCount"], 1);
     assert_eq!(
         info["Reference"],
         format!("ugw-{}", job["id"].as_str().unwrap())

@@ -140,6 +140,22 @@ impl ApiError {
         }
     }
 
+    /// A 422 listing each field and what is wrong with it.
+    pub fn invalid(
+        code: &'static str,
+        problems: &[crate::domain::connection::FieldProblem],
+    ) -> Self {
+        ApiError::Unprocessable {
+            code,
+            detail: problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.problem))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors: serde_json::to_value(problems).expect("problems serialize"),
+        }
+    }
+
     /// A 400 with a stable code.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::BadRequest {

@@ -91,15 +91,7 @@ fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
 }
 
 fn problems_error(problems: Vec<crate::domain::connection::FieldProblem>) -> ApiError {
-    ApiError::Unprocessable {
-        code: "validation_failed",
-        detail: problems
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.problem))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors: serde_json::to_value(&problems).expect("problems serialize"),
-    }
+    ApiError::invalid("validation_failed", &problems)
 }
 
 fn name_taken(e: sqlx::Error, name: &str) -> ApiError {

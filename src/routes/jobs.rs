@@ -210,19 +210,8 @@ pub async fn run(
         .await?
         .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
     let merged = match dispatch::release(&state, &process, &conn, false).await {
-        Ok((_, definitions)) => {
-            arguments::validate(&definitions, &defaults, &input).map_err(|problems| {
-                ApiError::Unprocessable {
-                    code: "invalid_arguments",
-                    detail: problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.field, p.problem))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    errors: serde_json::to_value(&problems).expect("problems serialize"),
-                }
-            })?
-        }
+        Ok((_, definitions)) => arguments::validate(&definitions, &defaults, &input)
+            .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))?,
         // Orchestrator cannot be asked now: record the job; the attempt will say what is wrong.
         Err(e) => {
             tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");

@@ -62,15 +62,7 @@ impl From<ProcessRow> for ProcessView {
 }
 
 fn problems(p: Vec<FieldProblem>) -> ApiError {
-    ApiError::Unprocessable {
-        code: "validation_failed",
-        detail: p
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.problem))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors: serde_json::to_value(&p).expect("problems serialize"),
-    }
+    ApiError::invalid("validation_failed", &p)
 }
 
 fn write_error(e: WriteError, name: &str) -> ApiError {

@@ -42,6 +42,8 @@ pub struct Settings {
     pub orchestrator: OrchestratorSettings,
     /// How queued jobs are started.
     pub dispatch: DispatchSettings,
+    /// How started jobs are followed to their end.
+    pub tracking: TrackingSettings,
     /// Embedded PostgreSQL settings.
     pub embedded: EmbeddedSettings,
     /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
@@ -97,6 +99,16 @@ pub struct DispatchSettings {
     /// How often the dispatcher looks for due jobs, in milliseconds.
     pub poll_interval_ms: u64,
     /// Jobs taken per pass.
+    pub batch_size: i64,
+}
+
+/// How started jobs are followed to their end.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSettings {
+    /// Ask Orchestrator about each unfinished job at most this often, in seconds.
+    pub poll_every_secs: i64,
+    /// Jobs asked about per pass.
     pub batch_size: i64,
 }
 
@@ -162,6 +174,7 @@ fn defaults() -> serde_json::Value {
         },
         "embedded": EmbeddedSettings { pg_bin: None, run_as: "postgres".into() },
         "dispatch": DispatchSettings { max_attempts: 10, lease_secs: 60, poll_interval_ms: 250, batch_size: 50 },
+        "tracking": TrackingSettings { poll_every_secs: 5, batch_size: 100 },
         "encryption_keys": null,
         "admin_token": null,
         "orchestrator": OrchestratorSettings {

@@ -103,6 +103,7 @@ impl Application {
             state.clone(),
             stop_workers.clone(),
         ));
+        tokio::spawn(workers::job_sync::run(state.clone(), stop_workers.clone()));
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,

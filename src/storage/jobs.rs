@@ -337,3 +337,99 @@ pub async fn cache_release(
         .await?;
     Ok(())
 }
+
+/// The order of states: a state change is recorded only if it moves forward, so a
+/// late or repeated event never overwrites a later state (a terminal one least of all).
+const RANK: &str = "case {s} when 'queued' then 0 when 'pending' then 1 when 'running' then 2 when 'suspended' then 2 \
+    when 'resumed' then 2 when 'stopping' then 3 when 'terminating' then 3 else 4 end";
+
+/// What Orchestrator says about a job.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The ledger state (Orchestrator's, in lower case).
+    pub state: String,
+    /// Output arguments, as JSON.
+    pub output: Option<Value>,
+    /// The error of a faulted job.
+    pub error: Option<Value>,
+    /// "Job completed", or the exception text.
+    pub info: Option<String>,
+}
+
+/// Records a state seen at Orchestrator, if it moves the job forward. Returns true when
+/// the ledger changed (and a timeline entry was added).
+pub async fn record_state(
+    pool: &PgPool,
+    id: Uuid,
+    seen: &Observed,
+    source: &str,
+) -> Result<bool, sqlx::Error> {
+    let rank_new = RANK.replace("{s}", "$2::text");
+    let rank_old = RANK.replace("{s}", "state");
+    let sql = format!(
+        "update jobs set state = $2, output = coalesce($3, output), error = coalesce($4, error), info = coalesce($5, info), \
+         started_at = case when started_at is null and {rank_new} >= 2 then now() else started_at end, \
+         finished_at = case when {rank_new} = 4 then coalesce(finished_at, now()) else finished_at end \
+         where id = $1 and state <> $2 and {rank_old} < 4 and ({rank_new} > {rank_old} or ({rank_new} = 2 and {rank_old} = 2))"
+    );
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(&seen.state)
+        .bind(&seen.output)
+        .bind(&seen.error)
+        .bind(&seen.info)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    event(
+        &mut *tx,
+        id,
+        &seen.state,
+        source,
+        seen.info.as_ref().map(|i| serde_json::json!({"info": i})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A started, unfinished job the poller should ask about.
+#[derive(Debug, Clone)]
+pub struct ToPoll {
+    pub id: Uuid,
+    pub process_id: Option<Uuid>,
+    pub orchestrator_job_id: i64,
+}
+
+/// Takes up to `limit` unfinished jobs not asked about for `every_secs`, marking them
+/// asked; instances skip each other's rows.
+pub async fn claim_for_polling(
+    pool: &PgPool,
+    limit: i64,
+    every_secs: i64,
+) -> Result<Vec<ToPoll>, sqlx::Error> {
+    let rows = sqlx::query(
+        "update jobs set last_polled_at = now() where id in (select id from jobs \
+           where orchestrator_job_id is not null and state in ('pending', 'running', 'stopping', 'terminating', 'suspended', 'resumed') \
+           and (last_polled_at is null or last_polled_at < now() - make_interval(secs => $2)) \
+           order by last_polled_at nulls first limit $1 for update skip locked) \
+         returning id, process_id, orchestrator_job_id",
+    )
+    .bind(limit)
+    .bind(every_secs as f64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ToPoll {
+                id: r.try_get("id")?,
+                process_id: r.try_get("process_id")?,
+                orchestrator_job_id: r.try_get("orchestrator_job_id")?,
+            })
+        })
+        .collect()
+}

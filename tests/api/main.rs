@@ -18,3 +18,4 @@ mod sim_conformance;
 mod sim_helpers;
 mod sim_jobs;
 mod test_db;
+mod tracking;

@@ -1,0 +1,190 @@
+//! Following started jobs to their end: the poller records each new state with the
+//! output arguments or the error, and an earlier state never overwrites a later one.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uipath_gateway::storage::jobs::{Observed, record_state};
+use uipath_gateway::workers::job_sync::try_execute_task as poll;
+
+use crate::connections::{create, input};
+use crate::helpers::{TestApp, spawn_app};
+use crate::sim_helpers::{Sim, spawn_sim};
+
+async fn setup() -> (TestApp, Sim, String) {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let app = spawn_app().await;
+    create(&app, &input(&sim, "client_credentials", "sim")).await;
+    for (name, folder, key) in [
+        ("Invoices", "Finance/AP", "InvoiceBot"),
+        ("Failing", "Shared", "FailingJob"),
+    ] {
+        let body = json!({"name": name, "connection": "sim", "folder": folder, "release": {"process_key": key}});
+        app.admin(Method::POST, "/processes")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let created: Value = app
+        .admin(Method::POST, "/api-keys")
+        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (app, sim, created["key"].as_str().unwrap().to_string())
+}
+
+async fn run(app: &TestApp, key: &str, process: &str, body: Value) -> Value {
+    let res = app
+        .client
+        .post(app.url(&format!("/run/{process}")))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    res.json().await.unwrap()
+}
+
+async fn job(app: &TestApp, key: &str, id: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/jobs/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn finish_in_sim(sim: &Sim, orchestrator_id: i64) {
+    for _ in 0..2 {
+        sim.control(
+            Method::POST,
+            &format!("/jobs/{orchestrator_id}/advance"),
+            None,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_poller_records_success_with_output_arguments_as_json() {
+    let (app, sim, key) = setup().await;
+    let started = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "ACME", "in_Amount": 12.5}),
+    )
+    .await;
+    finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
+    sim.control(Method::DELETE, "/calls", None).await;
+    assert_eq!(poll(&app.state).await.unwrap(), 1);
+    let done = job(&app, &key, started["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "successful");
+    assert_eq!(
+        done["output"],
+        json!({"in_Vendor": "ACME", "in_Amount": 12.5}),
+        "an object, not a string"
+    );
+    assert_eq!(done["info"], "Job completed");
+    assert!(done["finished_at"].is_string());
+    let last = done["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["state"].as_str(), last["source"].as_str()),
+        (Some("successful"), Some("poll"))
+    );
+    // One single-job read, no filtered list (which is rate-limited).
+    let calls = sim.calls("/odata/Jobs").await;
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("Jobs({})", started["orchestrator_job_id"]))
+    );
+    assert_eq!(
+        poll(&app.state).await.unwrap(),
+        0,
+        "finished jobs are not polled again"
+    );
+}
+
+#[tokio::test]
+async fn a_faulted_job_keeps_its_error() {
+    let (app, sim, key) = setup().await;
+    let started = run(&app, &key, "Failing", json!({})).await;
+    finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
+    poll(&app.state).await.unwrap();
+    let done = job(&app, &key, started["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "faulted");
+    assert_eq!(done["info"], "The simulated workflow threw an exception.");
+    assert_eq!(done["error"]["category"], "User");
+}
+
+#[tokio::test]
+async fn late_or_repeated_states_never_overwrite_later_ones() {
+    let (app, _sim, key) = setup().await;
+    let started = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "A", "in_Amount": 1}),
+    )
+    .await;
+    let id = uuid::Uuid::parse_str(started["id"].as_str().unwrap()).unwrap();
+    let seen = |state: &str| Observed {
+        state: state.into(),
+        output: None,
+        error: None,
+        info: None,
+    };
+    assert!(
+        record_state(&app.pool, id, &seen("running"), "webhook")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !record_state(&app.pool, id, &seen("running"), "poll")
+            .await
+            .unwrap(),
+        "a duplicate changes nothing"
+    );
+    assert!(
+        !record_state(&app.pool, id, &seen("pending"), "poll")
+            .await
+            .unwrap(),
+        "an earlier state is ignored"
+    );
+    let done = Observed {
+        state: "successful".into(),
+        output: Some(json!({"x": 1})),
+        error: None,
+        info: None,
+    };
+    assert!(record_state(&app.pool, id, &done, "webhook").await.unwrap());
+    for late in ["running", "faulted", "stopping"] {
+        assert!(
+            !record_state(&app.pool, id, &seen(late), "poll")
+                .await
+                .unwrap(),
+            "{late} after successful"
+        );
+    }
+    let read = job(&app, &key, started["id"].as_str().unwrap()).await;
+    assert_eq!(read["state"], "successful");
+    assert_eq!(read["output"], json!({"x": 1}));
+    let states: Vec<&str> = read["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["queued", "pending", "running", "successful"]);
+}

@@ -266,8 +266,12 @@ pub async fn run(
         }
     }
     tx.commit().await?;
-    // The job is durable now. Start it here; if this fails, the dispatcher takes over.
-    match dispatch::attempt(&state, &job).await {
+    start_and_answer(&state, job).await
+}
+
+/// Starts a job just recorded; if that fails, the dispatcher takes over.
+async fn start_and_answer(state: &AppState, job: JobRow) -> Result<HttpResponse, ApiError> {
+    match dispatch::attempt(state, &job).await {
         Ok(Outcome::Rejected { code, message, .. }) => {
             return Err(ApiError::Upstream {
                 status: 422,
@@ -408,4 +412,159 @@ pub async fn list_jobs(
         items: rows.into_iter().map(|j| view(j, None)).collect(),
         next_cursor,
     }))
+}
+
+/// How to stop a job.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopInput {
+    /// `SoftStop` (the default: the workflow stops at its next check) or `Kill`.
+    pub strategy: Option<String>,
+}
+
+async fn load_for(caller: &Caller, state: &AppState, id: Uuid) -> Result<JobRow, ApiError> {
+    let job = store::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
+    caller.require_process(&job.process_name)?;
+    Ok(job)
+}
+
+/// Stop a job: SoftStop or Kill in Orchestrator, or cancel it if it has not started yet.
+#[utoipa::path(
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    request_body(content = Option<StopInput>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Asked to stop (or cancelled); the state follows", body = JobView),
+        (status = 400, description = "A bad strategy or id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks this process's scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Orchestrator refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Orchestrator is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/jobs/{id}/stop")]
+pub async fn stop_job(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Option<web::Json<StopInput>>,
+) -> Result<HttpResponse, ApiError> {
+    let job = load_for(&caller, &state, *id).await?;
+    let strategy = body
+        .and_then(|b| b.into_inner().strategy)
+        .unwrap_or_else(|| "SoftStop".into());
+    if !matches!(strategy.as_str(), "SoftStop" | "Kill") {
+        return Err(ApiError::bad_request(
+            "invalid_strategy",
+            "strategy must be SoftStop or Kill",
+        ));
+    }
+    if job.state == "queued" {
+        store::mark_final(
+            &state.pool,
+            job.id,
+            "stopped",
+            serde_json::json!({"message": "cancelled before it started"}),
+        )
+        .await?;
+    } else {
+        let orch_id = job.orchestrator_job_id.filter(|_| {
+            !matches!(
+                job.state.as_str(),
+                "successful" | "faulted" | "stopped" | "rejected" | "dead"
+            )
+        });
+        let Some(orch_id) = orch_id else {
+            return Err(ApiError::Conflict {
+                code: "job_ended",
+                detail: format!("the job has already ended ({})", job.state),
+            });
+        };
+        let process = processes::get_by_id(&state.pool, job.process_id.unwrap_or_default())
+            .await?
+            .ok_or_else(|| ApiError::Conflict {
+                code: "process_gone",
+                detail: "the job's process was deleted".into(),
+            })?;
+        let conn = connections::get(&state.pool, process.connection_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
+        let orch = dispatch::client(&state, &conn);
+        let folder = crate::orchestrator::FolderRef::parse(&process.folder);
+        let request = crate::orchestrator::models::StopJobsRequest {
+            strategy: strategy.clone(),
+            job_ids: vec![orch_id],
+        };
+        state
+            .tokens
+            .with_token(&conn, |t| {
+                let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
+                async move { orch.stop_jobs(&t, &folder, &request).await }
+            })
+            .await
+            .map_err(super::connections::upstream)?;
+        store::event(
+            &state.pool,
+            job.id,
+            "stop_requested",
+            "api",
+            Some(serde_json::json!({"strategy": strategy})),
+        )
+        .await?;
+    }
+    let job = store::get(&state.pool, job.id).await?.unwrap_or(job);
+    Ok(accepted(view(job, None), false))
+}
+
+/// Run a job again: a new job with the same input, linked to this one.
+#[utoipa::path(
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The job to replay")),
+    responses(
+        (status = 202, description = "The new job", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
+        (status = 400, description = "A bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks this process's scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job's process was deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Orchestrator refused the new job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/jobs/{id}/replay")]
+pub async fn replay_job(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let first = load_for(&caller, &state, *id).await?;
+    let process_id = first.process_id.ok_or_else(|| ApiError::Conflict {
+        code: "process_gone",
+        detail: "the job's process was deleted".into(),
+    })?;
+    let new = NewJob {
+        id: Uuid::new_v4(),
+        process_id,
+        process_name: first.process_name.clone(),
+        source: "replay",
+        source_detail: Some(caller.0.id.to_string()),
+        input: first.input.clone(),
+        callback_url: first.callback_url.clone(),
+        replay_of: Some(first.id),
+    };
+    let mut tx = state.pool.begin().await?;
+    let job = store::insert(
+        &mut tx,
+        &new,
+        state.instance_id,
+        state.settings.dispatch.lease_secs,
+    )
+    .await?;
+    tx.commit().await?;
+    start_and_answer(&state, job).await
 }

@@ -39,7 +39,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api_keys::revoke_api_key)
         .service(jobs::run)
         .service(jobs::list_jobs)
-        .service(jobs::get_job);
+        .service(jobs::get_job)
+        .service(jobs::stop_job)
+        .service(jobs::replay_job);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

@@ -123,6 +123,20 @@ impl Sim {
         req.send().await.unwrap()
     }
 
+    /// The References of every StartJobs received, in order.
+    pub async fn start_calls_refs(&self) -> Vec<String> {
+        self.calls("StartJobs")
+            .await
+            .iter()
+            .map(|c| {
+                c["body"]["startInfo"]["Reference"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
     pub async fn calls(&self, path_contains: &str) -> Vec<Value> {
         let url = format!(
             "{}?path_contains={}",

@@ -188,3 +188,117 @@ async fn late_or_repeated_states_never_overwrite_later_ones() {
         .collect();
     assert_eq!(states, ["queued", "pending", "running", "successful"]);
 }
+
+#[tokio::test]
+async fn a_running_job_is_stopped_and_a_queued_one_is_cancelled() {
+    let (app, sim, key) = setup().await;
+    let started = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "A", "in_Amount": 1}),
+    )
+    .await;
+    let orch_id = started["orchestrator_job_id"].as_i64().unwrap();
+    sim.control(Method::POST, &format!("/jobs/{orch_id}/advance"), None)
+        .await; // Running
+    let id = started["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/stop")))
+        .bearer_auth(&key)
+        .json(&json!({"strategy": "Kill"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let stop_call = sim.calls("StopJobs").await;
+    assert_eq!(
+        stop_call[0]["body"],
+        json!({"strategy": "Kill", "jobIds": [orch_id]})
+    );
+    sim.control(Method::POST, &format!("/jobs/{orch_id}/advance"), None)
+        .await; // Terminating -> Stopped
+    poll(&app.state).await.unwrap();
+    assert_eq!(job(&app, &key, id).await["state"], "stopped");
+    let res = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/stop")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409, "an ended job cannot be stopped");
+
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
+    )
+    .await;
+    let queued = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "B", "in_Amount": 2}),
+    )
+    .await;
+    assert_eq!(queued["state"], "queued");
+    let qid = queued["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/jobs/{qid}/stop")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(job(&app, &key, qid).await["state"], "stopped");
+    sim.control(Method::DELETE, "/faults", None).await;
+    sqlx::query("update jobs set next_attempt_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        uipath_gateway::workers::dispatcher::try_execute_task(&app.state)
+            .await
+            .unwrap(),
+        0,
+        "a cancelled job is never started"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_starts_a_new_job_with_the_same_input_linked_to_the_first() {
+    let (app, sim, key) = setup().await;
+    let first = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "ACME", "in_Amount": 3}),
+    )
+    .await;
+    let id = first["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/replay")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let again: Value = res.json().await.unwrap();
+    assert_ne!(again["id"], first["id"]);
+    assert_eq!(again["replay_of"], first["id"]);
+    assert_eq!(again["source"], "replay");
+    assert_eq!(again["input"], first["input"]);
+    assert_eq!(again["state"], "pending");
+    let refs: Vec<String> = sim.start_calls_refs().await;
+    assert_eq!(
+        refs,
+        [
+            format!("ugw-{id}"),
+            format!("ugw-{}", again["id"].as_str().unwrap())
+        ]
+    );
+}

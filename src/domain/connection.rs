@@ -114,6 +114,9 @@ pub struct ConnectionInput {
     /// The User Key (`user_key`). Write-only.
     #[schema(value_type = Option<String>, write_only)]
     pub user_key: Option<SecretString>,
+    /// The secret of Orchestrator's webhook to `/orchestrator/events/{name}` (any kind). Write-only.
+    #[schema(value_type = Option<String>, write_only)]
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// The non-secret settings of a connection, stored as JSON.
@@ -161,6 +164,9 @@ pub struct ConnectionSecrets {
     /// User key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_key: Option<String>,
+    /// Signing secret of Orchestrator's webhooks to us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectionSecrets {
@@ -251,6 +257,7 @@ impl ConnectionInput {
             keep(&mut self.token, &old.token);
             keep(&mut self.password, &old.password);
             keep(&mut self.user_key, &old.user_key);
+            keep(&mut self.webhook_secret, &old.webhook_secret);
         }
         let mut problems = Vec::new();
         let name = self.name.clone().unwrap_or_default();
@@ -352,7 +359,10 @@ impl ConnectionInput {
             token_url,
             ..Default::default()
         };
-        let mut secrets = ConnectionSecrets::default();
+        let mut secrets = ConnectionSecrets {
+            webhook_secret: secret(&self.webhook_secret),
+            ..Default::default()
+        };
         let mut refresh_token = None;
         match kind {
             Kind::ClientCredentials | Kind::RefreshToken => {

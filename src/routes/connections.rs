@@ -56,6 +56,7 @@ fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
         ("token", secrets.token.is_some()),
         ("password", secrets.password.is_some()),
         ("user_key", secrets.user_key.is_some()),
+        ("webhook_secret", secrets.webhook_secret.is_some()),
         ("refresh_token", row.kind == Kind::RefreshToken),
     ] {
         if present {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod connections;
+pub mod events;
 pub mod extractors;
 pub mod health;
 pub mod jobs;
@@ -41,7 +42,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(jobs::list_jobs)
         .service(jobs::get_job)
         .service(jobs::stop_job)
-        .service(jobs::replay_job);
+        .service(jobs::replay_job)
+        .service(events::orchestrator_event);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

@@ -141,6 +141,11 @@ pub async fn replace(
         token: new.secrets.token.clone().or(old_secrets.token),
         password: new.secrets.password.clone().or(old_secrets.password),
         user_key: new.secrets.user_key.clone().or(old_secrets.user_key),
+        webhook_secret: new
+            .secrets
+            .webhook_secret
+            .clone()
+            .or(old_secrets.webhook_secret),
     };
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
@@ -334,4 +339,19 @@ pub async fn set_discovered(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// A connection by id (a UUID) or by name.
+pub async fn find(pool: &PgPool, id_or_name: &str) -> Result<Option<ConnectionRow>, sqlx::Error> {
+    if let Ok(id) = Uuid::parse_str(id_or_name) {
+        return get(pool, id).await;
+    }
+    let sql = format!(
+        "select {COLUMNS} from connections c left join connection_tokens t on t.connection_id = c.id where c.name = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id_or_name)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
 }

@@ -433,3 +433,19 @@ pub async fn claim_for_polling(
         })
         .collect()
 }
+
+/// The ledger job behind an Orchestrator job id, among the processes of a connection.
+pub async fn by_orchestrator_id(
+    pool: &PgPool,
+    connection_id: Uuid,
+    orchestrator_job_id: i64,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select j.id from jobs j join processes p on p.id = j.process_id \
+         where j.orchestrator_job_id = $1 and p.connection_id = $2 order by j.created_at desc limit 1",
+    )
+    .bind(orchestrator_job_id)
+    .bind(connection_id)
+    .fetch_optional(pool)
+    .await
+}

@@ -4,6 +4,7 @@ mod connections;
 mod demo;
 mod embedded;
 mod errors;
+mod events;
 mod health;
 mod helpers;
 mod openapi;

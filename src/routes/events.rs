@@ -1,0 +1,158 @@
+//! `POST /orchestrator/events/{connection}`: Orchestrator's own job webhooks, the fast
+//! path of job tracking (the poller is the safety net: these are never retried).
+
+use actix_web::{HttpRequest, post, web};
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Problem};
+use crate::startup::AppState;
+use crate::storage::connections;
+use crate::storage::jobs::{self, Observed};
+
+/// What was done with an event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventReceipt {
+    /// Jobs in the event.
+    pub jobs: usize,
+    /// Ledger jobs whose state moved forward.
+    pub updated: usize,
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        detail: detail.into(),
+    }
+}
+
+/// Checks `X-UiPath-Signature`: Base64 of HMAC-SHA256 of the raw body, in constant time.
+fn verify(secret: &str, body: &[u8], header: Option<&str>) -> Result<(), ApiError> {
+    let header = header.ok_or_else(|| unauthorized("X-UiPath-Signature is missing"))?;
+    let given = base64::engine::general_purpose::STANDARD
+        .decode(header.trim())
+        .map_err(|_| unauthorized("X-UiPath-Signature is not Base64"))?;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.verify_slice(&given)
+        .map_err(|_| unauthorized("X-UiPath-Signature does not match the body"))
+}
+
+/// The jobs of an event: `Job`, or `Jobs` as an array or (in some versions) one object.
+fn jobs_of(event: &Value) -> Vec<&Value> {
+    match (event.get("Job"), event.get("Jobs")) {
+        (Some(job), _) if job.is_object() => vec![job],
+        (_, Some(Value::Array(list))) => list.iter().collect(),
+        (_, Some(job)) if job.is_object() => vec![job],
+        _ => Vec::new(),
+    }
+}
+
+fn observed(job: &Value) -> Option<(i64, Observed)> {
+    let id = job.get("Id")?.as_i64()?;
+    let state = job.get("State")?.as_str()?.to_ascii_lowercase();
+    let output = job
+        .get("OutputArguments")
+        .filter(|v| v.is_object())
+        .cloned()
+        .or_else(|| {
+            job.get("OutputArguments")
+                .and_then(Value::as_str)
+                .and_then(|s| serde_json::from_str(s).ok())
+        });
+    let info = job.get("Info").and_then(Value::as_str).map(String::from);
+    let error = (state == "faulted").then(|| {
+        job.get("Error")
+            .or(job.get("JobError"))
+            .filter(|e| !e.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"message": info}))
+    });
+    let output = if state == "successful" { output } else { None };
+    Some((
+        id,
+        Observed {
+            state,
+            output,
+            error,
+            info,
+        },
+    ))
+}
+
+/// Receive Orchestrator's job webhooks for a connection (by name or id).
+#[utoipa::path(
+    tag = "jobs",
+    params(
+        ("connection" = String, Path, description = "Connection name or id"),
+        ("X-UiPath-Signature" = String, Header, description = "Base64 HMAC-SHA256 of the body with the connection's webhook_secret"),
+    ),
+    request_body(content = Object, description = "An Orchestrator job event", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted", body = EventReceipt),
+        (status = 400, description = "The body is not a JSON event", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature is missing or wrong; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection, or it has no webhook_secret", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orchestrator/events/{connection}")]
+pub async fn orchestrator_event(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<web::Json<EventReceipt>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "connection_not_found",
+            format!(
+                "no connection `{name}` receives Orchestrator webhooks (set its webhook_secret)"
+            ),
+        )
+    };
+    let conn = connections::find(&state.pool, &name)
+        .await?
+        .ok_or_else(not_found)?;
+    let secrets = connections::open_secrets(&state.keys, &conn)
+        .map_err(|e| ApiError::Internal(e.context("opening secrets")))?;
+    let secret = secrets.webhook_secret.ok_or_else(not_found)?;
+    verify(
+        &secret,
+        &body,
+        req.headers()
+            .get("x-uipath-signature")
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let event: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the event is not JSON: {e}"))
+    })?;
+    let kind = event
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let list = if kind.starts_with("job.") {
+        jobs_of(&event)
+    } else {
+        Vec::new()
+    };
+    let mut updated = 0;
+    for job in &list {
+        let Some((orch_id, seen)) = observed(job) else {
+            continue;
+        };
+        if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id).await?
+            && jobs::record_state(&state.pool, id, &seen, "webhook").await?
+        {
+            updated += 1;
+        }
+    }
+    tracing::debug!(event = %kind, jobs = list.len(), updated, "Orchestrator event");
+    Ok(web::Json(EventReceipt {
+        jobs: list.len(),
+        updated,
+    }))
+}

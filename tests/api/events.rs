@@ -1,0 +1,206 @@
+//! Orchestrator's own webhooks update the ledger; forged or altered ones change nothing.
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::connections::{create, input};
+use crate::helpers::{TestApp, spawn_app};
+use crate::sim_helpers::{Sim, spawn_sim};
+
+const SECRET: &str = "hook-secret-0123";
+
+async fn setup() -> (TestApp, Sim, String) {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let app = spawn_app().await;
+    let mut conn = input(&sim, "client_credentials", "sim");
+    conn["webhook_secret"] = SECRET.into();
+    let created = create(&app, &conn).await;
+    assert!(
+        created["secrets_stored"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("webhook_secret"))
+    );
+    assert!(!created.to_string().contains(SECRET));
+    let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP", "release": {"process_key": "InvoiceBot"}});
+    app.admin(Method::POST, "/processes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let key: Value = app
+        .admin(Method::POST, "/api-keys")
+        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (app, sim, key["key"].as_str().unwrap().to_string())
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn start(app: &TestApp, key: &str) -> Value {
+    let res = app
+        .client
+        .post(app.url("/run/Invoices"))
+        .bearer_auth(key)
+        .json(&json!({"in_Vendor": "ACME", "in_Amount": 2}))
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
+async fn ledger(app: &TestApp, key: &str, id: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/jobs/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn orchestrator_webhooks_bring_the_result_without_any_poll() {
+    let (app, sim, key) = setup().await;
+    let token = sim.token().await;
+    let hook = json!({"Name": "gateway", "Url": app.url("/orchestrator/events/sim"), "Enabled": true, "Secret": SECRET,
+        "SubscribeToAllEvents": true, "AllowInsecureSsl": false});
+    assert_eq!(
+        sim.post(&sim.cloud("/odata/Webhooks"), &token, None, &hook)
+            .await
+            .status(),
+        201
+    );
+    let job = start(&app, &key).await;
+    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
+    for _ in 0..2 {
+        sim.control(Method::POST, &format!("/jobs/{orch_id}/advance"), None)
+            .await;
+    }
+    // Deliveries are asynchronous: wait (bounded) for the ledger to show the end.
+    let id = job["id"].as_str().unwrap();
+    let mut done = Value::Null;
+    for _ in 0..300 {
+        done = ledger(&app, &key, id).await;
+        if done["state"] == "successful" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(done["state"], "successful", "{done}");
+    assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
+    let sources: Vec<&str> = done["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert!(sources.contains(&"webhook"), "{sources:?}");
+    assert!(
+        sim.calls(&format!("/odata/Jobs({orch_id})"))
+            .await
+            .is_empty(),
+        "no poll happened"
+    );
+}
+
+#[tokio::test]
+async fn forged_or_altered_events_are_refused_and_change_nothing() {
+    let (app, _sim, key) = setup().await;
+    let job = start(&app, &key).await;
+    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
+    let event =
+        json!({"Type": "job.completed", "EventId": "e1", "Timestamp": "2026-11-22T10:00:00Z",
+        "Job": {"Id": orch_id, "State": "Successful", "OutputArguments": {"x": 1}}})
+        .to_string();
+    let url = app.url("/orchestrator/events/sim");
+    let post = |body: String, sig: Option<String>| {
+        let mut req = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = sig {
+            req = req.header("x-uipath-signature", s);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(post(event.clone(), None).await.status(), 401);
+    let forged = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+    assert_eq!(post(event.clone(), Some(forged)).await.status(), 401);
+    let altered = event.replace("Successful", "Faulted");
+    let res = post(altered, Some(sign(event.as_bytes()))).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        ledger(&app, &key, job["id"].as_str().unwrap()).await["state"],
+        "pending",
+        "nothing changed"
+    );
+
+    // The genuine event is applied; a repeat and a late earlier state are not.
+    let res: Value = post(event.clone(), Some(sign(event.as_bytes())))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res, json!({"jobs": 1, "updated": 1}));
+    let res: Value = post(event.clone(), Some(sign(event.as_bytes())))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["updated"], 0);
+    let late = json!({"Type": "job.started", "EventId": "e0", "Timestamp": "2026-11-22T09:59:00Z", "Job": {"Id": orch_id, "State": "Running"}}).to_string();
+    let res: Value = post(late.clone(), Some(sign(late.as_bytes())))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["updated"], 0);
+    assert_eq!(
+        ledger(&app, &key, job["id"].as_str().unwrap()).await["state"],
+        "successful"
+    );
+
+    // `Jobs` as a single object (seen in one version's docs) is accepted too.
+    let other = start(&app, &key).await;
+    let stopped =
+        json!({"Type": "job.stopped", "EventId": "e2", "Timestamp": "2026-11-22T10:01:00Z",
+        "Jobs": {"Id": other["orchestrator_job_id"], "State": "Stopped"}})
+        .to_string();
+    let res: Value = post(stopped.clone(), Some(sign(stopped.as_bytes())))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["updated"], 1);
+    assert_eq!(
+        post("{}".into(), Some(sign(b"{}"))).await.status(),
+        200,
+        "non-job events are accepted and ignored"
+    );
+    assert_eq!(
+        app.client
+            .post(app.url("/orchestrator/events/nope"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

@@ -31,6 +31,10 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
 /// Runs until cancelled, passing again at once while there is work.
 pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
     let idle = Duration::from_millis(state.settings.dispatch.poll_interval_ms);
+    tokio::select! {
+        () = stop.cancelled() => return,
+        () = tokio::time::sleep(idle) => {}
+    }
     loop {
         let busy = match try_execute_task(&state).await {
             Ok(n) => n > 0,

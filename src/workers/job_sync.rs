@@ -78,12 +78,13 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
 pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
     let every = Duration::from_secs(state.settings.tracking.poll_every_secs.max(1) as u64);
     loop {
-        if let Err(e) = try_execute_task(&state).await {
-            tracing::warn!(error = format!("{e:#}"), "poller pass failed");
-        }
+        // Wait first: a job just started has nothing new to tell yet.
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = try_execute_task(&state).await {
+            tracing::warn!(error = format!("{e:#}"), "poller pass failed");
         }
     }
 }

@@ -164,9 +164,12 @@ async fn embedded_if_needed(settings: &mut Settings) -> anyhow::Result<Option<Em
     }
     let dir = settings.data_dir.clone();
     let embedded = settings.embedded.clone();
-    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &embedded))
-        .await
-        .context("starting the embedded PostgreSQL")??;
+    let pg_bin = settings.pg_bin.clone();
+    let pg = tokio::task::spawn_blocking(move || {
+        EmbeddedPostgres::start(&dir, pg_bin.as_deref(), &embedded)
+    })
+    .await
+    .context("starting the embedded PostgreSQL")??;
     match pg.ensure_database().await {
         Ok(url) => {
             settings.database_url = Some(url);

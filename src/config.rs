@@ -44,6 +44,9 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// How started jobs are followed to their end.
     pub tracking: TrackingSettings,
+    /// Directory holding `initdb`, `pg_ctl` and `postgres` for the embedded cluster.
+    /// Searched on PATH and in `/usr/lib/postgresql/*/bin` when unset.
+    pub pg_bin: Option<PathBuf>,
     /// Embedded PostgreSQL settings.
     pub embedded: EmbeddedSettings,
     /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
@@ -116,9 +119,6 @@ pub struct TrackingSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedSettings {
-    /// Directory holding `initdb`, `pg_ctl` and `postgres`. Searched on PATH and in
-    /// `/usr/lib/postgresql/*/bin` when unset.
-    pub pg_bin: Option<PathBuf>,
     /// The unprivileged user the cluster runs as when the gateway runs as root.
     pub run_as: String,
 }
@@ -172,7 +172,8 @@ fn defaults() -> serde_json::Value {
             min_connections: 1,
             acquire_timeout_ms: 3_000,
         },
-        "embedded": EmbeddedSettings { pg_bin: None, run_as: "postgres".into() },
+        "pg_bin": null,
+        "embedded": EmbeddedSettings { run_as: "postgres".into() },
         "dispatch": DispatchSettings { max_attempts: 10, lease_secs: 60, poll_interval_ms: 250, batch_size: 50 },
         "tracking": TrackingSettings { poll_every_secs: 5, batch_size: 100 },
         "encryption_keys": null,

@@ -12,9 +12,9 @@ const NEEDED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 
 /// Shown when no PostgreSQL server programs can be found.
 pub const HOW_TO_INSTALL: &str = "PostgreSQL server programs (initdb, pg_ctl, postgres) were not \
-found on PATH, in /usr/lib/postgresql/*/bin or in GATEWAY_EMBEDDED__PG_BIN. Install PostgreSQL \
+found on PATH, in /usr/lib/postgresql/*/bin or in GATEWAY_PG_BIN. Install PostgreSQL \
 (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install postgresql-server`; macOS: \
-`brew install postgresql`), point GATEWAY_EMBEDDED__PG_BIN at its bin directory, or set \
+`brew install postgresql`), point GATEWAY_PG_BIN at its bin directory, or set \
 DATABASE_URL to use an existing PostgreSQL server.";
 
 impl PgBinaries {
@@ -28,7 +28,7 @@ impl PgBinaries {
                 })
             } else {
                 Err(anyhow::anyhow!(
-                    "GATEWAY_EMBEDDED__PG_BIN={} does not contain initdb, pg_ctl and postgres",
+                    "GATEWAY_PG_BIN={} does not contain initdb, pg_ctl and postgres",
                     dir.display()
                 ))
             };

@@ -40,8 +40,12 @@ pub struct EmbeddedPostgres {
 impl EmbeddedPostgres {
     /// Starts (initialising on first use) the cluster in `data_dir`, or adopts one
     /// left running by a gateway that was killed. Blocking: call from `spawn_blocking`.
-    pub fn start(data_dir: &Path, settings: &EmbeddedSettings) -> anyhow::Result<Self> {
-        let bins = PgBinaries::find(settings.pg_bin.as_deref())?;
+    pub fn start(
+        data_dir: &Path,
+        pg_bin: Option<&Path>,
+        settings: &EmbeddedSettings,
+    ) -> anyhow::Result<Self> {
+        let bins = PgBinaries::find(pg_bin)?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let data_dir = std::fs::canonicalize(data_dir)?;

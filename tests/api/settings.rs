@@ -59,14 +59,14 @@ async fn missing_postgres_binaries_explain_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stderr) = run_with(
         &[
-            ("GATEWAY_EMBEDDED__PG_BIN", "/nonexistent"),
+            ("GATEWAY_PG_BIN", "/nonexistent"),
             ("GATEWAY_DATA_DIR", dir.path().to_str().unwrap()),
         ],
         &[],
     )
     .await;
     assert_eq!(code, 1);
-    assert!(stderr.contains("GATEWAY_EMBEDDED__PG_BIN"), "{stderr}");
+    assert!(stderr.contains("GATEWAY_PG_BIN"), "{stderr}");
 }
 
 #[tokio::test]

@@ -255,7 +255,9 @@ impl SimState {
             refresh_tokens,
             id_tokens: HashMap::new(),
             jobs: BTreeMap::new(),
-            next_job_id: 10_000,
+            // From the clock, so a restarted simulator (as in `demo`) never hands out an id
+            // that a ledger may still hold from an earlier run.
+            next_job_id: chrono::Utc::now().timestamp() * 1_000,
             webhooks: BTreeMap::new(),
             next_webhook_id: 1,
             calls: Vec::new(),

@@ -120,6 +120,14 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => ApiError::DatabaseUnavailable(err),
+            // Class 22 (data exception): a value from the request that PostgreSQL cannot
+            // store, such as a NUL byte in text or JSON. The caller's fault, never a 500.
+            sqlx::Error::Database(ref e) if e.code().is_some_and(|c| c.starts_with("22")) => {
+                ApiError::BadRequest {
+                    code: "invalid_value",
+                    detail: format!("a value in the request cannot be stored: {}", e.message()),
+                }
+            }
             other => ApiError::Internal(other.into()),
         }
     }

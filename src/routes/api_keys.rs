@@ -81,6 +81,7 @@ fn valid_scope(s: &str) -> bool {
     request_body = ApiKeyInput,
     responses(
         (status = 201, description = "Created; the key is in the body, once", body = CreatedApiKey),
+        (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or scopes", body = Problem, content_type = "application/problem+json"),

@@ -169,6 +169,7 @@ async fn discover_if_needed(state: &AppState, new: &mut NewConnection) -> Result
     request_body = ConnectionInput,
     responses(
         (status = 201, description = "Created", body = ConnectionView),
+        (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),

@@ -92,6 +92,7 @@ fn not_found(name: &str) -> ApiError {
     request_body = ProcessInput,
     responses(
         (status = 201, description = "Created", body = ProcessView),
+        (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
@@ -167,6 +168,7 @@ pub async fn get_process(
     request_body = ProcessInput,
     responses(
         (status = 200, description = "Updated", body = ProcessView),
+        (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),

@@ -509,3 +509,20 @@ async fn the_ledger_filters_and_pages_with_a_cursor() {
         .unwrap();
     assert_eq!(res.status(), 400);
 }
+
+#[tokio::test]
+async fn values_postgres_cannot_store_get_a_400_not_a_500() {
+    let s = setup(|_| {}).await;
+    let res = s
+        .run(
+            "Invoices",
+            json!({"in_Vendor": "A\u{0}B", "in_Amount": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_value");
+    let res = s.app.admin(Method::POST, "/connections").json(&json!({"name": "x", "kind": "pat", "orchestrator_url": "https://o", "token": "t", "organization": "a\u{0}b"})).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+}

@@ -169,7 +169,6 @@ fn error_json(e: &OrchestratorError) -> Value {
 /// One attempt to start `job`. The job must be leased to this instance.
 #[tracing::instrument(skip_all, fields(job = %job.id, attempt = job.attempts))]
 pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Error> {
-    let max_attempts = state.settings.dispatch.max_attempts;
     let process = match job.process_id {
         Some(id) => processes::get_by_id(&state.pool, id).await?,
         None => None,
@@ -192,14 +191,25 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
             message: "the connection was deleted".into(),
         });
     };
+    attempt_with(state, job, &process, &conn).await
+}
+
+/// As `attempt`, with the job's process and connection already loaded (as `/run` has them).
+pub async fn attempt_with(
+    state: &AppState,
+    job: &JobRow,
+    process: &ProcessRow,
+    conn: &ConnectionRow,
+) -> Result<Outcome, sqlx::Error> {
+    let max_attempts = state.settings.dispatch.max_attempts;
     let folder = FolderRef::parse(&process.folder);
-    let orch = client(state, &conn);
+    let orch = client(state, conn);
     let result: Result<Job, TokenError> = async {
         if job.attempts > 1 {
             // An earlier attempt may have created it: adopt instead of starting twice.
             let found = state
                 .tokens
-                .with_token(&conn, |t| {
+                .with_token(conn, |t| {
                     let (orch, folder, r) = (orch.clone(), folder.clone(), job.reference.clone());
                     async move { orch.job_by_reference(&t, &folder, &r).await }
                 })
@@ -210,11 +220,11 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
         }
         let mut fresh = false;
         loop {
-            let (key, _) = release(state, &process, &conn, fresh).await?;
-            let body = request(job, &process, &key);
+            let (key, _) = release(state, process, conn, fresh).await?;
+            let body = request(job, process, &key);
             let res = state
                 .tokens
-                .with_token(&conn, |t| {
+                .with_token(conn, |t| {
                     let (orch, folder, body) = (orch.clone(), folder.clone(), body.clone());
                     async move { orch.start_jobs(&t, &folder, &body).await }
                 })

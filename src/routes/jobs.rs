@@ -196,7 +196,7 @@ pub async fn run(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_process(&name)?;
-    let process = processes::get(&state.pool, &name).await?.ok_or_else(|| {
+    let mut process = processes::get(&state.pool, &name).await?.ok_or_else(|| {
         ApiError::not_found("process_not_found", format!("no process named `{name}`"))
     })?;
     let input = parse_body(&req, &body)?;
@@ -210,8 +210,13 @@ pub async fn run(
         .await?
         .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
     let merged = match dispatch::release(&state, &process, &conn, false).await {
-        Ok((_, definitions)) => arguments::validate(&definitions, &defaults, &input)
-            .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))?,
+        Ok((key, definitions)) => {
+            // Keep our copy as the cache now stands, so the start reuses the lookup.
+            process.release_key = Uuid::parse_str(&key).ok();
+            process.release_arguments = serde_json::to_value(&definitions).ok();
+            arguments::validate(&definitions, &defaults, &input)
+                .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))?
+        }
         // Orchestrator cannot be asked now: record the job; the attempt will say what is wrong.
         Err(e) => {
             tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");
@@ -266,12 +271,24 @@ pub async fn run(
         }
     }
     tx.commit().await?;
-    start_and_answer(&state, job).await
+    start_and_answer(&state, job, Some((&process, &conn))).await
 }
 
 /// Starts a job just recorded; if that fails, the dispatcher takes over.
-async fn start_and_answer(state: &AppState, job: JobRow) -> Result<HttpResponse, ApiError> {
-    match dispatch::attempt(state, &job).await {
+/// `loaded` spares reading the process and connection again when the caller has them.
+async fn start_and_answer(
+    state: &AppState,
+    job: JobRow,
+    loaded: Option<(
+        &crate::storage::processes::ProcessRow,
+        &crate::storage::connections::ConnectionRow,
+    )>,
+) -> Result<HttpResponse, ApiError> {
+    let attempt = match loaded {
+        Some((process, conn)) => dispatch::attempt_with(state, &job, process, conn).await,
+        None => dispatch::attempt(state, &job).await,
+    };
+    match attempt {
         Ok(Outcome::Rejected { code, message, .. }) => {
             return Err(ApiError::Upstream {
                 status: 422,
@@ -566,5 +583,5 @@ pub async fn replay_job(
     )
     .await?;
     tx.commit().await?;
-    start_and_answer(&state, job).await
+    start_and_answer(&state, job, None).await
 }

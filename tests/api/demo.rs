@@ -89,7 +89,23 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     assert!(job["orchestrator_job_id"].is_i64());
     let listed = sh(curls[1]).await;
     assert_eq!(listed["items"][0]["id"], job["id"]);
-    stop(child).await;
+    let gateway = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Gateway:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        reqwest::get(format!("{gateway}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A crash: kill -9 leaves PostgreSQL running; the next run adopts it.
+    let mut child = child;
+    child.kill().await.unwrap();
 
     let (child, banner) = start(dir.path()).await;
     assert!(banner.contains(&key_line), "the same API key is reused");

@@ -100,12 +100,17 @@ pub async fn apply(
                 && o.callback_url == new.callback_url
         });
         if unchanged {
+            if let Some(row) = &old {
+                store_callback_secret(state, row, &new).await?;
+            }
             done.unchanged += 1;
             continue;
         }
-        processes::upsert(&state.pool, old.as_ref().map(|o| o.name.as_str()), &new)
+        let row = processes::upsert(&state.pool, old.as_ref().map(|o| o.name.as_str()), &new)
             .await
-            .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?;
+            .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
+        store_callback_secret(state, &row, &new).await?;
         if old.is_some() {
             done.updated += 1
         } else {
@@ -113,4 +118,25 @@ pub async fn apply(
         }
     }
     Ok(done)
+}
+
+/// Stores a process's callback secret: the one given, else a generated one when the
+/// process has none. Returns a generated secret (to show once).
+pub async fn store_callback_secret(
+    state: &AppState,
+    row: &processes::ProcessRow,
+    new: &crate::domain::process::NewProcess,
+) -> Result<Option<String>, sqlx::Error> {
+    use secrecy::ExposeSecret;
+    if let Some(given) = &new.callback_secret {
+        processes::set_callback_secret(&state.pool, &state.keys, row.id, given.expose_secret())
+            .await?;
+        return Ok(None);
+    }
+    if row.has_callback_secret {
+        return Ok(None);
+    }
+    let secret = crate::callbacks::generate_secret();
+    processes::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
+    Ok(Some(secret))
 }

@@ -44,6 +44,13 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// How started jobs are followed to their end.
     pub tracking: TrackingSettings,
+    /// How callbacks are delivered.
+    pub callbacks: CallbackSettings,
+    /// The gateway's address as Orchestrator can reach it (e.g. `https://gw.example.com`).
+    /// When set, the gateway registers its job webhook in each connection's tenant.
+    pub public_url: Option<String>,
+    /// Allow callbacks to loopback, private and link-local addresses.
+    pub allow_private_callbacks: bool,
     /// Directory holding `initdb`, `pg_ctl` and `postgres` for the embedded cluster.
     /// Searched on PATH and in `/usr/lib/postgresql/*/bin` when unset.
     pub pg_bin: Option<PathBuf>,
@@ -109,9 +116,43 @@ pub struct DispatchSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackingSettings {
-    /// Ask Orchestrator about each unfinished job at most this often, in seconds.
+    /// How often the poller wakes up, in milliseconds.
+    pub pass_interval_ms: u64,
+    /// Ask Orchestrator about an unfinished job this long after its last news, in
+    /// seconds, while its connection's webhooks are quiet.
     pub poll_every_secs: i64,
+    /// The same while webhooks are healthy (one arrived within `webhook_quiet_secs`).
+    pub poll_every_secs_with_webhooks: i64,
+    /// Webhooks count as healthy while one arrived within this many seconds.
+    pub webhook_quiet_secs: i64,
+    /// Filtered job lists (`GET /odata/Jobs?$filter=`) per tenant per minute, across
+    /// every instance. Orchestrator allows 100; the rest is left for other clients.
+    pub list_budget_per_minute: i64,
+    /// Job ids per filtered list (`Id eq 1 or Id eq 2 ...`; OData allows 100 nodes).
+    pub ids_per_list: usize,
+    /// Groups of at most this many jobs (same connection and folder) are read one by
+    /// one with `GET /odata/Jobs({id})`, which the list limit does not cover.
+    pub single_get_max: usize,
     /// Jobs asked about per pass.
+    pub batch_size: i64,
+    /// How often the registration of Orchestrator webhooks is checked, in seconds
+    /// (only with `public_url`).
+    pub webhook_check_secs: u64,
+}
+
+/// How callbacks are delivered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// Delay before each retry, in seconds; after the last one the callback is dead-lettered.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Random spread of each delay, as a share of it (0 to 1).
+    pub jitter: f64,
+    /// Timeout of one delivery, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often due deliveries are looked for, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Deliveries taken per pass.
     pub batch_size: i64,
 }
 
@@ -175,7 +216,26 @@ fn defaults() -> serde_json::Value {
         "pg_bin": null,
         "embedded": EmbeddedSettings { run_as: "postgres".into() },
         "dispatch": DispatchSettings { max_attempts: 10, lease_secs: 60, poll_interval_ms: 250, batch_size: 50 },
-        "tracking": TrackingSettings { poll_every_secs: 5, batch_size: 100 },
+        "tracking": TrackingSettings {
+            pass_interval_ms: 1_000,
+            poll_every_secs: 5,
+            poll_every_secs_with_webhooks: 120,
+            webhook_quiet_secs: 300,
+            list_budget_per_minute: 60,
+            ids_per_list: 20,
+            single_get_max: 3,
+            batch_size: 500,
+            webhook_check_secs: 300,
+        },
+        "callbacks": CallbackSettings {
+            retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000],
+            jitter: 0.2,
+            timeout_ms: 10_000,
+            poll_interval_ms: 1_000,
+            batch_size: 20,
+        },
+        "public_url": null,
+        "allow_private_callbacks": false,
         "encryption_keys": null,
         "admin_token": null,
         "orchestrator": OrchestratorSettings {
@@ -223,6 +283,13 @@ impl Settings {
                 *v = None;
             }
         }
+        if settings
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            settings.public_url = None;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -246,6 +313,21 @@ impl Settings {
                 "database.min_connections",
                 "must not exceed database.max_connections",
             );
+        }
+        if let Some(url) = &self.public_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return bad("public_url", "must be an absolute http(s) URL"),
+            }
+        }
+        if !(0.0..=1.0).contains(&self.callbacks.jitter) {
+            return bad("callbacks.jitter", "must be between 0 and 1");
+        }
+        if self.tracking.ids_per_list == 0 || self.tracking.ids_per_list > 100 {
+            return bad("tracking.ids_per_list", "must be between 1 and 100");
+        }
+        if self.tracking.list_budget_per_minute < 0 {
+            return bad("tracking.list_budget_per_minute", "must not be negative");
         }
         if self.database.acquire_timeout_ms == 0 {
             return bad("database.acquire_timeout_ms", "must be greater than 0");

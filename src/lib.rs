@@ -1,5 +1,6 @@
 #![recursion_limit = "256"]
 pub mod apply;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -15,4 +16,5 @@ pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod waiter;
 pub mod workers;

@@ -35,6 +35,10 @@ pub struct AppState {
     pub tokens: Arc<TokenManager>,
     /// This instance, as the owner of job leases.
     pub instance_id: uuid::Uuid,
+    /// Wakes requests waiting for a job to end.
+    pub jobs_ended: crate::waiter::JobWatch,
+    /// The HTTP client for callbacks (refuses private addresses unless allowed).
+    pub callback_http: reqwest::Client,
 }
 
 /// A bound, not yet running, gateway.
@@ -75,6 +79,8 @@ impl Application {
             settings.orchestrator.pat_warning_days,
             stop_workers.clone(),
         ));
+        let callback_http =
+            crate::callbacks::http_client(&settings.callbacks, settings.allow_private_callbacks);
         let state = Arc::new(AppState {
             pool: pool.clone(),
             settings: Arc::new(settings),
@@ -82,6 +88,8 @@ impl Application {
             http,
             tokens,
             instance_id: uuid::Uuid::new_v4(),
+            jobs_ended: crate::waiter::JobWatch::new(),
+            callback_http,
         });
         let declared = crate::apply::apply(
             &state,
@@ -104,6 +112,17 @@ impl Application {
             stop_workers.clone(),
         ));
         tokio::spawn(workers::job_sync::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(
+            state
+                .jobs_ended
+                .clone()
+                .listen(pool.clone(), stop_workers.clone()),
+        );
+        tokio::spawn(workers::callbacks::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(workers::webhook_registration::run(
+            state.clone(),
+            stop_workers.clone(),
+        ));
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,

@@ -60,6 +60,11 @@ pub struct ProcessInput {
     pub max_wait_seconds: Option<i32>,
     /// Default callback URL.
     pub callback_url: Option<String>,
+    /// The `whsec_` secret that signs callbacks (Standard Webhooks). Write-only: when left
+    /// out on create, one is generated and shown once in the answer; on replace, the
+    /// stored one is kept. `POST /processes/{name}/callback-secret` rotates it.
+    #[schema(value_type = Option<String>, write_only)]
+    pub callback_secret: Option<secrecy::SecretString>,
 }
 
 /// A validated process.
@@ -73,6 +78,7 @@ pub struct NewProcess {
     pub job_options: JobOptions,
     pub max_wait_seconds: i32,
     pub callback_url: Option<String>,
+    pub callback_secret: Option<secrecy::SecretString>,
 }
 
 impl ProcessInput {
@@ -122,12 +128,20 @@ impl ProcessInput {
         {
             bad("job_options.priority", "must be Low, Normal or High");
         }
-        if self
+        if let Some(Err(p)) = self
             .callback_url
             .as_deref()
-            .is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+            .map(|u| crate::callbacks::check_target(u, true))
         {
-            bad("callback_url", "must be an absolute http(s) URL");
+            bad("callback_url", &p);
+        }
+        if self.callback_secret.as_ref().is_some_and(|s| {
+            !crate::callbacks::valid_secret(secrecy::ExposeSecret::expose_secret(s))
+        }) {
+            bad(
+                "callback_secret",
+                "must be `whsec_` followed by 24-64 bytes in Base64 (leave it out to get one generated)",
+            );
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -141,6 +155,7 @@ impl ProcessInput {
             job_options,
             max_wait_seconds,
             callback_url: self.callback_url,
+            callback_secret: self.callback_secret,
         })
     }
 }

@@ -8,7 +8,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::error::OrchestratorError;
-use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest};
+use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest, Webhook};
 
 /// How a folder is addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +259,39 @@ impl OrchestratorClient {
                 Some(folder),
             )
             .json(body);
+        Self::send::<serde_json::Value>(req, true).await.map(|_| ())
+    }
+
+    /// `GET /odata/Webhooks` (tenant-level).
+    pub async fn webhooks(&self, token: &str) -> Result<Vec<Webhook>, OrchestratorError> {
+        let req = self
+            .request(Method::GET, "/odata/Webhooks", token, None)
+            .query(&[("$top", "1000")]);
+        Ok(Self::send::<ODataList<Webhook>>(req, false).await?.value)
+    }
+
+    /// `POST /odata/Webhooks`.
+    pub async fn create_webhook(
+        &self,
+        token: &str,
+        hook: &Webhook,
+    ) -> Result<Webhook, OrchestratorError> {
+        let req = self
+            .request(Method::POST, "/odata/Webhooks", token, None)
+            .json(hook);
+        Self::send(req, true).await
+    }
+
+    /// `PUT /odata/Webhooks({id})`.
+    pub async fn update_webhook(
+        &self,
+        token: &str,
+        id: i64,
+        hook: &Webhook,
+    ) -> Result<(), OrchestratorError> {
+        let req = self
+            .request(Method::PUT, &format!("/odata/Webhooks({id})"), token, None)
+            .json(hook);
         Self::send::<serde_json::Value>(req, true).await.map(|_| ())
     }
 }

@@ -246,3 +246,42 @@ pub struct AuthenticateResponse {
     #[serde(default)]
     pub success: bool,
 }
+
+/// One subscribed event of a webhook.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct WebhookEvent {
+    /// e.g. `job.completed`.
+    pub event_type: String,
+}
+
+/// WebhookDto (tenant-level; `Secret` is write-only).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Webhook {
+    /// Int64 id (absent when creating).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// At most 128 characters.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where events go (at most 2000 characters).
+    pub url: String,
+    /// Whether events are sent.
+    pub enabled: bool,
+    /// Signing secret (at most 100 characters); never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Every event type, or only `events`.
+    pub subscribe_to_all_events: bool,
+    /// Skip TLS checks (never, here).
+    pub allow_insecure_ssl: bool,
+    /// The subscribed events.
+    #[serde(default)]
+    pub events: Vec<WebhookEvent>,
+}

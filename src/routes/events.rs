@@ -139,6 +139,7 @@ pub async fn orchestrator_event(
     } else {
         Vec::new()
     };
+    connections::webhook_heard(&state.pool, conn.id).await?;
     let mut updated = 0;
     for job in &list {
         let Some((orch_id, seen)) = observed(job) else {

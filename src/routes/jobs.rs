@@ -50,6 +50,66 @@ pub struct JobView {
     /// Every state change, oldest first (on `GET /jobs/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<JobEvent>>,
+    /// Callback deliveries and each attempt (on `GET /jobs/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callbacks: Option<Vec<CallbackView>>,
+}
+
+/// A callback delivery of a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackView {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub url: String,
+    /// `pending`, `delivered` or `dead` (dead-lettered after the retry schedule ran out).
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Every attempt, oldest first.
+    pub log: Vec<CallbackAttempt>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackAttempt {
+    pub attempt: i32,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub at: DateTime<Utc>,
+}
+
+impl From<crate::storage::callbacks::DeliveryRow> for CallbackView {
+    fn from(d: crate::storage::callbacks::DeliveryRow) -> Self {
+        CallbackView {
+            id: d.id,
+            job_id: d.job_id,
+            url: d.url,
+            state: d.state,
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+            created_at: d.created_at,
+            log: d
+                .log
+                .into_iter()
+                .map(|a| CallbackAttempt {
+                    attempt: a.attempt,
+                    status: a.status,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                    at: a.at,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One state change.
@@ -71,7 +131,8 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
-fn view(j: JobRow, timeline: Option<Vec<EventRow>>) -> JobView {
+/// The API view of a ledger row.
+pub fn view(j: JobRow, timeline: Option<Vec<EventRow>>) -> JobView {
     JobView {
         id: j.id,
         process: j.process_name,
@@ -101,7 +162,77 @@ fn view(j: JobRow, timeline: Option<Vec<EventRow>>) -> JobView {
                 })
                 .collect()
         }),
+        callbacks: None,
     }
+}
+
+/// The wait a caller asked for: `?wait=N`, else `Prefer: wait=N` (RFC 7240).
+fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, ApiError> {
+    if query.is_some() {
+        return Ok(query);
+    }
+    for value in req.headers().get_all("prefer") {
+        let Ok(text) = value.to_str() else { continue };
+        for pref in text.split(',') {
+            let token = pref.split(';').next().unwrap_or("").trim();
+            if let Some((name, v)) = token.split_once('=')
+                && name.trim().eq_ignore_ascii_case("wait")
+            {
+                return v
+                    .trim()
+                    .trim_matches('"')
+                    .parse::<u32>()
+                    .map(Some)
+                    .map_err(|_| {
+                        ApiError::bad_request("invalid_wait", "Prefer: wait=N takes whole seconds")
+                    });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Waits (up to the process's maximum) for the job to end: 200 with the job when it
+/// did, 202 with `Location` when it did not.
+async fn answer(
+    state: &AppState,
+    job: JobRow,
+    wait: Option<u32>,
+    replayed: bool,
+) -> Result<HttpResponse, ApiError> {
+    let Some(wait) = wait.filter(|w| *w > 0) else {
+        return Ok(accepted(view(job, None), replayed));
+    };
+    let max = match job.process_id {
+        Some(pid) => processes::get_by_id(&state.pool, pid)
+            .await?
+            .map(|p| p.max_wait_seconds)
+            .unwrap_or(60),
+        None => 60,
+    };
+    let wait = wait.min(max.max(0) as u32);
+    let job = if store::is_terminal(&job.state) || wait == 0 {
+        job
+    } else {
+        state
+            .jobs_ended
+            .wait(
+                &state.pool,
+                job.id,
+                std::time::Duration::from_secs(wait.into()),
+            )
+            .await?
+            .unwrap_or(job)
+    };
+    if store::is_terminal(&job.state) {
+        let mut res = HttpResponse::Ok();
+        res.insert_header((header::CONTENT_LOCATION, format!("/jobs/{}", job.id)));
+        if replayed {
+            res.insert_header(("idempotent-replayed", "true"));
+        }
+        return Ok(res.json(view(job, None)));
+    }
+    Ok(accepted(view(job, None), replayed))
 }
 
 fn accepted(job: JobView, replayed: bool) -> HttpResponse {
@@ -161,6 +292,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 pub struct RunQuery {
     /// Where to POST the job when it ends (overrides the process's default).
     pub callback_url: Option<String>,
+    /// Wait up to this many seconds (capped by the process's `max_wait_seconds`) for
+    /// the job to end. Same as `Prefer: wait=N`.
+    pub wait: Option<u32>,
 }
 
 /// Start a process. The job is recorded first, then started; the answer carries it.
@@ -170,12 +304,14 @@ pub struct RunQuery {
     params(
         ("process" = String, Path, description = "Process name"),
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first job"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the job to end"),
         RunQuery,
     ),
     request_body(content = Object, description = "The input arguments (may be empty)", content_type = "application/json"),
     responses(
-        (status = 202, description = "Recorded; started, or queued to start", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
-        (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "With a wait: the job ended in time (state, output arguments or error)", body = JobView),
+        (status = 202, description = "Recorded; started, or queued to start (or still running after the wait)", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
+        (status = 400, description = "The body is not a JSON object, or a bad wait", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks this process's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
@@ -201,6 +337,20 @@ pub async fn run(
     })?;
     let input = parse_body(&req, &body)?;
     let idem = idempotency_key(&req)?;
+    let wait = requested_wait(&req, query.wait)?;
+    if let Some(url) = &query.callback_url {
+        crate::callbacks::check_target(url, state.settings.allow_private_callbacks).map_err(
+            |problem| {
+                ApiError::invalid(
+                    "invalid_callback_url",
+                    &[crate::domain::connection::FieldProblem {
+                        field: "callback_url".into(),
+                        problem,
+                    }],
+                )
+            },
+        )?;
+    }
     let defaults = process
         .default_input
         .as_object()
@@ -267,23 +417,24 @@ pub async fn run(
             let first = store::get(&state.pool, first)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("idempotency record without job"))?;
-            return Ok(accepted(view(first, None), true));
+            return answer(&state, first, wait, true).await;
         }
     }
     tx.commit().await?;
-    start_and_answer(&state, job, Some((&process, &conn))).await
+    let job = start(&state, job, Some((&process, &conn))).await?;
+    answer(&state, job, wait, false).await
 }
 
 /// Starts a job just recorded; if that fails, the dispatcher takes over.
 /// `loaded` spares reading the process and connection again when the caller has them.
-async fn start_and_answer(
+async fn start(
     state: &AppState,
     job: JobRow,
     loaded: Option<(
         &crate::storage::processes::ProcessRow,
         &crate::storage::connections::ConnectionRow,
     )>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<JobRow, ApiError> {
     let attempt = match loaded {
         Some((process, conn)) => dispatch::attempt_with(state, &job, process, conn).await,
         None => dispatch::attempt(state, &job).await,
@@ -302,18 +453,30 @@ async fn start_and_answer(
             tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")
         }
     }
-    let job = store::get(&state.pool, job.id).await?.unwrap_or(job);
-    Ok(accepted(view(job, None), false))
+    Ok(store::get(&state.pool, job.id).await?.unwrap_or(job))
 }
 
-/// Read a job, with its timeline.
+/// `?wait=N` on `GET /jobs/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// Wait up to this many seconds (capped by the process's `max_wait_seconds`) for
+    /// the job to end. Same as `Prefer: wait=N`.
+    pub wait: Option<u32>,
+}
+
+/// Read a job, with its timeline and callback deliveries.
 #[utoipa::path(
     tag = "jobs",
     security(("api_key" = [])),
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(
+        ("id" = Uuid, Path, description = "Job id"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the job to end"),
+        WaitQuery,
+    ),
     responses(
-        (status = 200, description = "The job", body = JobView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The job (ended, when a wait was asked for)", body = JobView),
+        (status = 202, description = "A wait was asked for and the job is still running", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
+        (status = 400, description = "The id is not a UUID, or a bad wait", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
@@ -324,13 +487,46 @@ pub async fn get_job(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-) -> Result<web::Json<JobView>, ApiError> {
+    query: web::Query<WaitQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     caller.require("jobs:read")?;
-    let job = store::get(&state.pool, *id)
+    let wait = requested_wait(&req, query.wait)?;
+    let mut job = store::get(&state.pool, *id)
         .await?
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
+    let mut status = actix_web::http::StatusCode::OK;
+    if let Some(wait) = wait.filter(|w| *w > 0 && !store::is_terminal(&job.state)) {
+        let max = match job.process_id {
+            Some(pid) => processes::get_by_id(&state.pool, pid)
+                .await?
+                .map(|p| p.max_wait_seconds)
+                .unwrap_or(60),
+            None => 60,
+        };
+        let wait = wait.min(max.max(0) as u32);
+        job = state
+            .jobs_ended
+            .wait(
+                &state.pool,
+                job.id,
+                std::time::Duration::from_secs(wait.into()),
+            )
+            .await?
+            .unwrap_or(job);
+        if !store::is_terminal(&job.state) {
+            status = actix_web::http::StatusCode::ACCEPTED;
+        }
+    }
     let events = store::events(&state.pool, job.id).await?;
-    Ok(web::Json(view(job, Some(events))))
+    let callbacks = crate::storage::callbacks::for_job(&state.pool, job.id).await?;
+    let mut v = view(job, Some(events));
+    v.callbacks = Some(callbacks.into_iter().map(CallbackView::from).collect());
+    let mut res = HttpResponse::build(status);
+    if status == actix_web::http::StatusCode::ACCEPTED {
+        res.insert_header((header::LOCATION, format!("/jobs/{}", v.id)));
+    }
+    Ok(res.json(v))
 }
 
 /// Filters of `GET /jobs`.
@@ -583,5 +779,6 @@ pub async fn replay_job(
     )
     .await?;
     tx.commit().await?;
-    start_and_answer(&state, job, None).await
+    let job = start(&state, job, None).await?;
+    Ok(accepted(view(job, None), false))
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod connections;
+pub mod dead_letters;
 pub mod events;
 pub mod extractors;
 pub mod health;
@@ -43,6 +44,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(jobs::get_job)
         .service(jobs::stop_job)
         .service(jobs::replay_job)
+        .service(dead_letters::list_dead_letters)
+        .service(dead_letters::redrive_job)
+        .service(dead_letters::redrive_callback)
+        .service(processes::rotate_callback_secret)
         .service(events::orchestrator_event);
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::admin::Admin;
 use crate::domain::connection::FieldProblem;
-use crate::domain::process::{JobOptions, ProcessInput, ReleaseSelector};
+use crate::domain::process::{JobOptions, NewProcess, ProcessInput, ReleaseSelector};
 use crate::error::{ApiError, Problem};
 use crate::startup::AppState;
 use crate::storage::processes::{self as store, ProcessRow, WriteError};
@@ -31,8 +31,20 @@ pub struct ProcessView {
     pub job_options: JobOptions,
     pub max_wait_seconds: i32,
     pub callback_url: Option<String>,
+    /// Whether callbacks are signed (a `whsec_` secret is stored).
+    pub has_callback_secret: bool,
+    /// The callback signing secret, shown once: in the answer that generated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A new callback signing secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackSecret {
+    /// `whsec_...`: verify callbacks with it (any Standard Webhooks library).
+    pub callback_secret: String,
 }
 
 /// A list of processes.
@@ -55,6 +67,8 @@ impl From<ProcessRow> for ProcessView {
             job_options: r.job_options,
             max_wait_seconds: r.max_wait_seconds,
             callback_url: r.callback_url,
+            has_callback_secret: r.has_callback_secret,
+            callback_secret: None,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -81,6 +95,35 @@ fn write_error(e: WriteError, name: &str) -> ApiError {
     }
 }
 
+/// Validates the input, including the callback URL against private targets.
+fn validate(state: &AppState, input: ProcessInput) -> Result<NewProcess, ApiError> {
+    let new = input.validate().map_err(problems)?;
+    if let Some(url) = &new.callback_url
+        && let Err(problem) =
+            crate::callbacks::check_target(url, state.settings.allow_private_callbacks)
+    {
+        return Err(problems(vec![FieldProblem {
+            field: "callback_url".into(),
+            problem,
+        }]));
+    }
+    Ok(new)
+}
+
+/// Stores the given callback secret, or generates one for a process without; a
+/// generated secret is shown in the answer (once).
+async fn with_secret(
+    state: &AppState,
+    row: ProcessRow,
+    new: &NewProcess,
+) -> Result<ProcessView, ApiError> {
+    let shown = crate::apply::store_callback_secret(state, &row, new).await?;
+    let mut view = ProcessView::from(row);
+    view.has_callback_secret = true;
+    view.callback_secret = shown;
+    Ok(view)
+}
+
 fn not_found(name: &str) -> ApiError {
     ApiError::not_found("process_not_found", format!("no process named `{name}`"))
 }
@@ -105,14 +148,15 @@ pub async fn create_process(
     state: web::Data<AppState>,
     body: web::Json<ProcessInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.into_inner().validate().map_err(problems)?;
+    let new = validate(&state, body.into_inner())?;
     let row = store::upsert(&state.pool, None, &new)
         .await
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&new.name))?;
+    let view = with_secret(&state, row, &new).await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/processes/{}", row.name)))
-        .json(ProcessView::from(row)))
+        .insert_header((header::LOCATION, format!("/processes/{}", view.name)))
+        .json(view))
 }
 
 /// List processes.
@@ -183,12 +227,12 @@ pub async fn replace_process(
     name: web::Path<String>,
     body: web::Json<ProcessInput>,
 ) -> Result<web::Json<ProcessView>, ApiError> {
-    let new = body.into_inner().validate().map_err(problems)?;
+    let new = validate(&state, body.into_inner())?;
     let row = store::upsert(&state.pool, Some(&name), &new)
         .await
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&name))?;
-    Ok(web::Json(row.into()))
+    Ok(web::Json(with_secret(&state, row, &new).await?))
 }
 
 /// Delete a process. Its jobs keep their history.
@@ -214,4 +258,33 @@ pub async fn delete_process(
     } else {
         Err(not_found(&name))
     }
+}
+
+/// Replace the callback signing secret with a new one, shown once. Callbacks sent from
+/// now on are signed with it.
+#[utoipa::path(
+    tag = "processes",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Process name")),
+    responses(
+        (status = 200, description = "The new secret", body = CallbackSecret),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/processes/{name}/callback-secret")]
+pub async fn rotate_callback_secret(
+    _: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<CallbackSecret>, ApiError> {
+    let row = store::get(&state.pool, &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    let secret = crate::callbacks::generate_secret();
+    store::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
+    Ok(web::Json(CallbackSecret {
+        callback_secret: secret,
+    }))
 }

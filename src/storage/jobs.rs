@@ -205,7 +205,8 @@ pub async fn mark_started(
     let mut tx = pool.begin().await?;
     sqlx::query(
         "update jobs set state = $2, orchestrator_job_id = $3, orchestrator_job_key = $4, lease_owner = null, \
-         lease_expires_at = null, next_attempt_at = null, last_error = null where id = $1 and state = 'queued'",
+         lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
+         where id = $1 and state = 'queued'",
     )
     .bind(id)
     .bind(state)
@@ -242,17 +243,52 @@ pub async fn mark_final(
     error: Value,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    let done = sqlx::query(
         "update jobs set state = $2, error = $3, last_error = $3->>'message', lease_owner = null, lease_expires_at = null, \
-         next_attempt_at = null, finished_at = now() where id = $1 and state = 'queued'",
+         next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state = 'queued'",
     )
     .bind(id)
     .bind(state)
     .bind(&error)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() == 0 {
+        return tx.rollback().await;
+    }
     event(&mut *tx, id, state, "dispatcher", Some(error)).await?;
+    ended(&mut tx, id).await?;
     tx.commit().await
+}
+
+/// The channel that carries the id of every job that has just ended.
+pub const ENDED_CHANNEL: &str = "ugw_job_ended";
+
+/// A job has just reached a terminal state: queue its callback (if it has one) and
+/// wake whoever waits for it, on every instance, when the transaction commits.
+pub async fn ended(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into callback_deliveries (id, job_id, url, state, next_attempt_at, message_id) \
+         select $2, id, callback_url, 'pending', now(), $3 from jobs where id = $1 and callback_url is not null",
+    )
+    .bind(id)
+    .bind(Uuid::new_v4())
+    .bind(format!("msg_{}", Uuid::new_v4().simple()))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(ENDED_CHANNEL)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The states a job ends in.
+pub const TERMINAL: [&str; 5] = ["successful", "faulted", "stopped", "rejected", "dead"];
+
+/// Whether a ledger state is final.
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL.contains(&state)
 }
 
 /// One job.
@@ -369,8 +405,8 @@ pub async fn record_state(
     let sql = format!(
         "update jobs set state = $2, output = coalesce($3, output), error = coalesce($4, error), info = coalesce($5, info), \
          started_at = case when started_at is null and {rank_new} >= 2 then now() else started_at end, \
-         finished_at = case when {rank_new} = 4 then coalesce(finished_at, now()) else finished_at end \
-         where id = $1 and state <> $2 and {rank_old} < 4 and ({rank_new} > {rank_old} or ({rank_new} = 2 and {rank_old} = 2))"
+         finished_at = case when {rank_new} = 4 then coalesce(finished_at, now()) else finished_at end, \
+         state_changed_at = now() where id = $1 and state <> $2 and {rank_old} < 4 and ({rank_new} > {rank_old} or ({rank_new} = 2 and {rank_old} = 2))"
     );
     let mut tx = pool.begin().await?;
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -393,6 +429,9 @@ pub async fn record_state(
         seen.info.as_ref().map(|i| serde_json::json!({"info": i})),
     )
     .await?;
+    if is_terminal(&seen.state) {
+        ended(&mut tx, id).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
@@ -401,26 +440,46 @@ pub async fn record_state(
 #[derive(Debug, Clone)]
 pub struct ToPoll {
     pub id: Uuid,
-    pub process_id: Option<Uuid>,
+    pub process_id: Uuid,
+    pub connection_id: Uuid,
     pub orchestrator_job_id: i64,
 }
 
-/// Takes up to `limit` unfinished jobs not asked about for `every_secs`, marking them
-/// asked; instances skip each other's rows.
+/// How often a job is asked about.
+#[derive(Debug, Clone, Copy)]
+pub struct PollCadence {
+    /// Seconds after its last news while the connection's webhooks are quiet.
+    pub every_secs: i64,
+    /// The same while webhooks are healthy.
+    pub with_webhooks_secs: i64,
+    /// Webhooks are healthy while one arrived within this many seconds.
+    pub quiet_secs: i64,
+}
+
+/// Takes up to `limit` unfinished jobs whose last news (a state change or a poll) is
+/// older than their cadence, marking them asked; instances skip each other's rows.
 pub async fn claim_for_polling(
     pool: &PgPool,
     limit: i64,
-    every_secs: i64,
+    cadence: PollCadence,
 ) -> Result<Vec<ToPoll>, sqlx::Error> {
     let rows = sqlx::query(
-        "update jobs set last_polled_at = now() where id in (select id from jobs \
-           where orchestrator_job_id is not null and state in ('pending', 'running', 'stopping', 'terminating', 'suspended', 'resumed') \
-           and (last_polled_at is null or last_polled_at < now() - make_interval(secs => $2)) \
-           order by last_polled_at nulls first limit $1 for update skip locked) \
-         returning id, process_id, orchestrator_job_id",
+        "update jobs j set last_polled_at = now() from ( \
+           select j.id, p.connection_id from jobs j join processes p on p.id = j.process_id \
+             left join connection_webhooks w on w.connection_id = p.connection_id \
+           where j.orchestrator_job_id is not null \
+             and j.state in ('pending', 'running', 'stopping', 'terminating', 'suspended', 'resumed') \
+             and coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) <= now() - make_interval(secs => \
+               case when w.last_event_at > now() - make_interval(secs => $4) then $3 else $2 end) \
+           order by coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) \
+           limit $1 for update of j skip locked) due \
+         where j.id = due.id \
+         returning j.id, j.process_id, due.connection_id, j.orchestrator_job_id",
     )
     .bind(limit)
-    .bind(every_secs as f64)
+    .bind(cadence.every_secs as f64)
+    .bind(cadence.with_webhooks_secs as f64)
+    .bind(cadence.quiet_secs as f64)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -428,10 +487,23 @@ pub async fn claim_for_polling(
             Ok(ToPoll {
                 id: r.try_get("id")?,
                 process_id: r.try_get("process_id")?,
+                connection_id: r.try_get("connection_id")?,
                 orchestrator_job_id: r.try_get("orchestrator_job_id")?,
             })
         })
         .collect()
+}
+
+/// Gives claimed jobs back unasked (the tenant's budget ran out): they stay due.
+pub async fn unclaim(pool: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("update jobs set last_polled_at = null where id = any($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// The ledger job behind an Orchestrator job id, among the processes of a connection.
@@ -448,4 +520,42 @@ pub async fn by_orchestrator_id(
     .bind(connection_id)
     .fetch_optional(pool)
     .await
+}
+
+/// Dead-lettered jobs (out of start attempts), newest first.
+pub async fn dead(pool: &PgPool, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "select {COLUMNS} from jobs where state = 'dead' order by updated_at desc limit $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Queues a dead-lettered job again with a fresh set of attempts. False unless it was dead.
+pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "update jobs set state = 'queued', attempts = 0, next_attempt_at = now(), lease_owner = null, lease_expires_at = null, \
+         error = null, finished_at = null, state_changed_at = now() where id = $1 and state = 'dead'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    event(
+        &mut *tx,
+        id,
+        "queued",
+        "redrive",
+        Some(serde_json::json!({"by": actor})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }

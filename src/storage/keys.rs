@@ -38,6 +38,13 @@ const SEALED: &[Sealed] = &[
         aad: "connections.refresh_token",
         key_column: Some("key_id"),
     },
+    Sealed {
+        table: "processes",
+        id: "id",
+        column: "callback_secret_sealed",
+        aad: "processes.callback_secret",
+        key_column: Some("callback_key_id"),
+    },
 ];
 
 /// What a rotation did.

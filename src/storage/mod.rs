@@ -1,9 +1,11 @@
 //! All SQL lives under this module.
 
 pub mod api_keys;
+pub mod callbacks;
 pub mod connections;
 pub mod jobs;
 pub mod keys;
+pub mod poll_budget;
 pub mod processes;
 
 use std::collections::BTreeSet;

@@ -23,13 +23,16 @@ pub struct ProcessRow {
     pub job_options: JobOptions,
     pub max_wait_seconds: i32,
     pub callback_url: Option<String>,
+    /// Whether callbacks can be signed (a secret is stored).
+    pub has_callback_secret: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const SELECT: &str = "select p.id, p.name, p.connection_id, c.name as connection_name, p.folder_path, p.folder_id, \
     p.folder_key, p.release_process_key, p.release_name, p.release_version, p.release_key, p.release_arguments, \
-    p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, p.created_at, p.updated_at \
+    p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, \
+    p.callback_secret_sealed is not null as has_callback_secret, p.created_at, p.updated_at \
     from processes p join connections c on c.id = p.connection_id";
 
 fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
@@ -62,6 +65,7 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
         job_options: serde_json::from_value(job_options).unwrap_or_default(),
         max_wait_seconds: r.try_get("max_wait_seconds")?,
         callback_url: r.try_get("callback_url")?,
+        has_callback_secret: r.try_get("has_callback_secret")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -169,4 +173,43 @@ pub async fn get_by_id(pool: &PgPool, id: Uuid) -> Result<Option<ProcessRow>, sq
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// Stores a process's callback signing secret, sealed and bound to the process.
+pub async fn set_callback_secret(
+    pool: &PgPool,
+    keys: &crate::crypto::KeyRing,
+    id: Uuid,
+    secret: &str,
+) -> Result<(), sqlx::Error> {
+    let sealed = keys.seal(secret.as_bytes(), &crate::callbacks::aad(id));
+    sqlx::query(
+        "update processes set callback_secret_sealed = $2, callback_key_id = $3 where id = $1",
+    )
+    .bind(id)
+    .bind(sealed)
+    .bind(keys.active_id())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A process's callback signing secret, if it has one.
+pub async fn callback_secret(
+    pool: &PgPool,
+    keys: &crate::crypto::KeyRing,
+    id: Uuid,
+) -> anyhow::Result<Option<String>> {
+    let sealed: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("select callback_secret_sealed from processes where id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let Some(sealed) = sealed.flatten() else {
+        return Ok(None);
+    };
+    let plain = keys
+        .open(&sealed, &crate::callbacks::aad(id))
+        .map_err(|e| anyhow::anyhow!("opening the callback secret: {e}"))?;
+    Ok(Some(String::from_utf8(plain)?))
 }

@@ -1,5 +1,7 @@
 //! Background work. Each worker runs until its cancellation token fires.
 
+pub mod callbacks;
 pub mod dispatcher;
 pub mod job_sync;
 pub mod token_refresh;
+pub mod webhook_registration;

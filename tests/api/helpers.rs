@@ -74,7 +74,9 @@ pub async fn spawn_app_on(url: SecretString, adjust: impl FnOnce(&mut Settings))
     settings.database.min_connections = 0;
     // Tests drive the dispatcher themselves (`dispatcher::try_execute_task`).
     settings.dispatch.poll_interval_ms = 3_600_000;
-    settings.tracking.poll_every_secs = 3_600;
+    settings.tracking.pass_interval_ms = 3_600_000;
+    settings.tracking.poll_every_secs = 0;
+    settings.callbacks.poll_interval_ms = 3_600_000;
     adjust(&mut settings);
     let app = Application::build(settings)
         .await

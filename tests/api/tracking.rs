@@ -85,7 +85,7 @@ async fn the_poller_records_success_with_output_arguments_as_json() {
     .await;
     finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
     sim.control(Method::DELETE, "/calls", None).await;
-    assert_eq!(poll(&app.state).await.unwrap(), 1);
+    assert_eq!(poll(&app.state).await.unwrap().changed, 1);
     let done = job(&app, &key, started["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "successful");
     assert_eq!(
@@ -110,7 +110,7 @@ async fn the_poller_records_success_with_output_arguments_as_json() {
             .ends_with(&format!("Jobs({})", started["orchestrator_job_id"]))
     );
     assert_eq!(
-        poll(&app.state).await.unwrap(),
+        poll(&app.state).await.unwrap().changed,
         0,
         "finished jobs are not polled again"
     );

@@ -1,0 +1,111 @@
+//! Waiting for jobs to end. Every instance LISTENs on the channel the ledger NOTIFYs
+//! when a job ends, so a waiter here wakes up when another instance (a webhook or a
+//! poll there) records the end. A lost database connection is re-established, and
+//! every waiter re-reads its job then, since notifications sent meanwhile are lost.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::storage::jobs::{self, ENDED_CHANNEL, JobRow};
+
+/// Tells waiters which jobs ended. `Uuid::nil()` means "anything may have ended".
+#[derive(Clone)]
+pub struct JobWatch {
+    tx: broadcast::Sender<Uuid>,
+}
+
+impl Default for JobWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobWatch {
+    /// A watch with no listener yet (see `listen`).
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self { tx }
+    }
+
+    /// Listens on the database until cancelled, reconnecting when the connection drops.
+    pub async fn listen(self, pool: PgPool, stop: CancellationToken) {
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for ended jobs; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(ENDED_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            // Anything may have ended while nobody listened.
+            let _ = self.tx.send(Uuid::nil());
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    msg = listener.try_recv() => match msg {
+                        Ok(Some(n)) => {
+                            if let Ok(id) = Uuid::parse_str(n.payload()) {
+                                let _ = self.tx.send(id);
+                            }
+                        }
+                        // The connection was lost; try_recv reconnects on the next call.
+                        Ok(None) => {
+                            let _ = self.tx.send(Uuid::nil());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for ended jobs failed; reconnecting");
+                            let _ = self.tx.send(Uuid::nil());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the job to end. Returns the job as it then stands
+    /// (None if it does not exist).
+    pub async fn wait(
+        &self,
+        pool: &PgPool,
+        id: Uuid,
+        timeout: Duration,
+    ) -> Result<Option<JobRow>, sqlx::Error> {
+        // Subscribe before reading, so an end recorded in between is not missed.
+        let mut rx = self.tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = jobs::get(pool, id).await?;
+            match &job {
+                Some(j) if !jobs::is_terminal(&j.state) => {}
+                _ => return Ok(job),
+            }
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return Ok(job),
+                    msg = rx.recv() => match msg {
+                        Ok(ended) if ended == id || ended.is_nil() => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(job),
+                    }
+                }
+            }
+        }
+    }
+}

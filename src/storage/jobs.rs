@@ -443,6 +443,8 @@ pub struct ToPoll {
     pub process_id: Uuid,
     pub connection_id: Uuid,
     pub orchestrator_job_id: i64,
+    /// When it was last asked about before this claim (restored if given back).
+    pub previous_poll: Option<DateTime<Utc>>,
 }
 
 /// How often a job is asked about.
@@ -465,7 +467,7 @@ pub async fn claim_for_polling(
 ) -> Result<Vec<ToPoll>, sqlx::Error> {
     let rows = sqlx::query(
         "update jobs j set last_polled_at = now() from ( \
-           select j.id, p.connection_id from jobs j join processes p on p.id = j.process_id \
+           select j.id, p.connection_id, j.last_polled_at as previous_poll from jobs j join processes p on p.id = j.process_id \
              left join connection_webhooks w on w.connection_id = p.connection_id \
            where j.orchestrator_job_id is not null \
              and j.state in ('pending', 'running', 'stopping', 'terminating', 'suspended', 'resumed') \
@@ -474,7 +476,7 @@ pub async fn claim_for_polling(
            order by coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) \
            limit $1 for update of j skip locked) due \
          where j.id = due.id \
-         returning j.id, j.process_id, due.connection_id, j.orchestrator_job_id",
+         returning j.id, j.process_id, due.connection_id, j.orchestrator_job_id, due.previous_poll",
     )
     .bind(limit)
     .bind(cadence.every_secs as f64)
@@ -489,20 +491,28 @@ pub async fn claim_for_polling(
                 process_id: r.try_get("process_id")?,
                 connection_id: r.try_get("connection_id")?,
                 orchestrator_job_id: r.try_get("orchestrator_job_id")?,
+                previous_poll: r.try_get("previous_poll")?,
             })
         })
         .collect()
 }
 
-/// Gives claimed jobs back unasked (the tenant's budget ran out): they stay due.
-pub async fn unclaim(pool: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+/// Gives claimed jobs back unasked (the tenant's budget ran out): they stay due, and
+/// keep their place in line.
+pub async fn unclaim(pool: &PgPool, jobs: &[&ToPoll]) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
         return Ok(());
     }
-    sqlx::query("update jobs set last_polled_at = null where id = any($1)")
-        .bind(ids)
-        .execute(pool)
-        .await?;
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let previous: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.previous_poll).collect();
+    sqlx::query(
+        "update jobs set last_polled_at = v.previous from unnest($1::uuid[], $2::timestamptz[]) as v(id, previous) \
+         where jobs.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&previous)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -166,10 +166,7 @@ async fn lists(state: &AppState, group: &Group<'_>, report: &mut PassReport) -> 
     let chunks: Vec<_> = group.jobs.chunks(t.ids_per_list).collect();
     for (n, chunk) in chunks.iter().enumerate() {
         let give_back = |report: &mut PassReport| {
-            let rest: Vec<Uuid> = chunks[n..]
-                .iter()
-                .flat_map(|c| c.iter().map(|j| j.id))
-                .collect();
+            let rest: Vec<&ToPoll> = chunks[n..].iter().flat_map(|c| c.iter().copied()).collect();
             report.deferred += rest.len();
             rest
         };
@@ -298,9 +295,8 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             } else if budget_left {
                 budget_left = lists(state, group, &mut report).await;
             } else {
-                let ids: Vec<Uuid> = group.jobs.iter().map(|j| j.id).collect();
-                report.deferred += ids.len();
-                jobs::unclaim(&state.pool, &ids).await?;
+                report.deferred += group.jobs.len();
+                jobs::unclaim(&state.pool, &group.jobs).await?;
             }
         }
     }

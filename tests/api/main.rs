@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod health;
 mod helpers;
+mod job_tracking;
 mod openapi;
 mod orchestrator_client;
 mod processes;

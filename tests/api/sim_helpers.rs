@@ -108,6 +108,16 @@ impl Sim {
         .await
     }
 
+    pub async fn put(&self, url: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .put(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn control(
         &self,
         method: reqwest::Method,

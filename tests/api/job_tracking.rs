@@ -1,0 +1,536 @@
+//! Job tracking end to end: the webhook the gateway registers, the poller's per-tenant
+//! budget, waiting for results (across instances too), and dead-letter redrive.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uipath_gateway::config::Settings;
+use uipath_gateway::storage::{connections, poll_budget};
+use uipath_gateway::workers::webhook_registration::{self, Registration};
+use uipath_gateway::workers::{dispatcher, job_sync};
+
+use crate::connections::{create, input};
+use crate::helpers::{TestApp, spawn_app_on};
+use crate::sim_helpers::{Sim, spawn_sim};
+use crate::test_db;
+
+const SECRET: &str = "hook-secret-0123";
+
+/// A gateway (settings adjusted) with connection `sim` and process `Invoices`, and an API key.
+pub async fn setup_on(
+    sim: &Sim,
+    url: secrecy::SecretString,
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, String) {
+    let app = spawn_app_on(url, adjust).await;
+    let mut conn = input(sim, "client_credentials", "sim");
+    conn["webhook_secret"] = SECRET.into();
+    conn["scopes"] = json!([
+        "OR.Folders.Read",
+        "OR.Execution.Read",
+        "OR.Jobs",
+        "OR.Webhooks"
+    ]);
+    create(&app, &conn).await;
+    let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",
+        "release": {"process_key": "InvoiceBot"}, "max_wait_seconds": 30});
+    let res = app
+        .admin(Method::POST, "/processes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let key: Value = app
+        .admin(Method::POST, "/api-keys")
+        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (app, key["key"].as_str().unwrap().to_string())
+}
+
+async fn setup(sim: &Sim, adjust: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let (_, url) = test_db::server().fresh_database().await;
+    setup_on(sim, url, adjust).await
+}
+
+pub async fn run(app: &TestApp, key: &str, query: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/run/Invoices{query}")))
+        .bearer_auth(key)
+        .json(&json!({"in_Vendor": "ACME", "in_Amount": 2}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(app: &TestApp, key: &str, id: &str, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/jobs/{id}{query}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn advance(sim: &Sim, orch_id: i64, times: usize) {
+    for _ in 0..times {
+        let res = sim
+            .control(Method::POST, &format!("/jobs/{orch_id}/advance"), None)
+            .await;
+        assert!(res.status().is_success());
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn register(app: &TestApp) -> Registration {
+    let conn = connections::find(&app.pool, "sim").await.unwrap().unwrap();
+    webhook_registration::ensure(&app.state, &conn, &app.address)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_registered_webhook_brings_the_result_and_no_poll_happens() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |_| {}).await;
+
+    // Registered once, left alone while intact, put back when disabled.
+    assert_eq!(register(&app).await, Registration::Created);
+    assert_eq!(register(&app).await, Registration::Unchanged);
+    let token = sim.token().await;
+    let hooks: Value = sim
+        .get(&sim.cloud("/odata/Webhooks"), &token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hook = hooks["value"][0].clone();
+    assert_eq!(hook["Url"], app.url("/orchestrator/events/sim"));
+    assert_eq!(hook["Enabled"], true);
+    let mut disabled = hook.clone();
+    disabled["Enabled"] = false.into();
+    let res = sim
+        .put(
+            &sim.cloud(&format!("/odata/Webhooks({})", hook["Id"])),
+            &token,
+            &disabled,
+        )
+        .await;
+    assert!(res.status().is_success());
+    assert_eq!(register(&app).await, Registration::Updated);
+
+    let started: Value = run(&app, &key, "").await.json().await.unwrap();
+    let orch_id = started["orchestrator_job_id"].as_i64().unwrap();
+    advance(&sim, orch_id, 2).await;
+    // The end arrives by webhook (asynchronously); the wait wakes on it.
+    let res = get(&app, &key, started["id"].as_str().unwrap(), "?wait=20").await;
+    assert_eq!(res.status(), 200);
+    let done: Value = res.json().await.unwrap();
+    assert_eq!(done["state"], "successful", "{done}");
+    assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
+    let sources: Vec<&str> = done["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert!(sources.contains(&"webhook"), "{sources:?}");
+
+    // With healthy webhooks a poller pass asks Orchestrator nothing.
+    let report = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!((report.single_reads, report.lists), (0, 0));
+    assert!(sim.calls("/odata/Jobs(").await.is_empty(), "no single read");
+    assert!(lists(&sim).await.is_empty(), "no list");
+}
+
+/// The filtered `GET /odata/Jobs` calls in the simulator's log.
+async fn lists(sim: &Sim) -> Vec<Value> {
+    sim.calls("/odata/Jobs")
+        .await
+        .into_iter()
+        .filter(|c| {
+            c["method"] == "GET"
+                && c["path"].as_str().unwrap().ends_with("/odata/Jobs")
+                && c["query"].as_str().unwrap().contains("filter")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_webhooks_lost_the_poller_batches_ids_and_reads_the_output_it_lacks() {
+    let sim = spawn_sim(|s| {
+        s.manual_jobs = true;
+        s.list_omits_arguments = true;
+    })
+    .await;
+    let (app, key) = setup(&sim, |_| {}).await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"drop_all_webhooks": true})),
+    )
+    .await;
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let j: Value = run(&app, &key, "").await.json().await.unwrap();
+        advance(&sim, j["orchestrator_job_id"].as_i64().unwrap(), 2).await;
+        jobs.push(j);
+    }
+    sim.control(Method::DELETE, "/calls", None).await;
+    let report = job_sync::try_execute_task(&app.state).await.unwrap();
+    // Five jobs in one folder: one filtered list, then one single read each for the
+    // output arguments the list left out.
+    assert_eq!(report.changed, 5, "{report:?}");
+    assert_eq!(report.lists, 1, "{report:?}");
+    assert_eq!(report.single_reads, 5, "{report:?}");
+    let list = lists(&sim).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let query: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(list[0]["query"].as_str().unwrap()).unwrap();
+    for j in &jobs {
+        assert!(
+            query["$filter"].contains(&format!("Id eq {}", j["orchestrator_job_id"])),
+            "{query:?}"
+        );
+    }
+    for j in &jobs {
+        let done: Value = get(&app, &key, j["id"].as_str().unwrap(), "")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(done["state"], "successful");
+        assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
+        assert_eq!(
+            done["timeline"].as_array().unwrap().last().unwrap()["source"],
+            "poll"
+        );
+    }
+    let conn = connections::find(&app.pool, "sim").await.unwrap().unwrap();
+    assert_eq!(
+        poll_budget::used(&app.pool, &job_sync::tenant_key(&conn))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |_| {}).await;
+    for _ in 0..4 {
+        run(&app, &key, "").await;
+    }
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"path_contains": "/odata/Jobs", "status": 429, "retry_after": 30, "remaining": 1}]})),
+    )
+    .await;
+    let first = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!((first.lists, first.deferred), (1, 4), "{first:?}");
+    // Blocked: the next pass makes no list call and gives the jobs back again.
+    sim.control(Method::DELETE, "/calls", None).await;
+    let second = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!((second.lists, second.deferred), (0, 4), "{second:?}");
+    assert!(sim.calls("/odata/Jobs").await.is_empty());
+    let blocked: f64 = sqlx::query_scalar(
+        "select extract(epoch from blocked_until - now())::float8 from poll_budget",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((20.0..=30.0).contains(&blocked), "{blocked}");
+}
+
+#[tokio::test]
+async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |s| {
+        s.tracking.batch_size = 2_000;
+        s.tracking.poll_every_secs = 5;
+        s.database.max_connections = 10;
+    })
+    .await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"drop_all_webhooks": true})),
+    )
+    .await;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for worker in 0..8 {
+        let (client, url, key) = (app.client.clone(), app.url("/run/Invoices"), key.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in (worker..2_000).step_by(8) {
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"in_Vendor": "ACME", "in_Amount": 1}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 202);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    eprintln!("2,000 jobs started in {:?}", started.elapsed());
+    // As if they had been running for a while: every job is due at once.
+    sqlx::query("update jobs set state_changed_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sim.control(Method::DELETE, "/calls", None).await;
+    // Passes go on until the budget is spent.
+    let mut lists = 0;
+    let mut deferred = 0;
+    for _ in 0..5 {
+        let r = job_sync::try_execute_task(&app.state).await.unwrap();
+        lists += r.lists;
+        deferred = r.deferred;
+    }
+    let budget = app.state.settings.tracking.list_budget_per_minute as usize;
+    let calls = self::lists(&sim).await;
+    assert_eq!(lists, budget, "the whole budget, no more");
+    assert_eq!(
+        calls.len(),
+        budget,
+        "checked against the simulator's call log"
+    );
+    assert!(
+        calls.iter().all(|c| c["status"] == 200),
+        "Orchestrator never had to refuse one"
+    );
+    assert!(
+        deferred > 0,
+        "jobs over the budget wait for the next minute"
+    );
+    let polled: i64 =
+        sqlx::query_scalar("select count(*) from jobs where last_polled_at is not null")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        polled as usize,
+        budget * app.state.settings.tracking.ids_per_list,
+        "each list asked about a full batch of ids"
+    );
+}
+
+#[tokio::test]
+async fn wait_answers_200_when_the_job_ends_in_time_and_202_when_it_does_not() {
+    let sim = spawn_sim(|s| {
+        s.default_behaviour.pending_ms = 20;
+        s.default_behaviour.running_ms = 20;
+    })
+    .await;
+    let (app, key) = setup(&sim, |_| {}).await;
+    register(&app).await;
+
+    // Ends in time: 200 with the output arguments as JSON.
+    let res = run(&app, &key, "?wait=20").await;
+    assert_eq!(res.status(), 200);
+    let done: Value = res.json().await.unwrap();
+    assert_eq!(done["state"], "successful", "{done}");
+    assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
+
+    // The same with `Prefer: wait=N`.
+    let res = app
+        .client
+        .post(app.url("/run/Invoices"))
+        .bearer_auth(&key)
+        .header("prefer", "respond-async, wait=20")
+        .json(&json!({"in_Vendor": "ACME", "in_Amount": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Does not end in time: 202 with Location.
+    sim.control(
+        Method::PUT,
+        "/scenario",
+        Some({
+            let mut s: Value = sim
+                .control(Method::GET, "/scenario", None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            s["manual_jobs"] = true.into();
+            s
+        }),
+    )
+    .await;
+    let begun = Instant::now();
+    let res = run(&app, &key, "?wait=1").await;
+    assert_eq!(res.status(), 202);
+    assert!(begun.elapsed() >= Duration::from_secs(1));
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(res_location(&app, &key, &id).await, format!("/jobs/{id}"),);
+
+    // The process's maximum caps the wait.
+    let mut capped: Value = app
+        .admin(Method::GET, "/processes/Invoices")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    capped["max_wait_seconds"] = 1.into();
+    for k in [
+        "id",
+        "release_key",
+        "release_resolved_at",
+        "created_at",
+        "updated_at",
+        "has_callback_secret",
+    ] {
+        capped.as_object_mut().unwrap().remove(k);
+    }
+    let res = app
+        .admin(Method::PUT, "/processes/Invoices")
+        .json(&capped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let begun = Instant::now();
+    assert_eq!(run(&app, &key, "?wait=600").await.status(), 202);
+    assert!(begun.elapsed() < Duration::from_secs(10));
+
+    // A bad wait is refused clearly.
+    let res = app
+        .client
+        .get(app.url(&format!("/jobs/{id}")))
+        .bearer_auth(&key)
+        .header("prefer", "wait=soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_wait");
+}
+
+async fn res_location(app: &TestApp, key: &str, id: &str) -> String {
+    let res = get(app, key, id, "?wait=1").await;
+    assert_eq!(res.status(), 202);
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_waiter_on_one_instance_wakes_when_another_instance_receives_the_webhook() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
+    let same_keys = |s: &mut Settings| s.encryption_keys = Some(keys.clone());
+    let (a, key) = setup_on(&sim, url.clone(), same_keys).await;
+    let b = spawn_app_on(url, same_keys).await;
+    let job: Value = run(&a, &key, "").await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let waiter = {
+        let (client, url, key) = (
+            a.client.clone(),
+            a.url(&format!("/jobs/{id}?wait=30")),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            let begun = Instant::now();
+            let res = client.get(url).bearer_auth(key).send().await.unwrap();
+            (
+                res.status(),
+                res.json::<Value>().await.unwrap(),
+                begun.elapsed(),
+            )
+        })
+    };
+    // Give the waiter time to be waiting; the assertions hold either way, but only a
+    // waiting waiter shows the wake-up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let event = json!({"Type": "job.completed", "EventId": "e1", "Timestamp": "2026-11-22T10:00:00Z",
+        "Job": {"Id": job["orchestrator_job_id"], "State": "Successful", "OutputArguments": {"out_Total": 42}}})
+    .to_string();
+    let res = b
+        .client
+        .post(b.url("/orchestrator/events/sim"))
+        .header("content-type", "application/json")
+        .header("x-uipath-signature", sign(event.as_bytes()))
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["updated"], 1);
+    let (status, body, took) = waiter.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"], json!({"out_Total": 42}));
+    assert!(
+        took < Duration::from_secs(25),
+        "woken, not timed out: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_lettered_job_is_listed_and_redriven() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |s| s.dispatch.max_attempts = 1).await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"path_contains": "StartJobs", "status": 503, "remaining": 1}]})),
+    )
+    .await;
+    let res = run(&app, &key, "").await;
+    let first: Value = res.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        first["state"], "dead",
+        "one attempt allowed, and it failed: {first}"
+    );
+    let dead: Value = app
+        .admin(Method::GET, "/dead-letters")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["jobs"][0]["id"], id.as_str());
+    let res = app
+        .admin(Method::POST, &format!("/jobs/{id}/redrive"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.json::<Value>().await.unwrap()["state"], "queued");
+    assert_eq!(dispatcher::try_execute_task(&app.state).await.unwrap(), 1);
+    let job: Value = get(&app, &key, &id, "").await.json().await.unwrap();
+    assert_eq!(job["state"], "pending", "{job}");
+    let res = app
+        .admin(Method::POST, &format!("/jobs/{id}/redrive"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409, "only dead jobs are redriven");
+}

@@ -1,4 +1,5 @@
 mod api_keys;
+mod callbacks;
 mod config_apply;
 mod connections;
 mod demo;

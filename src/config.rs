@@ -49,7 +49,9 @@ pub struct Settings {
     /// The gateway's address as Orchestrator can reach it (e.g. `https://gw.example.com`).
     /// When set, the gateway registers its job webhook in each connection's tenant.
     pub public_url: Option<String>,
-    /// Allow callbacks to loopback, private and link-local addresses.
+    /// Allow callbacks to loopback, private and link-local addresses
+    /// (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`).
+    #[serde(deserialize_with = "flag")]
     pub allow_private_callbacks: bool,
     /// Directory holding `initdb`, `pg_ctl` and `postgres` for the embedded cluster.
     /// Searched on PATH and in `/usr/lib/postgresql/*/bin` when unset.
@@ -458,6 +460,32 @@ fn from_figment(err: figment::Error) -> ConfigError {
         kind => kind.to_string(),
     };
     ConfigError { setting, problem }
+}
+
+/// A boolean as people write it in environment variables.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(u64),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Int(0) => Ok(false),
+        Flag::Int(1) => Ok(true),
+        Flag::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected true or false (or 1/0, yes/no, on/off), found `{t}`"
+            ))),
+        },
+        Flag::Int(n) => Err(serde::de::Error::custom(format!(
+            "expected true or false (or 1/0), found {n}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,17 @@ fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, 
     Ok(None)
 }
 
+/// The longest wait the job's process allows (60 s if the process was deleted).
+async fn max_wait(state: &AppState, job: &JobRow) -> Result<u32, ApiError> {
+    let max = match job.process_id {
+        Some(pid) => processes::get_by_id(&state.pool, pid)
+            .await?
+            .map(|p| p.max_wait_seconds),
+        None => None,
+    };
+    Ok(max.unwrap_or(60).max(0) as u32)
+}
+
 /// Waits (up to the process's maximum) for the job to end: 200 with the job when it
 /// did, 202 with `Location` when it did not.
 async fn answer(
@@ -203,14 +214,7 @@ async fn answer(
     let Some(wait) = wait.filter(|w| *w > 0) else {
         return Ok(accepted(view(job, None), replayed));
     };
-    let max = match job.process_id {
-        Some(pid) => processes::get_by_id(&state.pool, pid)
-            .await?
-            .map(|p| p.max_wait_seconds)
-            .unwrap_or(60),
-        None => 60,
-    };
-    let wait = wait.min(max.max(0) as u32);
+    let wait = wait.min(max_wait(state, &job).await?);
     let job = if store::is_terminal(&job.state) || wait == 0 {
         job
     } else {
@@ -497,14 +501,7 @@ pub async fn get_job(
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
     let mut status = actix_web::http::StatusCode::OK;
     if let Some(wait) = wait.filter(|w| *w > 0 && !store::is_terminal(&job.state)) {
-        let max = match job.process_id {
-            Some(pid) => processes::get_by_id(&state.pool, pid)
-                .await?
-                .map(|p| p.max_wait_seconds)
-                .unwrap_or(60),
-            None => 60,
-        };
-        let wait = wait.min(max.max(0) as u32);
+        let wait = wait.min(max_wait(&state, &job).await?);
         job = state
             .jobs_ended
             .wait(

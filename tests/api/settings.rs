@@ -111,3 +111,27 @@ async fn keys_generate_prints_a_usable_key() {
     uipath_gateway::crypto::KeyRing::parse(&secrecy::SecretString::from(spec.trim().to_string()))
         .unwrap();
 }
+
+#[tokio::test]
+async fn flags_take_the_usual_spellings_and_lists_parse_from_the_environment() {
+    // Each run stops at the bad public_url, so everything before it was accepted.
+    for flag in ["1", "true", "yes", "off"] {
+        let (code, stderr) = run_with(
+            &[
+                ("GATEWAY_ALLOW_PRIVATE_CALLBACKS", flag),
+                ("GATEWAY_CALLBACKS__RETRY_SCHEDULE_SECS", "[1, 60]"),
+                ("GATEWAY_PUBLIC_URL", "gateway.example.com"),
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 2);
+        assert!(stderr.contains("GATEWAY_PUBLIC_URL"), "{flag}: {stderr}");
+    }
+    let (code, stderr) = run_with(&[("GATEWAY_ALLOW_PRIVATE_CALLBACKS", "maybe")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("GATEWAY_ALLOW_PRIVATE_CALLBACKS"),
+        "{stderr}"
+    );
+}

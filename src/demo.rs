@@ -45,7 +45,7 @@ fn demo_objects(sim_base: &str) -> (Vec<ConnectionInput>, Vec<ProcessInput>) {
         "token_url": format!("{sim_base}/identity_/connect/token"),
         "client_id": "sim-app",
         "client_secret": "sim-app-secret",
-        "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"],
+        "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs", "OR.Webhooks"],
     }))
     .expect("the demo connection is valid");
     let process =
@@ -129,12 +129,25 @@ pub async fn run(
     }
 
     let base = format!("http://{host}:{port}");
+    // The simulator sends job events to the gateway, as a registered Orchestrator
+    // webhook would (the gateway's own address, so `public_url` is not needed).
+    let reachable = if host.is_unspecified() {
+        format!("http://127.0.0.1:{port}")
+    } else {
+        base.clone()
+    };
+    let state = app.state();
+    for conn in crate::storage::connections::list(app.pool()).await? {
+        crate::workers::webhook_registration::ensure(&state, &conn, &reachable)
+            .await
+            .with_context(|| format!("registering the simulator's webhook for {}", conn.name))?;
+    }
     let banner = format!(
         "\nuipath-gateway demo is running.\n\
          \n  Gateway:     {base}\n  Swagger UI:  {base}/docs/\n  Simulator:   {sim_base} (a stand-in for UiPath Orchestrator)\n\
          \n  API key:     {key}\n  Admin token: {admin}\n\
-         \nStart a job, then read it back:\n\n\
-         curl -s -X POST {base}/run/Invoices -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"in_Vendor\":\"ACME\",\"in_Amount\":12.5}}'\n\
+         \nStart a job and wait for its result (up to 30 s), then list the latest job:\n\n\
+         curl -s -X POST '{base}/run/Invoices?wait=30' -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"in_Vendor\":\"ACME\",\"in_Amount\":12.5}}'\n\
          curl -s '{base}/jobs?process=Invoices&limit=1' -H 'Authorization: Bearer {key}'\n\
          \nProcesses: Invoices (in_Vendor string, in_Amount decimal, in_DueDate date-time, in_Urgent boolean), \
          Orders (in_OrderIds int64 array, in_Options object), Failing (always faults).\n\

@@ -85,7 +85,8 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
 
     let job = sh(curls[0]).await;
     assert_eq!(job["process"], "Invoices");
-    assert_eq!(job["state"], "pending", "started in the simulator: {job}");
+    assert_eq!(job["state"], "successful", "waited for the end: {job}");
+    assert_eq!(job["output"]["in_Vendor"], "ACME", "{job}");
     assert!(job["orchestrator_job_id"].is_i64());
     let listed = sh(curls[1]).await;
     assert_eq!(listed["items"][0]["id"], job["id"]);

@@ -534,3 +534,54 @@ async fn a_dead_lettered_job_is_listed_and_redriven() {
         .unwrap();
     assert_eq!(res.status(), 409, "only dead jobs are redriven");
 }
+
+#[tokio::test]
+async fn the_poller_waits_while_webhooks_are_healthy_and_asks_when_they_go_quiet() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |s| {
+        s.tracking.poll_every_secs = 5;
+        s.tracking.poll_every_secs_with_webhooks = 120;
+        s.tracking.webhook_quiet_secs = 300;
+    })
+    .await;
+    let job: Value = run(&app, &key, "").await.json().await.unwrap();
+    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
+    advance(&sim, orch_id, 1).await;
+    let event = json!({"Type": "job.started", "EventId": "s1", "Timestamp": "2026-11-22T10:00:00Z",
+        "Job": {"Id": orch_id, "State": "Running"}})
+    .to_string();
+    let res = app
+        .client
+        .post(app.url("/orchestrator/events/sim"))
+        .header("x-uipath-signature", sign(event.as_bytes()))
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["updated"], 1);
+    let age = |secs: i64| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("update jobs set state_changed_at = now() - make_interval(secs => $1)")
+                .bind(secs as f64)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    // A minute without news: past the quiet cadence (5 s), not the healthy one (120 s).
+    age(60).await;
+    let r = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!(r.single_reads + r.lists, 0, "webhooks are healthy: {r:?}");
+    // The webhooks go quiet (none for ten minutes): the same job is asked about.
+    sqlx::query("update connection_webhooks set last_event_at = now() - interval '10 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let r = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!(r.single_reads, 1, "{r:?}");
+    assert_eq!(sim.calls(&format!("/odata/Jobs({orch_id})")).await.len(), 1);
+    // Asked just now: not again until the cadence has passed.
+    let r = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!(r.single_reads, 0, "{r:?}");
+}

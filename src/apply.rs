@@ -36,6 +36,7 @@ pub async fn apply(
     state: &AppState,
     conns: &[ConnectionInput],
     procs: &[ProcessInput],
+    hooks: &[crate::domain::hook::HookInput],
 ) -> anyhow::Result<Applied> {
     let mut done = Applied::default();
     let existing = connections::list(&state.pool).await?;
@@ -111,6 +112,61 @@ pub async fn apply(
             .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?
             .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
         store_callback_secret(state, &row, &new).await?;
+        if old.is_some() {
+            done.updated += 1
+        } else {
+            done.created += 1
+        }
+    }
+    for (i, input) in hooks.iter().enumerate() {
+        let slug = input.slug.clone().unwrap_or_default();
+        let old = crate::storage::hooks::get(&state.pool, &slug).await?;
+        let new = input
+            .clone()
+            .validate(old.as_ref().is_some_and(|o| o.secrets_sealed.is_some()))
+            .map_err(|p| {
+                anyhow::anyhow!(
+                    "webhooks[{i}] ({slug}): {}",
+                    p.iter()
+                        .map(|p| format!("{}: {}", p.field, p.problem))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+        if let Some(o) = &old {
+            let same_secrets = match &new.secrets {
+                None => true,
+                Some(s) => {
+                    crate::storage::hooks::open_secrets(&state.keys, o)
+                        .ok()
+                        .as_ref()
+                        == Some(s)
+                }
+            };
+            if same_secrets
+                && o.process_name == new.process
+                && o.scheme == new.scheme
+                && o.config == new.config
+                && o.public == new.public
+                && o.enabled == new.enabled
+                && o.tolerance_seconds == new.tolerance_seconds
+                && o.dedup == new.dedup
+                && o.filter == new.filter
+                && o.mapping == new.mapping
+                && o.response == new.response
+            {
+                done.unchanged += 1;
+                continue;
+            }
+        }
+        crate::storage::hooks::upsert(
+            &state.pool,
+            &state.keys,
+            old.as_ref().map(|o| o.slug.as_str()),
+            &new,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("webhooks[{i}] ({slug}): {e}"))?;
         if old.is_some() {
             done.updated += 1
         } else {

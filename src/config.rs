@@ -46,6 +46,8 @@ pub struct Settings {
     pub tracking: TrackingSettings,
     /// How callbacks are delivered.
     pub callbacks: CallbackSettings,
+    /// Inbound webhooks (`/hooks/{slug}`).
+    pub hooks: HookSettings,
     /// The gateway's address as Orchestrator can reach it (e.g. `https://gw.example.com`).
     /// When set, the gateway registers its job webhook in each connection's tenant.
     pub public_url: Option<String>,
@@ -72,6 +74,8 @@ pub struct Settings {
     pub connections: Vec<crate::domain::connection::ConnectionInput>,
     /// Processes declared in the config file, applied at start.
     pub processes: Vec<crate::domain::process::ProcessInput>,
+    /// Inbound webhooks declared in the config file, applied at start.
+    pub webhooks: Vec<crate::domain::hook::HookInput>,
 }
 
 /// Connection pool settings.
@@ -140,6 +144,14 @@ pub struct TrackingSettings {
     /// How often the registration of Orchestrator webhooks is checked, in seconds
     /// (only with `public_url`).
     pub webhook_check_secs: u64,
+}
+
+/// Inbound webhooks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    /// A repeated delivery id within this many seconds answers with the first job.
+    pub dedup_retention_secs: i64,
 }
 
 /// How callbacks are delivered.
@@ -236,6 +248,7 @@ fn defaults() -> serde_json::Value {
             poll_interval_ms: 1_000,
             batch_size: 20,
         },
+        "hooks": HookSettings { dedup_retention_secs: 7 * 24 * 3600 },
         "public_url": null,
         "allow_private_callbacks": false,
         "encryption_keys": null,
@@ -253,6 +266,7 @@ fn defaults() -> serde_json::Value {
         "http_workers": 0,
         "connections": [],
         "processes": [],
+        "webhooks": [],
     })
 }
 

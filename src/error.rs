@@ -53,6 +53,9 @@ pub enum ApiError {
     /// 401: no credentials, or wrong ones.
     #[error("{detail}")]
     Unauthorized { detail: String },
+    /// 401: an inbound webhook's signature or token did not verify.
+    #[error("{detail}")]
+    SignatureRefused { code: &'static str, detail: String },
     /// 403: the credentials do not allow this.
     #[error("{detail}")]
     Forbidden { code: &'static str, detail: String },
@@ -181,7 +184,8 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. }
             | ApiError::NotFound { code, .. }
             | ApiError::Unavailable { code, .. }
-            | ApiError::Status { code, .. } => code,
+            | ApiError::Status { code, .. }
+            | ApiError::SignatureRefused { code, .. } => code,
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Upstream { .. } => "orchestrator_error",
@@ -237,7 +241,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized { .. } | ApiError::SignatureRefused { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

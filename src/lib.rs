@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod embedded_db;
 pub mod error;
+pub mod hooks;
 pub mod openapi;
 pub mod orchestrator;
 pub mod routes;

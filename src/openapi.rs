@@ -22,6 +22,7 @@ use crate::routes;
         (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
         (name = "processes", description = "What /run/{process} starts (admin)"),
         (name = "api-keys", description = "Keys for /run and /jobs (admin)"),
+        (name = "hooks", description = "Inbound webhooks: /hooks/{slug} and their definitions (admin)"),
         (name = "dead letters", description = "Jobs and callbacks that ran out of attempts, and redrive (admin)"),
     ),
     components(schemas(crate::error::Problem)),

@@ -95,6 +95,7 @@ impl Application {
             &state,
             &state.settings.connections,
             &state.settings.processes,
+            &state.settings.webhooks,
         )
         .await
         .inspect_err(|_| stop_workers.cancel())

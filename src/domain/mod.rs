@@ -2,4 +2,5 @@
 
 pub mod arguments;
 pub mod connection;
+pub mod hook;
 pub mod process;

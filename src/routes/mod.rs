@@ -9,6 +9,8 @@ pub mod dead_letters;
 pub mod events;
 pub mod extractors;
 pub mod health;
+pub mod hook_admin;
+pub mod hooks;
 pub mod jobs;
 pub mod processes;
 
@@ -48,6 +50,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(dead_letters::redrive_job)
         .service(dead_letters::redrive_callback)
         .service(processes::rotate_callback_secret)
+        .service(hooks::receive)
+        .service(hook_admin::create_hook)
+        .service(hook_admin::list_hooks)
+        .service(hook_admin::get_hook)
+        .service(hook_admin::replace_hook)
+        .service(hook_admin::delete_hook)
+        .service(hook_admin::list_deliveries)
+        .service(hook_admin::get_delivery)
+        .service(hook_admin::replay_delivery)
         .service(events::orchestrator_event);
 }
 

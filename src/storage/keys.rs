@@ -45,6 +45,13 @@ const SEALED: &[Sealed] = &[
         aad: "processes.callback_secret",
         key_column: Some("callback_key_id"),
     },
+    Sealed {
+        table: "webhooks",
+        id: "id",
+        column: "secrets_sealed",
+        aad: "webhooks.secrets",
+        key_column: Some("secrets_key_id"),
+    },
 ];
 
 /// What a rotation did.

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod callbacks;
 pub mod connections;
+pub mod hooks;
 pub mod jobs;
 pub mod keys;
 pub mod poll_budget;

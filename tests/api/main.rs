@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod health;
 mod helpers;
+mod hooks;
 mod job_tracking;
 mod openapi;
 mod orchestrator_client;

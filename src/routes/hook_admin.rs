@@ -1,0 +1,420 @@
+//! `/webhooks` (admin): inbound webhook definitions, their delivery records, and replay.
+
+use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::admin::Admin;
+use crate::domain::connection::FieldProblem;
+use crate::domain::hook::{HookInput, HookResponse};
+use crate::error::{ApiError, Problem};
+use crate::hooks::verify::SchemeConfig;
+use crate::startup::AppState;
+use crate::storage::hooks::{self as store, Delivery, HookRow, WriteError};
+
+/// A webhook definition as the API shows it (secrets are never shown).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookView {
+    pub id: Uuid,
+    pub slug: String,
+    /// Where the provider should send deliveries.
+    pub path: String,
+    pub process: String,
+    pub scheme: String,
+    pub config: SchemeConfig,
+    /// How many secrets are active.
+    pub secrets_count: usize,
+    pub public: bool,
+    pub enabled: bool,
+    pub tolerance_seconds: i32,
+    pub dedup: Option<String>,
+    pub filter: Option<String>,
+    pub mapping: Option<std::collections::BTreeMap<String, String>>,
+    pub response: HookResponse,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every webhook definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookList {
+    pub items: Vec<HookView>,
+}
+
+fn view(state: &AppState, r: HookRow) -> HookView {
+    let secrets_count = store::open_secrets(&state.keys, &r)
+        .map(|s| s.len())
+        .unwrap_or(0);
+    HookView {
+        id: r.id,
+        path: format!("/hooks/{}", r.slug),
+        slug: r.slug,
+        process: r.process_name,
+        scheme: r.scheme,
+        config: r.config,
+        secrets_count,
+        public: r.public,
+        enabled: r.enabled,
+        tolerance_seconds: r.tolerance_seconds,
+        dedup: r.dedup,
+        filter: r.filter,
+        mapping: r.mapping,
+        response: r.response,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn write_error(e: WriteError, slug: &str) -> ApiError {
+    match e {
+        WriteError::UnknownProcess(p) => ApiError::invalid(
+            "validation_failed",
+            &[FieldProblem {
+                field: "process".into(),
+                problem: format!("no process named `{p}`: create it first (POST /processes)"),
+            }],
+        ),
+        WriteError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            ApiError::Conflict {
+                code: "slug_taken",
+                detail: format!("a webhook with slug `{slug}` already exists"),
+            }
+        }
+        WriteError::Database(e) => e.into(),
+    }
+}
+
+fn not_found(slug: &str) -> ApiError {
+    ApiError::not_found("webhook_not_found", format!("no webhook `{slug}`"))
+}
+
+/// Create an inbound webhook.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    request_body = HookInput,
+    responses(
+        (status = 201, description = "Created", body = HookView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (an expression that does not compile is named)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks")]
+pub async fn create_hook(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<HookInput>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body
+        .into_inner()
+        .validate(false)
+        .map_err(|p| ApiError::invalid("validation_failed", &p))?;
+    let row = store::upsert(&state.pool, &state.keys, None, &new)
+        .await
+        .map_err(|e| write_error(e, &new.slug))?
+        .ok_or_else(|| not_found(&new.slug))?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/webhooks/{}", row.slug)))
+        .json(view(&state, row)))
+}
+
+/// List inbound webhooks.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every webhook", body = HookList),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks")]
+pub async fn list_hooks(
+    _: Admin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<HookList>, ApiError> {
+    let rows = store::list(&state.pool).await?;
+    Ok(web::Json(HookList {
+        items: rows.into_iter().map(|r| view(&state, r)).collect(),
+    }))
+}
+
+/// Read an inbound webhook.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug")),
+    responses(
+        (status = 200, description = "The webhook", body = HookView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/{slug}")]
+pub async fn get_hook(
+    _: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<web::Json<HookView>, ApiError> {
+    let row = store::get(&state.pool, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    Ok(web::Json(view(&state, row)))
+}
+
+/// Replace an inbound webhook (secrets left out are kept; send them all to rotate).
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug")),
+    request_body = HookInput,
+    responses(
+        (status = 200, description = "Updated", body = HookView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new slug is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/webhooks/{slug}")]
+pub async fn replace_hook(
+    _: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    body: web::Json<HookInput>,
+) -> Result<web::Json<HookView>, ApiError> {
+    let old = store::get(&state.pool, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    let new = body
+        .into_inner()
+        .validate(old.secrets_sealed.is_some())
+        .map_err(|p| ApiError::invalid("validation_failed", &p))?;
+    let row = store::upsert(&state.pool, &state.keys, Some(&slug), &new)
+        .await
+        .map_err(|e| write_error(e, &new.slug))?
+        .ok_or_else(|| not_found(&slug))?;
+    Ok(web::Json(view(&state, row)))
+}
+
+/// Delete an inbound webhook and its delivery records (jobs stay).
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/webhooks/{slug}")]
+pub async fn delete_hook(
+    _: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if !store::delete(&state.pool, &slug).await? {
+        return Err(not_found(&slug));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// One delivery and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub received_at: Option<DateTime<Utc>>,
+    /// `accepted`, `duplicate`, `filtered`, `failed`, `refused` or `answered`.
+    pub outcome: String,
+    /// `ok`, `failed`, `public` or `replayed`.
+    pub verification: String,
+    pub verification_detail: Option<String>,
+    /// The delivery id used against repeats.
+    pub delivery_key: Option<String>,
+    /// `first`, `duplicate`, `expired` or `none`.
+    pub dedup: String,
+    /// `passed`, `rejected` or `error` (None without a filter).
+    pub filter_result: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub mapped_input: Option<Value>,
+    pub job_id: Option<Uuid>,
+    pub error: Option<String>,
+    pub replay_of: Option<Uuid>,
+    /// The request as received (credentials masked), on `GET .../deliveries/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
+}
+
+fn delivery_view(d: Delivery, with_request: bool) -> DeliveryView {
+    let request = with_request.then(|| {
+        json!({
+            "headers": d.request_headers,
+            "query": d.request_query,
+            "body": d.request_body.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()),
+        })
+    });
+    DeliveryView {
+        id: d.id,
+        received_at: d.received_at,
+        outcome: d.outcome,
+        verification: d.verification,
+        verification_detail: d.verification_detail,
+        delivery_key: d.delivery_key,
+        dedup: d.dedup,
+        filter_result: d.filter_result,
+        mapped_input: d.mapped_input,
+        job_id: d.job_id,
+        error: d.error,
+        replay_of: d.replay_of,
+        request,
+    }
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryView>,
+}
+
+/// `?limit=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeliveryQuery {
+    /// Most deliveries, newest first, 1-500 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// List a webhook's deliveries, newest first.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug"), DeliveryQuery),
+    responses(
+        (status = 200, description = "Deliveries", body = DeliveryList),
+        (status = 400, description = "A bad limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/{slug}/deliveries")]
+pub async fn list_deliveries(
+    _: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    q: web::Query<DeliveryQuery>,
+) -> Result<web::Json<DeliveryList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let hook = store::get(&state.pool, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    let rows = store::deliveries(&state.pool, hook.id, limit).await?;
+    Ok(web::Json(DeliveryList {
+        items: rows.into_iter().map(|d| delivery_view(d, false)).collect(),
+    }))
+}
+
+/// Read one delivery, with the request as received.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug"), ("id" = Uuid, Path, description = "Delivery id")),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook or delivery", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/{slug}/deliveries/{id}")]
+pub async fn get_delivery(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, Uuid)>,
+) -> Result<web::Json<DeliveryView>, ApiError> {
+    let (slug, id) = path.into_inner();
+    let hook = store::get(&state.pool, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    let d = store::delivery(&state.pool, hook.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery_not_found", format!("no delivery {id}")))?;
+    Ok(web::Json(delivery_view(d, true)))
+}
+
+/// Replay a delivery: its stored request goes through the webhook's current filter and
+/// mapping again (no signature check, no dedup) and starts a new job.
+#[utoipa::path(
+    tag = "hooks",
+    security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "Slug"), ("id" = Uuid, Path, description = "Delivery id")),
+    responses(
+        (status = 202, description = "A job was recorded", body = super::hooks::HookReceipt),
+        (status = 200, description = "Filtered out by the current filter", body = super::hooks::HookReceipt),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook or delivery", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The delivery was refused (never verified), so it cannot be replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The filter or mapping failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/{slug}/deliveries/{id}/replay")]
+pub async fn replay_delivery(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let hook = store::get(&state.pool, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    let d = store::delivery(&state.pool, hook.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery_not_found", format!("no delivery {id}")))?;
+    let Some(body) = d.request_body.clone() else {
+        return Err(ApiError::Conflict {
+            code: "not_replayable",
+            detail: "the delivery was refused before it was verified; only verified deliveries can be replayed".into(),
+        });
+    };
+    let headers = d.request_headers.clone().unwrap_or(json!({}));
+    let ct = headers["content-type"].as_str().unwrap_or("").to_string();
+    let query = d.request_query.clone().unwrap_or_default();
+    let context = json!({
+        "headers": headers,
+        "body": super::hooks::parse_body(&ct, &body),
+        "query": super::hooks::query_map(&query),
+    });
+    let replay = Delivery {
+        id: Uuid::new_v4(),
+        webhook_id: hook.id,
+        verification: "replayed".into(),
+        verification_detail: Some(format!("replayed by an admin from delivery {}", d.id)),
+        dedup: "none".into(),
+        request_headers: d.request_headers,
+        request_query: d.request_query,
+        request_body: Some(body),
+        replay_of: Some(d.id),
+        ..Default::default()
+    };
+    super::hooks::handle(&state, &hook, replay, &context).await
+}

@@ -1,0 +1,484 @@
+//! `POST /hooks/{slug}`: a signed delivery from GitHub, Stripe, Slack, Shopify... becomes
+//! a job. The delivery is verified over the raw bytes, deduplicated, filtered, mapped to
+//! input arguments, and committed with its job before the answer, which never waits on
+//! Orchestrator (the start runs in the background, and the dispatcher retries it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::dispatch;
+use crate::domain::arguments;
+use crate::error::{ApiError, Problem};
+use crate::hooks::{expr, verify};
+use crate::startup::AppState;
+use crate::storage::hooks::{self as store, Delivery, HookRow};
+use crate::storage::jobs::{self, NewJob};
+use crate::storage::processes;
+
+/// The answer to a delivery (unless the webhook configures its own body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookReceipt {
+    /// `accepted` (a job was recorded), `duplicate` (this delivery id was seen: the first
+    /// job is named), `filtered` (the filter said no: nothing started), `answered`
+    /// (a Slack challenge or GitHub ping).
+    pub status: String,
+    /// The delivery record.
+    pub delivery_id: Uuid,
+    /// The job started (or, for a duplicate, the first one).
+    pub job_id: Option<Uuid>,
+    /// Why nothing started, when filtered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Headers as the expressions see them: lower-case names, repeated values joined.
+fn header_map(req: &HttpRequest) -> Map<String, Value> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in req.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
+}
+
+/// The headers kept with a delivery, with credentials masked.
+fn stored_headers(headers: &Map<String, Value>, hook: &HookRow) -> Value {
+    let token_header = (hook.scheme == "token").then(|| {
+        hook.config
+            .header
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    });
+    let masked: Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let secret = matches!(
+                k.as_str(),
+                "authorization" | "cookie" | "proxy-authorization"
+            ) || token_header.as_deref() == Some(k.as_str());
+            (k.clone(), if secret { json!("***") } else { v.clone() })
+        })
+        .collect();
+    Value::Object(masked)
+}
+
+/// The body as the expressions see it: JSON, a form as an object, else text.
+pub fn parse_body(content_type: &str, body: &[u8]) -> Value {
+    if content_type.starts_with("application/x-www-form-urlencoded")
+        && let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+    {
+        return Value::Object(
+            form.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        );
+    }
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// The query string as an object.
+pub fn query_map(query: &str) -> Value {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+fn receipt(status: &str, delivery: Uuid, job: Option<Uuid>, detail: Option<String>) -> HookReceipt {
+    HookReceipt {
+        status: status.into(),
+        delivery_id: delivery,
+        job_id: job,
+        detail,
+    }
+}
+
+/// What a delivery's content led to, before anything is stored.
+enum Decision {
+    /// Start a job with these arguments.
+    Start(Map<String, Value>),
+    /// The filter said no.
+    Filtered(String),
+    /// A Slack challenge or a GitHub ping: answer this, start nothing.
+    Answer(Value),
+}
+
+/// Evaluates the filter and the mapping; an expression error is a failed delivery.
+fn decide(hook: &HookRow, context: &Value) -> Result<Decision, (String, &'static str)> {
+    let body = &context["body"];
+    if hook.scheme == "slack" && body["type"] == "url_verification" {
+        return Ok(Decision::Answer(json!({"challenge": body["challenge"]})));
+    }
+    if hook.scheme == "github" && context["headers"]["x-github-event"] == "ping" {
+        return Ok(Decision::Answer(json!({"status": "pong"})));
+    }
+    if let Some(f) = &hook.filter {
+        let v = expr::eval(f, context)
+            .map_err(|e| (format!("the filter `{f}` failed: {e}"), "filter_failed"))?;
+        if !expr::truthy(&v) {
+            return Ok(Decision::Filtered(format!(
+                "the filter `{f}` is not true for this delivery"
+            )));
+        }
+    }
+    let mut input = Map::new();
+    match &hook.mapping {
+        Some(mapping) => {
+            for (arg, e) in mapping {
+                let v = expr::eval(e, context).map_err(|err| {
+                    (
+                        format!("mapping `{arg}` (`{e}`) failed: {err}"),
+                        "mapping_failed",
+                    )
+                })?;
+                if !v.is_null() {
+                    input.insert(arg.clone(), v);
+                }
+            }
+        }
+        None => {
+            if let Value::Object(o) = body {
+                input = o.clone();
+            }
+        }
+    }
+    Ok(Decision::Start(input))
+}
+
+/// Receive a webhook delivery and start the webhook's process.
+#[utoipa::path(
+    tag = "hooks",
+    params(("slug" = String, Path, description = "The webhook's slug")),
+    request_body(content = Object, description = "The provider's payload, signed as its scheme says", content_type = "application/json"),
+    responses(
+        (status = 202, description = "A job was recorded (and is being started)", body = HookReceipt),
+        (status = 200, description = "A repeat of an earlier delivery (its job is named), a filtered-out delivery, or a Slack challenge / GitHub ping answered", body = HookReceipt),
+        (status = 401, description = "Missing or wrong signature or token, or a timestamp outside the window; nothing was started", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No enabled webhook with this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The filter or mapping failed on this delivery, or the arguments are invalid; recorded as failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/hooks/{slug}")]
+pub async fn receive(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let hook = store::get(&state.pool, &slug)
+        .await?
+        .filter(|h| h.enabled)
+        .ok_or_else(|| {
+            ApiError::not_found("hook_not_found", format!("no enabled webhook `{slug}`"))
+        })?;
+    let headers = header_map(&req);
+    let mut delivery = Delivery {
+        id: Uuid::new_v4(),
+        webhook_id: hook.id,
+        request_headers: Some(stored_headers(&headers, &hook)),
+        request_query: Some(req.query_string().to_string()).filter(|q| !q.is_empty()),
+        dedup: "none".into(),
+        ..Default::default()
+    };
+
+    // 1. Verification, over the raw bytes.
+    let secrets = store::open_secrets(&state.keys, &hook)
+        .map_err(|e| ApiError::Internal(e.context("opening webhook secrets")))?;
+    let lookup = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let verifier = verify::verifier(&hook.scheme, &hook.config)
+        .ok_or_else(|| anyhow::anyhow!("unknown scheme {} stored", hook.scheme))?;
+    let checked = verifier.verify(
+        &verify::Request {
+            header: &lookup,
+            body: &body,
+            now: chrono::Utc::now().timestamp(),
+        },
+        &secrets,
+        hook.tolerance_seconds.into(),
+    );
+    if let Err(refusal) = checked {
+        delivery.verification = "failed".into();
+        delivery.verification_detail = Some(format!("{}: {}", refusal.code, refusal.detail));
+        delivery.outcome = "refused".into();
+        store::record(&state.pool, &delivery).await?;
+        return Err(ApiError::SignatureRefused {
+            code: refusal.code,
+            detail: refusal.detail,
+        });
+    }
+    delivery.verification = if hook.scheme == "none" {
+        "public"
+    } else {
+        "ok"
+    }
+    .into();
+    delivery.request_body = Some(body.to_vec());
+    let ct = lookup("content-type").unwrap_or_default();
+    let context = json!({"headers": headers, "body": parse_body(&ct, &body), "query": query_map(req.query_string())});
+    handle(&state, &hook, delivery, &context).await
+}
+
+/// Dedup, filter, mapping and the job: shared by deliveries and admin replays.
+pub async fn handle(
+    state: &web::Data<AppState>,
+    hook: &HookRow,
+    mut delivery: Delivery,
+    context: &Value,
+) -> Result<HttpResponse, ApiError> {
+    let key = if delivery.replay_of.is_some() {
+        None
+    } else {
+        hook.dedup
+            .as_deref()
+            .and_then(|d| expr::eval(d, context).ok())
+            .as_ref()
+            .and_then(expr::key_of)
+    };
+    delivery.delivery_key = key.clone();
+
+    let decision = match decide(hook, context) {
+        Ok(d) => d,
+        Err((reason, code)) => return failed(state, delivery, reason, code, None).await,
+    };
+    let input = match decision {
+        Decision::Answer(answer) => {
+            delivery.outcome = "answered".into();
+            store::record(&state.pool, &delivery).await?;
+            return Ok(HttpResponse::Ok().json(answer));
+        }
+        Decision::Filtered(reason) => {
+            delivery.filter_result = Some("rejected".into());
+            delivery.outcome = "filtered".into();
+            delivery.error = Some(reason.clone());
+            if key.is_some() {
+                delivery.dedup = "first".into();
+            }
+            if !record_first(state, hook, &delivery).await? {
+                return duplicate(state, hook, delivery).await;
+            }
+            return Ok(HttpResponse::Ok().json(receipt(
+                "filtered",
+                delivery.id,
+                None,
+                Some(reason),
+            )));
+        }
+        Decision::Start(input) => input,
+    };
+    if hook.filter.is_some() {
+        delivery.filter_result = Some("passed".into());
+    }
+    let process = processes::get_by_id(&state.pool, hook.process_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the webhook's process is gone"))?;
+    let defaults = process
+        .default_input
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    // Checked against the release's arguments when they are known (cached); the answer
+    // never waits on Orchestrator, so an unknown release is checked by the start itself.
+    let merged = match &process.release_arguments {
+        Some(defs) => {
+            let defs: Vec<crate::orchestrator::models::ArgumentDefinition> =
+                serde_json::from_value(defs.clone()).unwrap_or_default();
+            match arguments::validate(&defs, &defaults, &input) {
+                Ok(m) => m,
+                Err(problems) => {
+                    let reason = problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.problem))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    delivery.mapped_input = Some(Value::Object(input));
+                    return failed(state, delivery, reason, "invalid_arguments", Some(problems))
+                        .await;
+                }
+            }
+        }
+        None => {
+            let mut m = defaults;
+            m.extend(input);
+            m
+        }
+    };
+    delivery.mapped_input = Some(Value::Object(merged.clone()));
+    let new = NewJob {
+        id: Uuid::new_v4(),
+        process_id: process.id,
+        process_name: process.name.clone(),
+        source: "hook",
+        source_detail: Some(format!("{}:{}", hook.slug, delivery.id)),
+        input: Value::Object(merged),
+        callback_url: process.callback_url.clone(),
+        replay_of: None,
+    };
+    delivery.job_id = Some(new.id);
+    delivery.outcome = "accepted".into();
+    if key.is_some() {
+        delivery.dedup = "first".into();
+    }
+    let mut tx = state.pool.begin().await?;
+    let job = jobs::insert(
+        &mut tx,
+        &new,
+        state.instance_id,
+        state.settings.dispatch.lease_secs,
+    )
+    .await?;
+    if !store::record(&mut *tx, &delivery).await? {
+        tx.rollback().await?;
+        if expire_if_stale(state, hook, key.as_deref()).await? {
+            // The earlier delivery is past the retention window: this one counts anew.
+            return Box::pin(handle(
+                state,
+                hook,
+                Delivery {
+                    dedup: "none".into(),
+                    ..delivery
+                },
+                context,
+            ))
+            .await;
+        }
+        return duplicate(
+            state,
+            hook,
+            Delivery {
+                job_id: None,
+                ..delivery
+            },
+        )
+        .await;
+    }
+    tx.commit().await?;
+    // Start it now, in the background; the lease makes this instance the one to try
+    // first, and the dispatcher retries if this fails or the instance dies.
+    let bg: Arc<AppState> = state.clone().into_inner();
+    let started = job.clone();
+    tokio::spawn(async move {
+        if let Err(e) = dispatch::attempt(&bg, &started).await {
+            tracing::warn!(job = %started.id, error = %e, "starting a hook's job failed; the dispatcher will retry");
+        }
+    });
+    let status = actix_web::http::StatusCode::from_u16(hook.response.status.unwrap_or(202))
+        .unwrap_or(actix_web::http::StatusCode::ACCEPTED);
+    let mut res = HttpResponse::build(status);
+    res.insert_header((
+        actix_web::http::header::LOCATION,
+        format!("/jobs/{}", job.id),
+    ));
+    if status == actix_web::http::StatusCode::NO_CONTENT {
+        return Ok(res.finish());
+    }
+    Ok(match &hook.response.body {
+        Some(b) => res.json(b),
+        None => res.json(receipt("accepted", delivery.id, Some(job.id), None)),
+    })
+}
+
+/// Records a filtered delivery, claiming its key. False when the key was taken.
+async fn record_first(state: &AppState, hook: &HookRow, d: &Delivery) -> Result<bool, ApiError> {
+    if store::record(&state.pool, d).await? {
+        return Ok(true);
+    }
+    if expire_if_stale(state, hook, d.delivery_key.as_deref()).await? {
+        return Ok(store::record(&state.pool, d).await?);
+    }
+    Ok(false)
+}
+
+/// Frees a key whose first delivery is older than the retention window.
+async fn expire_if_stale(
+    state: &AppState,
+    hook: &HookRow,
+    key: Option<&str>,
+) -> Result<bool, ApiError> {
+    let Some(key) = key else { return Ok(false) };
+    let Some(first) = store::first_with_key(&state.pool, hook.id, key).await? else {
+        return Ok(false);
+    };
+    let retention = chrono::Duration::seconds(state.settings.hooks.dedup_retention_secs);
+    if first
+        .received_at
+        .is_some_and(|t| t < chrono::Utc::now() - retention)
+    {
+        store::expire(&state.pool, first.id).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// A repeat: record it, start nothing, and name the first delivery's job.
+async fn duplicate(
+    state: &AppState,
+    hook: &HookRow,
+    mut d: Delivery,
+) -> Result<HttpResponse, ApiError> {
+    let first = match &d.delivery_key {
+        Some(k) => store::first_with_key(&state.pool, hook.id, k).await?,
+        None => None,
+    };
+    d.dedup = "duplicate".into();
+    d.outcome = "duplicate".into();
+    d.job_id = first.as_ref().and_then(|f| f.job_id);
+    d.filter_result = None;
+    d.mapped_input = None;
+    d.error = first
+        .as_ref()
+        .map(|f| format!("a repeat of delivery {}", f.id));
+    store::record(&state.pool, &d).await?;
+    Ok(HttpResponse::Ok().json(receipt("duplicate", d.id, d.job_id, d.error.clone())))
+}
+
+/// The delivery cannot become a job: record why, and say so (never a 500).
+async fn failed(
+    state: &AppState,
+    mut d: Delivery,
+    reason: String,
+    code: &'static str,
+    problems: Option<Vec<crate::domain::connection::FieldProblem>>,
+) -> Result<HttpResponse, ApiError> {
+    d.outcome = "failed".into();
+    d.dedup = "none".into();
+    d.filter_result = d
+        .filter_result
+        .or(Some("error".into()).filter(|_| code == "filter_failed"));
+    d.error = Some(reason.clone());
+    store::record(&state.pool, &d).await?;
+    Err(match problems {
+        Some(p) => ApiError::invalid(code, &p),
+        None => ApiError::Unprocessable {
+            code,
+            detail: format!("{reason} (recorded as delivery {})", d.id),
+            errors: Value::Null,
+        },
+    })
+}

@@ -1,0 +1,316 @@
+//! Inbound webhook definitions and their deliveries.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::crypto::KeyRing;
+use crate::domain::hook::{HookResponse, NewHook};
+use crate::hooks::verify::SchemeConfig;
+
+/// A definition as stored.
+#[derive(Debug, Clone)]
+pub struct HookRow {
+    pub id: Uuid,
+    pub slug: String,
+    pub process_id: Uuid,
+    pub process_name: String,
+    pub scheme: String,
+    pub config: SchemeConfig,
+    pub secrets_sealed: Option<Vec<u8>>,
+    pub public: bool,
+    pub enabled: bool,
+    pub tolerance_seconds: i32,
+    pub dedup: Option<String>,
+    pub filter: Option<String>,
+    pub mapping: Option<std::collections::BTreeMap<String, String>>,
+    pub response: HookResponse,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The associated data binding sealed secrets to their webhook.
+pub fn aad(id: Uuid) -> String {
+    format!("webhooks.secrets:{id}")
+}
+
+const SELECT: &str = "select w.id, w.slug, w.process_id, p.name as process_name, w.scheme, w.scheme_config, w.secrets_sealed, \
+    w.public, w.enabled, w.tolerance_seconds, w.dedup_source, w.filter, w.mapping, w.response, w.created_at, w.updated_at \
+    from webhooks w join processes p on p.id = w.process_id";
+
+fn from_row(r: &sqlx::postgres::PgRow) -> Result<HookRow, sqlx::Error> {
+    let json = |col: &str| -> Result<Value, sqlx::Error> {
+        Ok(r.try_get::<Option<Value>, _>(col)?.unwrap_or(Value::Null))
+    };
+    Ok(HookRow {
+        id: r.try_get("id")?,
+        slug: r.try_get("slug")?,
+        process_id: r.try_get("process_id")?,
+        process_name: r.try_get("process_name")?,
+        scheme: r.try_get("scheme")?,
+        config: serde_json::from_value(json("scheme_config")?).unwrap_or_default(),
+        secrets_sealed: r.try_get("secrets_sealed")?,
+        public: r.try_get("public")?,
+        enabled: r.try_get("enabled")?,
+        tolerance_seconds: r
+            .try_get::<Option<i32>, _>("tolerance_seconds")?
+            .unwrap_or(300),
+        dedup: r.try_get("dedup_source")?,
+        filter: r.try_get("filter")?,
+        mapping: serde_json::from_value(json("mapping")?).unwrap_or_default(),
+        response: serde_json::from_value(json("response")?).unwrap_or_default(),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// The secrets of a definition.
+pub fn open_secrets(keys: &KeyRing, row: &HookRow) -> anyhow::Result<Vec<String>> {
+    let Some(sealed) = &row.secrets_sealed else {
+        return Ok(Vec::new());
+    };
+    Ok(serde_json::from_slice(&keys.open(sealed, &aad(row.id))?)?)
+}
+
+/// What went wrong writing a definition.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no process named `{0}`")]
+    UnknownProcess(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates a definition (`existing` None) or replaces the one with slug `existing`;
+/// secrets left out are kept. None when `existing` is not found.
+pub async fn upsert(
+    pool: &PgPool,
+    keys: &KeyRing,
+    existing: Option<&str>,
+    h: &NewHook,
+) -> Result<Option<HookRow>, WriteError> {
+    let process: Option<Uuid> = sqlx::query_scalar("select id from processes where name = $1")
+        .bind(&h.process)
+        .fetch_optional(pool)
+        .await?;
+    let process = process.ok_or_else(|| WriteError::UnknownProcess(h.process.clone()))?;
+    let id = match existing {
+        Some(slug) => {
+            match sqlx::query_scalar::<_, Uuid>("select id from webhooks where slug = $1")
+                .bind(slug)
+                .fetch_optional(pool)
+                .await?
+            {
+                Some(id) => id,
+                None => return Ok(None),
+            }
+        }
+        None => Uuid::new_v4(),
+    };
+    let sealed = h
+        .secrets
+        .as_ref()
+        .map(|s| keys.seal(&serde_json::to_vec(s).expect("secrets serialize"), &aad(id)));
+    let config = serde_json::to_value(&h.config).expect("config serializes");
+    let mapping = h
+        .mapping
+        .as_ref()
+        .map(|m| serde_json::to_value(m).expect("mapping serializes"));
+    let response = serde_json::to_value(&h.response).expect("response serializes");
+    sqlx::query(
+        "insert into webhooks (id, slug, process_id, scheme, scheme_config, secrets_sealed, secrets_key_id, public, enabled, \
+           tolerance_seconds, dedup_source, filter, mapping, response) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         on conflict (id) do update set slug = $2, process_id = $3, scheme = $4, scheme_config = $5, \
+           secrets_sealed = coalesce($6, webhooks.secrets_sealed), secrets_key_id = case when $6 is null then webhooks.secrets_key_id else $7 end, \
+           public = $8, enabled = $9, tolerance_seconds = $10, dedup_source = $11, filter = $12, mapping = $13, response = $14",
+    )
+    .bind(id)
+    .bind(&h.slug)
+    .bind(process)
+    .bind(&h.scheme)
+    .bind(config)
+    .bind(sealed)
+    .bind(keys.active_id())
+    .bind(h.public)
+    .bind(h.enabled)
+    .bind(h.tolerance_seconds)
+    .bind(&h.dedup)
+    .bind(&h.filter)
+    .bind(mapping)
+    .bind(response)
+    .execute(pool)
+    .await?;
+    Ok(get(pool, &h.slug).await?)
+}
+
+/// One definition by slug.
+pub async fn get(pool: &PgPool, slug: &str) -> Result<Option<HookRow>, sqlx::Error> {
+    let sql = format!("{SELECT} where w.slug = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(slug)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every definition, by slug.
+pub async fn list(pool: &PgPool) -> Result<Vec<HookRow>, sqlx::Error> {
+    let sql = format!("{SELECT} order by w.slug");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Deletes a definition and its delivery records.
+pub async fn delete(pool: &PgPool, slug: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("delete from webhooks where slug = $1")
+        .bind(slug)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// A delivery record.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub delivery_key: Option<String>,
+    /// `ok`, `failed`, `public` or `replayed`.
+    pub verification: String,
+    pub verification_detail: Option<String>,
+    /// `first`, `duplicate`, `expired` or `none`.
+    pub dedup: String,
+    /// `passed`, `rejected`, `error`, or None without a filter.
+    pub filter_result: Option<String>,
+    pub mapped_input: Option<Value>,
+    pub job_id: Option<Uuid>,
+    pub error: Option<String>,
+    /// `accepted`, `duplicate`, `filtered`, `failed`, `refused` (verification) or `answered`
+    /// (a challenge or ping).
+    pub outcome: String,
+    pub request_headers: Option<Value>,
+    pub request_query: Option<String>,
+    pub request_body: Option<Vec<u8>>,
+    pub replay_of: Option<Uuid>,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, mapped_input, \
+    job_id, error, outcome, request_headers, request_query, request_body, replay_of, received_at";
+
+fn delivery_from_row(r: &sqlx::postgres::PgRow) -> Result<Delivery, sqlx::Error> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        delivery_key: r.try_get("delivery_key")?,
+        verification: r.try_get("verification")?,
+        verification_detail: r.try_get("verification_detail")?,
+        dedup: r.try_get("dedup")?,
+        filter_result: r.try_get("filter_result")?,
+        mapped_input: r.try_get("mapped_input")?,
+        job_id: r.try_get("job_id")?,
+        error: r.try_get("error")?,
+        outcome: r.try_get("outcome")?,
+        request_headers: r.try_get("request_headers")?,
+        request_query: r.try_get("request_query")?,
+        request_body: r.try_get("request_body")?,
+        replay_of: r.try_get("replay_of")?,
+        received_at: r.try_get("received_at")?,
+    })
+}
+
+/// Records a delivery. With `dedup = "first"` and a key, returns false (and records
+/// nothing) when that key was already recorded first: the caller treats it as a repeat.
+pub async fn record<'e, E: sqlx::PgExecutor<'e>>(ex: E, d: &Delivery) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, \
+           mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         on conflict (webhook_id, delivery_key) where delivery_key is not null and dedup = 'first' do nothing",
+    )
+    .bind(d.id)
+    .bind(d.webhook_id)
+    .bind(&d.delivery_key)
+    .bind(&d.verification)
+    .bind(&d.verification_detail)
+    .bind(&d.dedup)
+    .bind(&d.filter_result)
+    .bind(&d.mapped_input)
+    .bind(d.job_id)
+    .bind(&d.error)
+    .bind(&d.outcome)
+    .bind(&d.request_headers)
+    .bind(&d.request_query)
+    .bind(&d.request_body)
+    .bind(d.replay_of)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The first delivery recorded with a key.
+pub async fn first_with_key(
+    pool: &PgPool,
+    webhook_id: Uuid,
+    key: &str,
+) -> Result<Option<Delivery>, sqlx::Error> {
+    let sql = format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries where webhook_id = $1 and delivery_key = $2 and dedup = 'first'"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(webhook_id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(delivery_from_row).transpose()
+}
+
+/// A first delivery older than the retention window no longer blocks its key.
+pub async fn expire(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update webhook_deliveries set dedup = 'expired' where id = $1 and dedup = 'first'",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Deliveries of a webhook, newest first.
+pub async fn deliveries(
+    pool: &PgPool,
+    webhook_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    let sql = format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries where webhook_id = $1 order by received_at desc, id desc limit $2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(webhook_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// One delivery of a webhook.
+pub async fn delivery(
+    pool: &PgPool,
+    webhook_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Delivery>, sqlx::Error> {
+    let sql = format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries where webhook_id = $1 and id = $2"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(webhook_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(delivery_from_row).transpose()
+}

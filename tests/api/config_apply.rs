@@ -38,6 +38,14 @@ name = "Orders"
 connection = "sim"
 folder = "Shared"
 release = {{ name = "OrderSync" }}
+
+[[webhooks]]
+slug = "declared-hook"
+process = "Invoices"
+scheme = "token"
+config = {{ header = "x-hook-token" }}
+secrets = ["declared-hook-token"]
+mapping = {{ in_Vendor = "body.vendor" }}
 "#,
         orch = sim.url(CLOUD),
         token = sim.url("/identity_/connect/token"),
@@ -49,6 +57,7 @@ release = {{ name = "OrderSync" }}
     let with_file = |s: &mut Settings| {
         s.connections = declared.connections.clone();
         s.processes = declared.processes.clone();
+        s.webhooks = declared.webhooks.clone();
         s.encryption_keys = Some(keys.clone());
     };
 
@@ -122,6 +131,53 @@ release = {{ name = "OrderSync" }}
         .await
         .unwrap();
     assert_eq!(processes["items"].as_array().unwrap().len(), 2);
+
+    // The declared webhook survived the second apply with its secret, and works.
+    let hooks: Value = second
+        .admin(Method::GET, "/webhooks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hooks["items"].as_array().unwrap().len(), 1, "{hooks}");
+    assert!(!hooks.to_string().contains("declared-hook-token"));
+    let refused = second
+        .client
+        .post(second.url("/hooks/declared-hook"))
+        .header("x-hook-token", "wrong")
+        .json(&serde_json::json!({"vendor": "ACME"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let accepted = second
+        .client
+        .post(second.url("/hooks/declared-hook"))
+        .header("x-hook-token", "declared-hook-token")
+        .json(&serde_json::json!({"vendor": "ACME"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let receipt: Value = accepted.json().await.unwrap();
+    let delivery: Value = second
+        .admin(
+            Method::GET,
+            &format!(
+                "/webhooks/declared-hook/deliveries/{}",
+                receipt["delivery_id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(delivery["job_id"], receipt["job_id"], "{delivery}");
+    assert_eq!(delivery["mapped_input"]["in_Vendor"], "ACME", "{delivery}");
 }
 
 #[tokio::test]

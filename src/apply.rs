@@ -69,12 +69,32 @@ pub async fn apply(
         match (old, old_secrets) {
             (Some(o), Some(s)) if same(o, &s, &new) => done.unchanged += 1,
             (Some(o), Some(s)) => {
-                connections::replace(&state.pool, &state.keys, o.id, &new, s).await?;
+                let row = connections::replace(&state.pool, &state.keys, o.id, &new, s).await?;
                 state.tokens.forget(o.id);
+                let before = Some(conn_view(state, o.clone()));
+                audit(
+                    state,
+                    "replace",
+                    "connection",
+                    &o.id.to_string(),
+                    before,
+                    row.map(|r| conn_view(state, r)),
+                )
+                .await?;
                 done.updated += 1;
             }
             _ => {
-                connections::insert(&state.pool, &state.keys, uuid::Uuid::new_v4(), &new).await?;
+                let row = connections::insert(&state.pool, &state.keys, uuid::Uuid::new_v4(), &new)
+                    .await?;
+                audit(
+                    state,
+                    "create",
+                    "connection",
+                    &row.id.to_string(),
+                    None,
+                    Some(conn_view(state, row)),
+                )
+                .await?;
                 done.created += 1;
             }
         }
@@ -112,7 +132,11 @@ pub async fn apply(
             .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?
             .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
         store_callback_secret(state, &row, &new).await?;
-        if old.is_some() {
+        let action = if old.is_some() { "replace" } else { "create" };
+        let before = old.map(|o| json(crate::routes::processes::ProcessView::from(o)));
+        let after = Some(json(crate::routes::processes::ProcessView::from(row)));
+        audit(state, action, "process", &new.name, before, after).await?;
+        if action == "replace" {
             done.updated += 1
         } else {
             done.created += 1
@@ -159,7 +183,7 @@ pub async fn apply(
                 continue;
             }
         }
-        crate::storage::hooks::upsert(
+        let row = crate::storage::hooks::upsert(
             &state.pool,
             &state.keys,
             old.as_ref().map(|o| o.slug.as_str()),
@@ -167,6 +191,12 @@ pub async fn apply(
         )
         .await
         .map_err(|e| anyhow::anyhow!("webhooks[{i}] ({slug}): {e}"))?;
+        let action = if old.is_some() { "replace" } else { "create" };
+        let before = old
+            .clone()
+            .map(|o| json(crate::routes::hook_admin::view(state, o)));
+        let after = row.map(|r| json(crate::routes::hook_admin::view(state, r)));
+        audit(state, action, "webhook", &new.slug, before, after).await?;
         if old.is_some() {
             done.updated += 1
         } else {
@@ -174,6 +204,39 @@ pub async fn apply(
         }
     }
     Ok(done)
+}
+
+fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+fn conn_view(state: &AppState, row: connections::ConnectionRow) -> serde_json::Value {
+    json(crate::routes::connections::view(state, row))
+}
+
+/// Records a change made by applying the config file.
+async fn audit(
+    state: &AppState,
+    action: &str,
+    object_type: &str,
+    object_key: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    crate::storage::audit::record(
+        &state.pool,
+        crate::storage::audit::Entry {
+            actor: "config-file",
+            action,
+            object_type,
+            object_key,
+            before,
+            after,
+            request_id: None,
+            client_ip: None,
+        },
+    )
+    .await
 }
 
 /// Stores a process's callback secret: the one given, else a generated one when the

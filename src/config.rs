@@ -48,6 +48,8 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// Inbound webhooks (`/hooks/{slug}`).
     pub hooks: HookSettings,
+    /// Requests per second allowed per API key and per webhook slug.
+    pub rate_limits: RateLimitSettings,
     /// The gateway's address as Orchestrator can reach it (e.g. `https://gw.example.com`).
     /// When set, the gateway registers its job webhook in each connection's tenant.
     pub public_url: Option<String>,
@@ -154,6 +156,21 @@ pub struct HookSettings {
     pub dedup_retention_secs: i64,
 }
 
+/// Rate limits, per instance (each gateway instance counts on its own). 0 turns one off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second of one API key (on `/run`, `/jobs` and the admin API
+    /// when used with a key).
+    pub api_key_per_second: u32,
+    /// Requests one API key may send at once above the sustained rate.
+    pub api_key_burst: u32,
+    /// Sustained deliveries per second to one `/hooks/{slug}`.
+    pub hook_per_second: u32,
+    /// Deliveries one slug may receive at once above the sustained rate.
+    pub hook_burst: u32,
+}
+
 /// How callbacks are delivered.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -249,6 +266,12 @@ fn defaults() -> serde_json::Value {
             batch_size: 20,
         },
         "hooks": HookSettings { dedup_retention_secs: 7 * 24 * 3600 },
+        "rate_limits": RateLimitSettings {
+            api_key_per_second: 100,
+            api_key_burst: 200,
+            hook_per_second: 100,
+            hook_burst: 200,
+        },
         "public_url": null,
         "allow_private_callbacks": false,
         "encryption_keys": null,

@@ -90,6 +90,9 @@ pub enum ApiError {
     /// 413: the body is larger than `GATEWAY_BODY_LIMIT_BYTES`.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 429: this API key or webhook sent more than its rate allows.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     /// 415: the body's Content-Type is not accepted here.
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
@@ -190,6 +193,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Upstream { .. } => "orchestrator_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -252,6 +256,7 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -277,6 +282,9 @@ impl ResponseError for ApiError {
             }
             ApiError::DatabaseUnavailable(_) => {
                 res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::MethodNotAllowed { allowed, .. } => {
                 res.insert_header((header::ALLOW, allowed.join(", ")));

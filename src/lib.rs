@@ -10,6 +10,8 @@ pub mod domain;
 pub mod embedded_db;
 pub mod error;
 pub mod hooks;
+pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod orchestrator;
 pub mod routes;

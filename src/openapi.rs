@@ -24,6 +24,7 @@ use crate::routes;
         (name = "api-keys", description = "Keys for /run and /jobs (admin)"),
         (name = "hooks", description = "Inbound webhooks: /hooks/{slug} and their definitions (admin)"),
         (name = "dead letters", description = "Jobs and callbacks that ran out of attempts, and redrive (admin)"),
+        (name = "admin", description = "The audit log of admin changes (admin)"),
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecuritySchemes)
@@ -67,6 +68,54 @@ pub fn spec() -> utoipa::openapi::OpenApi {
         .openapi(ApiDoc::openapi())
         .configure(routes::configure)
         .split_for_parts();
+    with_rate_limit_answers(api)
+}
+
+/// Every call that counts against a rate limit (those with credentials, and
+/// `/hooks/{slug}`) may answer 429 with `Retry-After`.
+fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type, schema::ObjectBuilder,
+    };
+    let answer = ResponseBuilder::new()
+        .description(
+            "Over the rate limit of this API key or webhook; retry after `Retry-After` seconds",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait"))
+                .build(),
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for (path, item) in api.paths.paths.iter_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let limited =
+                path == "/hooks/{slug}" || op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if limited {
+                op.responses
+                    .responses
+                    .entry("429".into())
+                    .or_insert_with(|| answer.clone().into());
+            }
+        }
+    }
     api
 }
 

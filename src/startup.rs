@@ -39,6 +39,10 @@ pub struct AppState {
     pub jobs_ended: crate::waiter::JobWatch,
     /// The HTTP client for callbacks (refuses private addresses unless allowed).
     pub callback_http: reqwest::Client,
+    /// Rate limits per API key and per webhook.
+    pub limits: crate::limits::Limits,
+    /// Renders `/metrics` (None if another metrics recorder was installed first).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// A bound, not yet running, gateway.
@@ -83,13 +87,15 @@ impl Application {
             crate::callbacks::http_client(&settings.callbacks, settings.allow_private_callbacks);
         let state = Arc::new(AppState {
             pool: pool.clone(),
-            settings: Arc::new(settings),
             keys,
             http,
             tokens,
             instance_id: uuid::Uuid::new_v4(),
             jobs_ended: crate::waiter::JobWatch::new(),
             callback_http,
+            limits: crate::limits::Limits::new(&settings.rate_limits),
+            metrics: crate::metrics::install(),
+            settings: Arc::new(settings),
         });
         let declared = crate::apply::apply(
             &state,
@@ -120,6 +126,7 @@ impl Application {
                 .listen(pool.clone(), stop_workers.clone()),
         );
         tokio::spawn(workers::callbacks::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(forget_idle_limits(state.clone(), stop_workers.clone()));
         tokio::spawn(workers::webhook_registration::run(
             state.clone(),
             stop_workers.clone(),
@@ -159,6 +166,17 @@ impl Application {
         let result = self.server.await;
         self.stop_workers.cancel();
         result
+    }
+}
+
+/// Every minute, drops the rate-limit state of keys and webhooks that went quiet.
+async fn forget_idle_limits(state: Arc<AppState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => state.limits.shrink(),
+        }
     }
 }
 

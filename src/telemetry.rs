@@ -83,7 +83,21 @@ pub async fn request_id(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    record_metrics(&res);
     Ok(res)
+}
+
+/// Counts the request by route pattern and status; times `/run`.
+fn record_metrics(res: &ServiceResponse<BoxBody>) {
+    let req = res.request();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    crate::metrics::http_request(&route, req.method().as_str(), status);
+    if route == "/run/{process}"
+        && let Some(a) = req.extensions().get::<Arrived>()
+    {
+        crate::metrics::run_latency(a.0.elapsed().as_secs_f64(), status);
+    }
 }
 
 fn is_empty(body: &BoxBody) -> bool {

@@ -111,11 +111,17 @@ impl OrchestratorClient {
         req: RequestBuilder,
         write: bool,
     ) -> Result<T, OrchestratorError> {
-        let res = req
-            .send()
-            .await
-            .map_err(|e| OrchestratorError::from_transport(&e, write))?;
+        let res = req.send().await.map_err(|e| {
+            crate::metrics::orchestrator_call("transport_error");
+            OrchestratorError::from_transport(&e, write)
+        })?;
         let status = res.status().as_u16();
+        crate::metrics::orchestrator_call(match status {
+            200..=299 => "ok",
+            429 => "rate_limited",
+            400..=499 => "client_error",
+            _ => "server_error",
+        });
         let retry_after = res
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -207,7 +207,9 @@ impl TokenManager {
             credentials(conn.kind, &conn.settings, &secrets, refresh_token).ok_or_else(|| {
                 TokenError::Config("the connection lacks a field its kind needs; update it".into())
             })?;
-        match request_token(&self.http, &creds).await {
+        let requested = request_token(&self.http, &creds).await;
+        crate::metrics::token_refresh(if requested.is_ok() { "ok" } else { "failed" });
+        match requested {
             Ok(grant) => {
                 let access = self.keys.seal(
                     grant.access_token.expose_secret().as_bytes(),

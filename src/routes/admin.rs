@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -12,8 +12,63 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Proof that the request carries the admin token, or an API key with the `admin` scope.
-pub struct Admin;
+/// Proof that the request carries the admin token, or an API key with the `admin` scope;
+/// also who that is, for the audit log.
+pub struct Admin {
+    /// `admin-token`, or `api-key:<name>` for a key with the `admin` scope.
+    pub actor: String,
+    request_id: Option<String>,
+    client_ip: Option<String>,
+}
+
+impl Admin {
+    fn new(req: &HttpRequest, actor: String) -> Self {
+        // One borrow of the extensions at a time: connection_info() takes its own.
+        let client_ip = req.connection_info().peer_addr().map(String::from);
+        let request_id = req
+            .extensions()
+            .get::<crate::telemetry::RequestId>()
+            .map(|r| r.0.clone());
+        Admin {
+            actor,
+            request_id,
+            client_ip,
+        }
+    }
+
+    /// Records a change made by this admin. `before`/`after` are the API's views of the
+    /// object (secret-named fields are masked again on the way in).
+    pub async fn audit(
+        &self,
+        pool: &sqlx::PgPool,
+        action: &str,
+        object_type: &str,
+        object_key: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        crate::storage::audit::record(
+            pool,
+            crate::storage::audit::Entry {
+                actor: &self.actor,
+                action,
+                object_type,
+                object_key,
+                before,
+                after,
+                request_id: self.request_id.as_deref(),
+                client_ip: self.client_ip.as_deref(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// An object as JSON for the audit log.
+pub fn snapshot<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
 
 impl FromRequest for Admin {
     type Error = ApiError;
@@ -30,7 +85,7 @@ impl FromRequest for Admin {
                             detail: "the API key is not valid, revoked or expired".into(),
                         })?;
                 caller.require("admin")?;
-                return Ok(Admin);
+                return Ok(Admin::new(&req, format!("api-key:{}", caller.0.name)));
             }
             check(&req)
         })
@@ -59,7 +114,7 @@ fn check(req: &HttpRequest) -> Result<Admin, ApiError> {
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.expose_secret().as_bytes());
     if bool::from(a.ct_eq(&b)) {
-        Ok(Admin)
+        Ok(Admin::new(req, "admin-token".into()))
     } else {
         Err(ApiError::Unauthorized {
             detail: "The admin token is not valid.".into(),

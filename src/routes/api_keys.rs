@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::admin::Admin;
+use super::admin::{Admin, snapshot};
 use super::auth::new_key;
 use crate::domain::connection::valid_name;
 use crate::error::{ApiError, Problem};
@@ -89,7 +89,7 @@ fn valid_scope(s: &str) -> bool {
 )]
 #[post("/api-keys")]
 pub async fn create_api_key(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<ApiKeyInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -126,10 +126,18 @@ pub async fn create_api_key(
     )
     .await?;
     tracing::info!(api_key = %row.id, prefix = %row.prefix, "API key created");
-    Ok(HttpResponse::Created().json(CreatedApiKey {
-        view: row.into(),
-        key,
-    }))
+    let view = ApiKeyView::from(row);
+    admin
+        .audit(
+            &state.pool,
+            "create",
+            "api_key",
+            &view.id.to_string(),
+            None,
+            snapshot(&view),
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedApiKey { view, key }))
 }
 
 /// List API keys (without the keys).
@@ -171,11 +179,21 @@ pub async fn list_api_keys(
 )]
 #[delete("/api-keys/{id}")]
 pub async fn revoke_api_key(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     if store::revoke(&state.pool, *id).await? {
+        admin
+            .audit(
+                &state.pool,
+                "revoke",
+                "api_key",
+                &id.to_string(),
+                None,
+                None,
+            )
+            .await?;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(

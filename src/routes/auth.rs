@@ -85,9 +85,11 @@ pub async fn caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| anyhow::anyhow!("no app state"))?;
-    Ok(api_keys::find_live(&state.pool, &hash(key))
-        .await?
-        .map(Caller))
+    let Some(row) = api_keys::find_live(&state.pool, &hash(key)).await? else {
+        return Ok(None);
+    };
+    state.limits.api_key(row.id)?;
+    Ok(Some(Caller(row)))
 }
 
 impl FromRequest for Caller {

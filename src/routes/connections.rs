@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::admin::Admin;
+use super::admin::{Admin, snapshot};
 use crate::domain::connection::{
     ConnectionInput, ConnectionSettings, Flavour, Kind, NewConnection,
 };
@@ -48,7 +48,7 @@ pub struct ConnectionList {
     pub items: Vec<ConnectionView>,
 }
 
-fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
+pub fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
     let secrets = store::open_secrets(&state.keys, &row).unwrap_or_default();
     let mut stored = Vec::new();
     for (name, present) in [
@@ -179,7 +179,7 @@ async fn discover_if_needed(state: &AppState, new: &mut NewConnection) -> Result
 )]
 #[post("/connections")]
 pub async fn create_connection(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<ConnectionInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -189,9 +189,20 @@ pub async fn create_connection(
         .await
         .map_err(|e| name_taken(e, &new.name))?;
     tracing::info!(connection = %row.name, kind = row.kind.as_str(), "connection created");
+    let (key, shown) = (row.id.to_string(), view(&state, row));
+    admin
+        .audit(
+            &state.pool,
+            "create",
+            "connection",
+            &key,
+            None,
+            snapshot(&shown),
+        )
+        .await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/connections/{}", row.id)))
-        .json(view(&state, row)))
+        .insert_header((header::LOCATION, format!("/connections/{key}")))
+        .json(shown))
 }
 
 /// List connections.
@@ -256,12 +267,13 @@ pub async fn get_connection(
 )]
 #[put("/connections/{id}")]
 pub async fn replace_connection(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     body: web::Json<ConnectionInput>,
 ) -> Result<web::Json<ConnectionView>, ApiError> {
     let old = load(&state, *id).await?;
+    let before = snapshot(&view(&state, old.clone()));
     let old_secrets = store::open_secrets(&state.keys, &old)
         .map_err(|e| ApiError::Internal(e.context("opening stored secrets")))?;
     let refresh_stored = old.kind == Kind::RefreshToken;
@@ -277,7 +289,18 @@ pub async fn replace_connection(
             ApiError::not_found("connection_not_found", format!("no connection {id}"))
         })?;
     state.tokens.forget(*id);
-    Ok(web::Json(view(&state, row)))
+    let shown = view(&state, row);
+    admin
+        .audit(
+            &state.pool,
+            "replace",
+            "connection",
+            &id.to_string(),
+            before,
+            snapshot(&shown),
+        )
+        .await?;
+    Ok(web::Json(shown))
 }
 
 /// Delete a connection (refused while processes use it).
@@ -296,13 +319,26 @@ pub async fn replace_connection(
 )]
 #[delete("/connections/{id}")]
 pub async fn delete_connection(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let before = store::get(&state.pool, *id)
+        .await?
+        .and_then(|row| snapshot(&view(&state, row)));
     match store::delete(&state.pool, *id).await {
         Ok(true) => {
             state.tokens.forget(*id);
+            admin
+                .audit(
+                    &state.pool,
+                    "delete",
+                    "connection",
+                    &id.to_string(),
+                    before,
+                    None,
+                )
+                .await?;
             Ok(HttpResponse::NoContent().finish())
         }
         Ok(false) => Err(ApiError::not_found(

@@ -77,7 +77,7 @@ pub async fn list_dead_letters(
 )]
 #[post("/jobs/{id}/redrive")]
 pub async fn redrive_job(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -91,6 +91,16 @@ pub async fn redrive_job(
         });
     }
     let job = jobs::get(&state.pool, job.id).await?.unwrap_or(job);
+    admin
+        .audit(
+            &state.pool,
+            "redrive",
+            "job",
+            &job.id.to_string(),
+            None,
+            Some(serde_json::json!({"state": job.state})),
+        )
+        .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/jobs/{}", job.id)))
         .json(view(job, None)))
@@ -112,7 +122,7 @@ pub async fn redrive_job(
 )]
 #[post("/callbacks/{id}/redrive")]
 pub async fn redrive_callback(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -128,5 +138,15 @@ pub async fn redrive_callback(
     let again = callbacks::get(&state.pool, found.id)
         .await?
         .unwrap_or(found);
+    admin
+        .audit(
+            &state.pool,
+            "redrive",
+            "callback",
+            &again.id.to_string(),
+            None,
+            Some(serde_json::json!({"job_id": again.job_id, "state": again.state})),
+        )
+        .await?;
     Ok(HttpResponse::Accepted().json(CallbackView::from(again)))
 }

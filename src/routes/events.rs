@@ -125,7 +125,9 @@ pub async fn orchestrator_event(
         req.headers()
             .get("x-uipath-signature")
             .and_then(|v| v.to_str().ok()),
-    )?;
+    )
+    .inspect_err(|_| crate::metrics::orchestrator_event("invalid"))?;
+    crate::metrics::orchestrator_event("ok");
     let event: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("malformed_json", format!("the event is not JSON: {e}"))
     })?;

@@ -58,3 +58,35 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         checks: Some(serde_json::to_value(&checks).map_err(anyhow::Error::from)?),
     })
 }
+
+/// Prometheus metrics: requests by route and status, `/run` latency, Orchestrator calls
+/// by outcome, token refreshes, webhook verifications, queue depth and dead letters.
+/// Never rate limited; needs no credentials (it holds no secrets).
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text format",
+            body = String, content_type = "text/plain"),
+        (status = 503, description = "No metrics recorder could be installed in this process",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(handle) = &state.metrics else {
+        return Err(ApiError::Unavailable {
+            code: "metrics_unavailable",
+            detail: "another metrics recorder was installed in this process".into(),
+            retry_after: 60,
+            checks: None,
+        });
+    };
+    // Database gauges are best effort: the counters are still worth serving when the
+    // database is down (that is when they are most wanted).
+    if let Err(e) = crate::metrics::refresh_gauges(&state.pool).await {
+        tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render()))
+}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::admin::Admin;
+use super::admin::{Admin, snapshot};
 use crate::domain::connection::FieldProblem;
 use crate::domain::hook::{HookInput, HookResponse};
 use crate::error::{ApiError, Problem};
@@ -44,7 +44,7 @@ pub struct HookList {
     pub items: Vec<HookView>,
 }
 
-fn view(state: &AppState, r: HookRow) -> HookView {
+pub fn view(state: &AppState, r: HookRow) -> HookView {
     let secrets_count = store::open_secrets(&state.keys, &r)
         .map(|s| s.len())
         .unwrap_or(0);
@@ -107,7 +107,7 @@ fn not_found(slug: &str) -> ApiError {
 )]
 #[post("/webhooks")]
 pub async fn create_hook(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<HookInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -119,9 +119,20 @@ pub async fn create_hook(
         .await
         .map_err(|e| write_error(e, &new.slug))?
         .ok_or_else(|| not_found(&new.slug))?;
+    let shown = view(&state, row);
+    admin
+        .audit(
+            &state.pool,
+            "create",
+            "webhook",
+            &shown.slug,
+            None,
+            snapshot(&shown),
+        )
+        .await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/webhooks/{}", row.slug)))
-        .json(view(&state, row)))
+        .insert_header((header::LOCATION, format!("/webhooks/{}", shown.slug)))
+        .json(shown))
 }
 
 /// List inbound webhooks.
@@ -187,7 +198,7 @@ pub async fn get_hook(
 )]
 #[put("/webhooks/{slug}")]
 pub async fn replace_hook(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     body: web::Json<HookInput>,
@@ -199,11 +210,23 @@ pub async fn replace_hook(
         .into_inner()
         .validate(old.secrets_sealed.is_some())
         .map_err(|p| ApiError::invalid("validation_failed", &p))?;
+    let before = snapshot(&view(&state, old));
     let row = store::upsert(&state.pool, &state.keys, Some(&slug), &new)
         .await
         .map_err(|e| write_error(e, &new.slug))?
         .ok_or_else(|| not_found(&slug))?;
-    Ok(web::Json(view(&state, row)))
+    let shown = view(&state, row);
+    admin
+        .audit(
+            &state.pool,
+            "replace",
+            "webhook",
+            &slug,
+            before,
+            snapshot(&shown),
+        )
+        .await?;
+    Ok(web::Json(shown))
 }
 
 /// Delete an inbound webhook and its delivery records (jobs stay).
@@ -220,13 +243,19 @@ pub async fn replace_hook(
 )]
 #[delete("/webhooks/{slug}")]
 pub async fn delete_hook(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let before = store::get(&state.pool, &slug)
+        .await?
+        .and_then(|row| snapshot(&view(&state, row)));
     if !store::delete(&state.pool, &slug).await? {
         return Err(not_found(&slug));
     }
+    admin
+        .audit(&state.pool, "delete", "webhook", &slug, before, None)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -379,7 +408,7 @@ pub async fn get_delivery(
 )]
 #[post("/webhooks/{slug}/deliveries/{id}/replay")]
 pub async fn replay_delivery(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<(String, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -416,5 +445,16 @@ pub async fn replay_delivery(
         replay_of: Some(d.id),
         ..Default::default()
     };
+    let replay_id = replay.id;
+    admin
+        .audit(
+            &state.pool,
+            "replay",
+            "delivery",
+            &d.id.to_string(),
+            None,
+            Some(json!({"webhook": slug, "replay_delivery_id": replay_id})),
+        )
+        .await?;
     super::hooks::handle(&state, &hook, replay, &context).await
 }

@@ -193,6 +193,7 @@ pub async fn receive(
         .ok_or_else(|| {
             ApiError::not_found("hook_not_found", format!("no enabled webhook `{slug}`"))
         })?;
+    state.limits.hook(hook.id)?;
     let headers = header_map(&req);
     let mut delivery = Delivery {
         id: Uuid::new_v4(),
@@ -222,6 +223,14 @@ pub async fn receive(
         },
         &secrets,
         hook.tolerance_seconds.into(),
+    );
+    crate::metrics::webhook_verification(
+        &hook.scheme,
+        match &checked {
+            Ok(()) if hook.scheme == "none" => "public",
+            Ok(()) => "ok",
+            Err(r) => r.code,
+        },
     );
     if let Err(refusal) = checked {
         delivery.verification = "failed".into();

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod dead_letters;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(health::metrics)
         .service(connections::create_connection)
         .service(connections::list_connections)
         .service(connections::get_connection)
@@ -59,7 +61,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hook_admin::list_deliveries)
         .service(hook_admin::get_delivery)
         .service(hook_admin::replay_delivery)
-        .service(events::orchestrator_event);
+        .service(events::orchestrator_event)
+        .service(audit::list_audit);
 }
 
 /// Every path we serve and its methods, to tell a 405 from a 404.

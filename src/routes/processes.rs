@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::admin::Admin;
+use super::admin::{Admin, snapshot};
 use crate::domain::connection::FieldProblem;
 use crate::domain::process::{JobOptions, NewProcess, ProcessInput, ReleaseSelector};
 use crate::error::{ApiError, Problem};
@@ -144,7 +144,7 @@ fn not_found(name: &str) -> ApiError {
 )]
 #[post("/processes")]
 pub async fn create_process(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<ProcessInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,6 +154,16 @@ pub async fn create_process(
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&new.name))?;
     let view = with_secret(&state, row, &new).await?;
+    admin
+        .audit(
+            &state.pool,
+            "create",
+            "process",
+            &view.name,
+            None,
+            snapshot(&view),
+        )
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/processes/{}", view.name)))
         .json(view))
@@ -222,17 +232,31 @@ pub async fn get_process(
 )]
 #[put("/processes/{name}")]
 pub async fn replace_process(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: web::Json<ProcessInput>,
 ) -> Result<web::Json<ProcessView>, ApiError> {
     let new = validate(&state, body.into_inner())?;
+    let before = store::get(&state.pool, &name)
+        .await?
+        .and_then(|row| snapshot(&ProcessView::from(row)));
     let row = store::upsert(&state.pool, Some(&name), &new)
         .await
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&name))?;
-    Ok(web::Json(with_secret(&state, row, &new).await?))
+    let view = with_secret(&state, row, &new).await?;
+    admin
+        .audit(
+            &state.pool,
+            "replace",
+            "process",
+            &name,
+            before,
+            snapshot(&view),
+        )
+        .await?;
+    Ok(web::Json(view))
 }
 
 /// Delete a process. Its jobs keep their history.
@@ -249,11 +273,17 @@ pub async fn replace_process(
 )]
 #[delete("/processes/{name}")]
 pub async fn delete_process(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let before = store::get(&state.pool, &name)
+        .await?
+        .and_then(|row| snapshot(&ProcessView::from(row)));
     if store::delete(&state.pool, &name).await? {
+        admin
+            .audit(&state.pool, "delete", "process", &name, before, None)
+            .await?;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(not_found(&name))
@@ -275,7 +305,7 @@ pub async fn delete_process(
 )]
 #[post("/processes/{name}/callback-secret")]
 pub async fn rotate_callback_secret(
-    _: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<web::Json<CallbackSecret>, ApiError> {
@@ -284,6 +314,16 @@ pub async fn rotate_callback_secret(
         .ok_or_else(|| not_found(&name))?;
     let secret = crate::callbacks::generate_secret();
     store::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
+    admin
+        .audit(
+            &state.pool,
+            "rotate_secret",
+            "process",
+            &name,
+            None,
+            Some(serde_json::json!({"callback_secret": "rotated"})),
+        )
+        .await?;
     Ok(web::Json(CallbackSecret {
         callback_secret: secret,
     }))

@@ -1,6 +1,7 @@
 //! All SQL lives under this module.
 
 pub mod api_keys;
+pub mod audit;
 pub mod callbacks;
 pub mod connections;
 pub mod hooks;

@@ -88,6 +88,7 @@ async fn deliver(state: &AppState, due: &Due) -> anyhow::Result<()> {
                 Outcome::Delivered,
             )
             .await?;
+            crate::metrics::callback_attempt("delivered");
             return Ok(());
         }
         Ok(res) => (
@@ -105,6 +106,11 @@ async fn deliver(state: &AppState, due: &Due) -> anyhow::Result<()> {
         None => Outcome::Dead,
     };
     tracing::info!(delivery = %due.id, attempt, ?status, error, ?outcome, "callback attempt failed");
+    crate::metrics::callback_attempt(if matches!(outcome, Outcome::Dead) {
+        "dead"
+    } else {
+        "retry"
+    });
     store::record_attempt(
         &state.pool,
         due.id,

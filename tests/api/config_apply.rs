@@ -132,6 +132,40 @@ mapping = {{ in_Vendor = "body.vendor" }}
         .unwrap();
     assert_eq!(processes["items"].as_array().unwrap().len(), 2);
 
+    // The first start recorded what it created; the second, which changed nothing, nothing.
+    let audit: Value = second
+        .admin(Method::GET, "/audit?actor=config-file")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["action"].as_str().unwrap(),
+                e["object_type"].as_str().unwrap(),
+                e["object_key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create webhook declared-hook".to_string(),
+            "create process Orders".into(),
+            "create process Invoices".into(),
+            format!("create connection {id}"),
+        ]
+    );
+    assert!(!audit.to_string().contains("sim-app-secret"));
+    assert!(!audit.to_string().contains("declared-hook-token"));
+
     // The declared webhook survived the second apply with its secret, and works.
     let hooks: Value = second
         .admin(Method::GET, "/webhooks")

@@ -6,6 +6,7 @@ mod demo;
 mod embedded;
 mod errors;
 mod events;
+mod governance;
 mod health;
 mod helpers;
 mod hooks;

@@ -1,0 +1,76 @@
+//! Rate limits per API key and per webhook slug (GCRA, through `governor`), kept in
+//! memory: each instance counts on its own.
+
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
+
+use crate::config::RateLimitSettings;
+use crate::error::ApiError;
+
+/// The limiters of one instance.
+pub struct Limits {
+    keys: Option<DefaultKeyedRateLimiter<Uuid>>,
+    hooks: Option<DefaultKeyedRateLimiter<Uuid>>,
+    clock: DefaultClock,
+}
+
+fn limiter(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<Uuid>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(RateLimiter::dashmap(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+impl Limits {
+    /// Limiters from the settings (0 turns one off).
+    pub fn new(s: &RateLimitSettings) -> Self {
+        Limits {
+            keys: limiter(s.api_key_per_second, s.api_key_burst),
+            hooks: limiter(s.hook_per_second, s.hook_burst),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// One request of the API key `id`; a 429 with `Retry-After` when over its rate.
+    pub fn api_key(&self, id: Uuid) -> Result<(), ApiError> {
+        self.check(self.keys.as_ref(), id, "this API key")
+    }
+
+    /// One delivery to the webhook `id`.
+    pub fn hook(&self, id: Uuid) -> Result<(), ApiError> {
+        self.check(self.hooks.as_ref(), id, "this webhook")
+    }
+
+    fn check(
+        &self,
+        limiter: Option<&DefaultKeyedRateLimiter<Uuid>>,
+        id: Uuid,
+        who: &str,
+    ) -> Result<(), ApiError> {
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&id).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            crate::metrics::rate_limited(who);
+            ApiError::TooManyRequests {
+                detail: format!(
+                    "{who} sent more requests than its rate limit allows; retry after the time in Retry-After"
+                ),
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+
+    /// Forgets idle keys (run now and then so removed keys do not stay in memory).
+    pub fn shrink(&self) {
+        for l in [&self.keys, &self.hooks].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}

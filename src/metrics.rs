@@ -1,0 +1,100 @@
+//! Prometheus metrics (`GET /metrics`), through the `metrics` facade. The recorder is
+//! process-wide; gauges read from the database are refreshed on each scrape.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once per process (later calls reuse it). None if another
+/// recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// One HTTP request answered; `route` is the matched pattern (never the raw path, so
+/// ids do not explode the label set).
+pub fn http_request(route: &str, method: &str, status: u16) {
+    counter!("ugw_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+}
+
+/// Time to answer one `/run` call, by status.
+pub fn run_latency(seconds: f64, status: u16) {
+    histogram!("ugw_run_duration_seconds", "status" => status.to_string()).record(seconds);
+}
+
+/// One call to Orchestrator: `ok`, `client_error`, `rate_limited`, `server_error` or
+/// `transport_error`.
+pub fn orchestrator_call(outcome: &'static str) {
+    counter!("ugw_orchestrator_calls_total", "outcome" => outcome).increment(1);
+}
+
+/// One token request: `ok` or `failed`.
+pub fn token_refresh(result: &'static str) {
+    counter!("ugw_token_refreshes_total", "result" => result).increment(1);
+}
+
+/// One inbound webhook delivery checked: `ok`, `public` or the refusal code.
+pub fn webhook_verification(scheme: &str, result: &str) {
+    counter!("ugw_webhook_verifications_total", "scheme" => scheme.to_string(), "result" => result.to_string()).increment(1);
+}
+
+/// One Orchestrator job webhook checked: `ok` or `invalid`.
+pub fn orchestrator_event(result: &'static str) {
+    counter!("ugw_orchestrator_events_total", "result" => result).increment(1);
+}
+
+/// One request refused by a rate limit.
+pub fn rate_limited(who: &str) {
+    let kind = if who.contains("webhook") {
+        "webhook"
+    } else {
+        "api_key"
+    };
+    counter!("ugw_rate_limited_total", "kind" => kind).increment(1);
+}
+
+/// One callback delivery attempt: `delivered`, `retry` or `dead`.
+pub fn callback_attempt(result: &'static str) {
+    counter!("ugw_callback_attempts_total", "result" => result).increment(1);
+}
+
+/// Refreshes the gauges read from the database: jobs by state of work, callbacks, dead
+/// letters.
+pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let (queued, in_flight): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where state = 'queued'), count(*) filter (where state <> 'queued')
+           from jobs
+          where state not in ('successful', 'faulted', 'stopped', 'rejected', 'dead')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let dead_jobs: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'dead'")
+        .fetch_one(pool)
+        .await?;
+    let (pending_callbacks, dead_callbacks): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where state = 'pending'), count(*) filter (where state = 'dead')
+           from callback_deliveries where state in ('pending', 'dead')",
+    )
+    .fetch_one(pool)
+    .await?;
+    gauge!("ugw_jobs_queued").set(queued as f64);
+    gauge!("ugw_jobs_in_flight").set(in_flight as f64);
+    gauge!("ugw_dead_letters", "kind" => "job").set(dead_jobs as f64);
+    gauge!("ugw_dead_letters", "kind" => "callback").set(dead_callbacks as f64);
+    gauge!("ugw_callbacks_pending").set(pending_callbacks as f64);
+    Ok(())
+}

@@ -77,7 +77,7 @@ pub async fn request_id(
     // Handler and extractor errors arrive here as responses already; an `Err` can only
     // come from a middleware and is rendered by its own `ResponseError`.
     let mut res = next.call(req).await?.map_into_boxed_body();
-    if res.status().as_u16() >= 400 && is_empty(res.response().body()) {
+    if res.status().as_u16() >= 400 && !is_problem(&res) {
         res = problem_for_empty(res);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -100,11 +100,18 @@ fn record_metrics(res: &ServiceResponse<BoxBody>) {
     }
 }
 
-fn is_empty(body: &BoxBody) -> bool {
-    matches!(
-        body.size(),
+/// True when the answer is already a problem document (all of ours are; actix's own
+/// errors, such as a raw body over the limit, are plain text or empty).
+fn is_problem(res: &ServiceResponse<BoxBody>) -> bool {
+    let empty = matches!(
+        res.response().body().size(),
         actix_web::body::BodySize::Sized(0) | actix_web::body::BodySize::None
-    )
+    );
+    !empty
+        && res
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == crate::error::PROBLEM_JSON.as_bytes())
 }
 
 fn problem_for_empty(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
@@ -128,12 +135,17 @@ fn problem_for_empty(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> 
         }
         _ => ApiError::Status {
             status,
-            code: if status.as_u16() == 413 {
-                "payload_too_large"
-            } else {
-                "http_error"
-            },
+            code: "http_error",
         },
+    };
+    let error = match (status.as_u16(), error) {
+        (413, _) => ApiError::PayloadTooLarge {
+            limit: res
+                .request()
+                .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+                .map_or(0, |s| s.settings.body_limit_bytes),
+        },
+        (_, e) => e,
     };
     let mut new = error.error_response();
     for (name, value) in res.headers() {

@@ -227,6 +227,12 @@ fn valid_url(u: &str) -> bool {
         && !u.chars().any(char::is_whitespace)
 }
 
+/// True when a value holds a control character (a NUL, a newline...): never part of a
+/// real name, URL, secret or token, and a NUL cannot be stored.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 fn secret(s: &Option<SecretString>) -> Option<String> {
     s.as_ref()
         .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string())
@@ -260,6 +266,24 @@ impl ConnectionInput {
             keep(&mut self.webhook_secret, &old.webhook_secret);
         }
         let mut problems = Vec::new();
+        for (field, value) in [
+            ("client_secret", &self.client_secret),
+            ("token", &self.token),
+            ("password", &self.password),
+            ("user_key", &self.user_key),
+            ("refresh_token", &self.refresh_token),
+            ("webhook_secret", &self.webhook_secret),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| has_control(secrecy::ExposeSecret::expose_secret(v)))
+            {
+                problems.push(problem(
+                    field,
+                    "must not contain control characters (NUL, newline, ...)",
+                ));
+            }
+        }
         let name = self.name.clone().unwrap_or_default();
         if !valid_name(&name) {
             problems.push(problem(

@@ -137,6 +137,12 @@ impl HookInput {
             if list.iter().any(|s| s.is_empty() || s.len() > 500) {
                 bad("secrets", "each secret must be 1-500 characters");
             }
+            if list
+                .iter()
+                .any(|s| crate::domain::connection::has_control(s))
+            {
+                bad("secrets", "secrets must not contain control characters");
+            }
             if list.len() > 10 {
                 bad("secrets", "at most 10 secrets at once");
             }

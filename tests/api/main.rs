@@ -10,6 +10,7 @@ mod governance;
 mod health;
 mod helpers;
 mod hooks;
+mod hostile;
 mod job_tracking;
 mod openapi;
 mod orchestrator_client;

@@ -126,6 +126,15 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => ApiError::DatabaseUnavailable(err),
+            // Class 08 (connection exception), 53 (insufficient resources), 57 (operator
+            // intervention: the server is shutting down or restarting).
+            sqlx::Error::Database(ref e)
+                if e.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("53") || c.starts_with("57")
+                }) =>
+            {
+                ApiError::DatabaseUnavailable(err)
+            }
             // Class 22 (data exception): a value from the request that PostgreSQL cannot
             // store, such as a NUL byte in text or JSON. The caller's fault, never a 500.
             sqlx::Error::Database(ref e) if e.code().is_some_and(|c| c.starts_with("22")) => {
@@ -141,7 +150,12 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        ApiError::Internal(err)
+        // A database error that travelled through anyhow keeps its meaning (unavailable,
+        // or a value the caller sent that cannot be stored).
+        match err.downcast::<sqlx::Error>() {
+            Ok(e) => e.into(),
+            Err(err) => ApiError::Internal(err),
+        }
     }
 }
 

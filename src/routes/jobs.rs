@@ -214,7 +214,9 @@ async fn answer(
     let Some(wait) = wait.filter(|w| *w > 0) else {
         return Ok(accepted(view(job, None), replayed));
     };
-    let wait = wait.min(max_wait(state, &job).await?);
+    // The job is committed, so a database failure while waiting ends the wait (202)
+    // rather than failing a request whose job exists.
+    let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
     let job = if store::is_terminal(&job.state) || wait == 0 {
         job
     } else {
@@ -225,7 +227,9 @@ async fn answer(
                 job.id,
                 std::time::Duration::from_secs(wait.into()),
             )
-            .await?
+            .await
+            .ok()
+            .flatten()
             .unwrap_or(job)
     };
     if store::is_terminal(&job.state) {
@@ -457,7 +461,13 @@ async fn start(
             tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")
         }
     }
-    Ok(store::get(&state.pool, job.id).await?.unwrap_or(job))
+    // The job is committed: from here on the caller must hear "accepted", so a failed
+    // read-back (the database going away) falls back to the row we have.
+    Ok(store::get(&state.pool, job.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(job))
 }
 
 /// `?wait=N` on `GET /jobs/{id}`.

@@ -180,13 +180,30 @@ pub fn binary() -> Command {
     cmd
 }
 
+/// Every log line a gateway process wrote (stdout and stderr).
+pub type Logs = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 impl GatewayProcess {
     /// Starts `serve` on a random port with the given data directory, and waits for
     /// its "listening" log line.
     pub async fn serve(data_dir: &Path) -> Self {
-        let mut child = binary()
-            .env("GATEWAY_PORT", "0")
-            .env("GATEWAY_DATA_DIR", data_dir)
+        Self::serve_with(
+            &[
+                ("GATEWAY_PORT", "0".into()),
+                ("GATEWAY_DATA_DIR", data_dir.display().to_string()),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// Starts `serve` with these environment variables, keeping its log lines in `logs`.
+    pub async fn serve_with(env: &[(&str, String)], logs: Option<Logs>) -> Self {
+        let mut cmd = binary();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -194,9 +211,13 @@ impl GatewayProcess {
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (port_tx, mut port_rx) = mpsc::unbounded_channel();
+        let (out_logs, err_logs) = (logs.clone(), logs);
         tokio::spawn(async move {
             let mut lines = stdout.lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(l) = &out_logs {
+                    l.lock().unwrap().push(line.clone());
+                }
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening"
                 {
@@ -208,6 +229,9 @@ impl GatewayProcess {
             let mut lines = stderr.lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("gateway stderr: {line}");
+                if let Some(l) = &err_logs {
+                    l.lock().unwrap().push(line);
+                }
             }
         });
         let port = tokio::time::timeout(Duration::from_secs(60), port_rx.recv())

@@ -15,6 +15,7 @@ mod job_tracking;
 mod openapi;
 mod orchestrator_client;
 mod processes;
+mod reliability;
 mod run;
 mod secrets;
 mod settings;

@@ -72,7 +72,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 }
 
 /// Every call that counts against a rate limit (those with credentials, and
-/// `/hooks/{slug}`) may answer 429 with `Retry-After`.
+/// `/hooks/{slug}`) may answer 429 with `Retry-After`; every JSON body may get 415.
 fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::{
         ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type, schema::ObjectBuilder,
@@ -88,6 +88,15 @@ fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi
                 .description(Some("Seconds to wait"))
                 .build(),
         )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    let not_json = ResponseBuilder::new()
+        .description("The body is not sent as `Content-Type: application/json`")
         .content(
             "application/problem+json",
             ContentBuilder::new()
@@ -113,6 +122,16 @@ fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi
                     .responses
                     .entry("429".into())
                     .or_insert_with(|| answer.clone().into());
+            }
+            let takes_json = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            if takes_json && path != "/hooks/{slug}" {
+                op.responses
+                    .responses
+                    .entry("415".into())
+                    .or_insert_with(|| not_json.clone().into());
             }
         }
     }

@@ -269,6 +269,7 @@ pub async fn replace_process(
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Inbound webhooks start this process", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[delete("/processes/{name}")]
@@ -280,7 +281,18 @@ pub async fn delete_process(
     let before = store::get(&state.pool, &name)
         .await?
         .and_then(|row| snapshot(&ProcessView::from(row)));
-    if store::delete(&state.pool, &name).await? {
+    let deleted = match store::delete(&state.pool, &name).await {
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            return Err(ApiError::Conflict {
+                code: "process_in_use",
+                detail: format!(
+                    "inbound webhooks start `{name}`: point them at another process or delete them first"
+                ),
+            });
+        }
+        other => other?,
+    };
+    if deleted {
         admin
             .audit(&state.pool, "delete", "process", &name, before, None)
             .await?;

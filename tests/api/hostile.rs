@@ -357,3 +357,113 @@ async fn path_traversal_in_names_and_slugs_goes_nowhere() {
         .unwrap();
     assert_eq!(jobs, 0);
 }
+
+#[tokio::test]
+async fn extreme_numbers_in_arguments_survive_the_ledger() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, key) = setup_on(&sim, url, |s| s.rate_limits.api_key_per_second = 0).await;
+    let extremes = [
+        "1.7976931348623157e308",
+        "-1.7976931348623157e308",
+        "2.2250738585072014e-308",
+        "5e-324",
+        "-1.3680386669195276e-255",
+        "8.815744436760608e+224",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "1e-400",
+        "0.1",
+    ];
+    // How PostgreSQL prints the largest double back: every digit, no exponent.
+    let max_digits = format!("17976931348623157{}", "0".repeat(292));
+    let extremes: Vec<&str> = extremes
+        .iter()
+        .copied()
+        .chain([max_digits.as_str()])
+        .collect();
+    // Orchestrator cannot be asked for the release: the input is recorded unchecked.
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 503, "path_contains": "Releases"}]})),
+    )
+    .await;
+    for (i, n) in extremes.iter().enumerate() {
+        let body =
+            format!("{{\"in_Vendor\": \"x\", \"in_Amount\": {n}, \"extra\": {{\"n\": [{n}]}}}}");
+        let res = app
+            .client
+            .post(app.url("/run/Invoices"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("extreme-{i}"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = refused_cleanly(res, &format!("run with {n}")).await;
+        // The same request again: the first job comes back, read from the ledger.
+        let again = app
+            .client
+            .post(app.url("/run/Invoices"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("extreme-{i}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), status, "repeat with {n}");
+        let job: Value = again.json().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(&format!("/jobs/{}", job["id"].as_str().unwrap())))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "reading back {n}");
+        assert_eq!(status, 202, "{n}");
+    }
+    let res = app
+        .client
+        .get(app.url("/jobs?limit=100"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    refused_cleanly(res, "listing").await;
+}
+
+#[tokio::test]
+async fn a_process_that_webhooks_start_cannot_be_deleted_from_under_them() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, _) = setup_on(&sim, url, |_| {}).await;
+    let res = app
+        .admin(Method::POST, "/webhooks")
+        .json(&json!({"slug": "open", "process": "Invoices", "scheme": "none", "public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .admin(Method::DELETE, "/processes/Invoices")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused_cleanly(res, "delete").await, 409);
+    let res = app
+        .admin(Method::DELETE, "/webhooks/open")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = app
+        .admin(Method::DELETE, "/processes/Invoices")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}

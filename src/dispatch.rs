@@ -16,15 +16,19 @@ use crate::orchestrator::models::{ArgumentDefinition, Job, StartJobsRequest, Sta
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
 use crate::startup::AppState;
-use crate::storage::connections::{self, ConnectionRow};
+use crate::storage::connections::ConnectionRow;
 use crate::storage::jobs::{self, JobRow};
-use crate::storage::processes::{self, ProcessRow};
+use crate::storage::processes::ProcessRow;
 
 /// How an attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
     /// Orchestrator has the job (created now, or found by Reference).
-    Started { orchestrator_job_id: i64 },
+    Started {
+        orchestrator_job_id: i64,
+        /// The job as recorded now (None if it had already moved on).
+        job: Option<Box<JobRow>>,
+    },
     /// Not yet: the job stays queued for another attempt.
     Retry { error: String },
     /// Orchestrator refused it for good; the job is `rejected`.
@@ -148,17 +152,19 @@ async fn started(
 ) -> Result<Outcome, sqlx::Error> {
     let ledger_state = found.state.to_ascii_lowercase();
     let key = found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
-    jobs::mark_started(
-        &state.pool,
-        job.id,
-        found.id,
-        key,
-        &ledger_state,
-        json!({"orchestrator_job_id": found.id, "how": how}),
-    )
-    .await?;
+    let now = state
+        .ledger
+        .started(jobs::Started {
+            id: job.id,
+            orchestrator_job_id: found.id,
+            orchestrator_job_key: key,
+            state: ledger_state,
+            detail: json!({"orchestrator_job_id": found.id, "how": how}),
+        })
+        .await?;
     Ok(Outcome::Started {
         orchestrator_job_id: found.id,
+        job: now.map(Box::new),
     })
 }
 
@@ -170,7 +176,7 @@ fn error_json(e: &OrchestratorError) -> Value {
 #[tracing::instrument(skip_all, fields(job = %job.id, attempt = job.attempts))]
 pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Error> {
     let process = match job.process_id {
-        Some(id) => processes::get_by_id(&state.pool, id).await?,
+        Some(id) => state.lookups.process_by_id(&state.pool, id).await?,
         None => None,
     };
     let Some(process) = process else {
@@ -182,7 +188,11 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
             message: "the process was deleted".into(),
         });
     };
-    let Some(conn) = connections::get(&state.pool, process.connection_id).await? else {
+    let Some(conn) = state
+        .lookups
+        .connection(&state.pool, process.connection_id)
+        .await?
+    else {
         let error = json!({"message": "the connection was deleted"});
         jobs::mark_final(&state.pool, job.id, "rejected", error.clone()).await?;
         return Ok(Outcome::Rejected {

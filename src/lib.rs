@@ -11,6 +11,7 @@ pub mod embedded_db;
 pub mod error;
 pub mod hooks;
 pub mod limits;
+pub mod lookups;
 pub mod metrics;
 pub mod openapi;
 pub mod orchestrator;

@@ -98,3 +98,8 @@ pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     gauge!("ugw_callbacks_pending").set(pending_callbacks as f64);
     Ok(())
 }
+
+/// How many writes one group commit carried.
+pub fn batch_size(batch: &'static str, size: usize) {
+    histogram!("ugw_batch_size", "batch" => batch).record(size as f64);
+}

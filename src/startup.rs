@@ -41,6 +41,10 @@ pub struct AppState {
     pub callback_http: reqwest::Client,
     /// Rate limits per API key and per webhook.
     pub limits: crate::limits::Limits,
+    /// Group-committed job writes.
+    pub ledger: crate::storage::jobs::Ledger,
+    /// Short-lived copies of keys, processes, connections and webhook definitions.
+    pub lookups: Arc<crate::lookups::Lookups>,
     /// Renders `/metrics` (None if another metrics recorder was installed first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -85,16 +89,23 @@ impl Application {
         ));
         let callback_http =
             crate::callbacks::http_client(&settings.callbacks, settings.allow_private_callbacks);
+        let instance_id = uuid::Uuid::new_v4();
         let state = Arc::new(AppState {
             pool: pool.clone(),
             keys,
             http,
             tokens,
-            instance_id: uuid::Uuid::new_v4(),
+            instance_id,
+            ledger: crate::storage::jobs::Ledger::spawn(
+                pool.clone(),
+                instance_id,
+                settings.dispatch.lease_secs,
+            ),
             jobs_ended: crate::waiter::JobWatch::new(),
             callback_http,
             limits: crate::limits::Limits::new(&settings.rate_limits),
             metrics: crate::metrics::install(),
+            lookups: crate::lookups::Lookups::new(),
             settings: Arc::new(settings),
         });
         let declared = crate::apply::apply(
@@ -119,12 +130,11 @@ impl Application {
             stop_workers.clone(),
         ));
         tokio::spawn(workers::job_sync::run(state.clone(), stop_workers.clone()));
-        tokio::spawn(
-            state
-                .jobs_ended
-                .clone()
-                .listen(pool.clone(), stop_workers.clone()),
-        );
+        tokio::spawn(state.jobs_ended.clone().listen(
+            pool.clone(),
+            stop_workers.clone(),
+            state.lookups.clone(),
+        ));
         tokio::spawn(workers::callbacks::run(state.clone(), stop_workers.clone()));
         tokio::spawn(forget_idle_limits(state.clone(), stop_workers.clone()));
         tokio::spawn(workers::webhook_registration::run(

@@ -3,6 +3,7 @@
 //! poll there) records the end. A lost database connection is re-established, and
 //! every waiter re-reads its job then, since notifications sent meanwhile are lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -11,6 +12,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::lookups::Lookups;
 use crate::storage::jobs::{self, ENDED_CHANNEL, JobRow};
 
 /// Tells waiters which jobs ended. `Uuid::nil()` means "anything may have ended".
@@ -33,7 +35,9 @@ impl JobWatch {
     }
 
     /// Listens on the database until cancelled, reconnecting when the connection drops.
-    pub async fn listen(self, pool: PgPool, stop: CancellationToken) {
+    /// Also drops `lookups`' copies when the configuration changes (or notifications may
+    /// have been lost).
+    pub async fn listen(self, pool: PgPool, stop: CancellationToken, lookups: Arc<Lookups>) {
         loop {
             let mut listener = match PgListener::connect_with(&pool).await {
                 Ok(l) => l,
@@ -45,19 +49,26 @@ impl JobWatch {
                     }
                 }
             };
-            if let Err(e) = listener.listen(ENDED_CHANNEL).await {
+            if let Err(e) = listener
+                .listen_all([ENDED_CHANNEL, crate::lookups::CHANGED_CHANNEL])
+                .await
+            {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            // Anything may have ended while nobody listened.
+            // Anything may have ended or changed while nobody listened.
+            lookups.clear();
             let _ = self.tx.send(Uuid::nil());
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     msg = listener.try_recv() => match msg {
+                        Ok(Some(n)) if n.channel() == crate::lookups::CHANGED_CHANNEL => {
+                            lookups.clear();
+                        }
                         Ok(Some(n)) => {
                             if let Ok(id) = Uuid::parse_str(n.payload()) {
                                 let _ = self.tx.send(id);
@@ -65,10 +76,12 @@ impl JobWatch {
                         }
                         // The connection was lost; try_recv reconnects on the next call.
                         Ok(None) => {
+                            lookups.clear();
                             let _ = self.tx.send(Uuid::nil());
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "listening for ended jobs failed; reconnecting");
+                            lookups.clear();
                             let _ = self.tx.send(Uuid::nil());
                             break;
                         }

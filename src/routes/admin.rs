@@ -19,6 +19,7 @@ pub struct Admin {
     pub actor: String,
     request_id: Option<String>,
     client_ip: Option<String>,
+    lookups: Option<std::sync::Arc<crate::lookups::Lookups>>,
 }
 
 impl Admin {
@@ -29,10 +30,14 @@ impl Admin {
             .extensions()
             .get::<crate::telemetry::RequestId>()
             .map(|r| r.0.clone());
+        let lookups = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.lookups.clone());
         Admin {
             actor,
             request_id,
             client_ip,
+            lookups,
         }
     }
 
@@ -47,6 +52,10 @@ impl Admin {
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
     ) -> Result<(), ApiError> {
+        // The change is made: this instance's copies go now, the others' on the NOTIFY.
+        if let Some(l) = &self.lookups {
+            l.clear();
+        }
         crate::storage::audit::record(
             pool,
             crate::storage::audit::Entry {

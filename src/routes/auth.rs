@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::storage::api_keys::{self, ApiKeyRow};
+use crate::storage::api_keys::ApiKeyRow;
 
 /// Every key starts with this, so leaked keys are easy to spot and scan for.
 pub const KEY_PREFIX: &str = "ugw_";
@@ -85,7 +85,7 @@ pub async fn caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| anyhow::anyhow!("no app state"))?;
-    let Some(row) = api_keys::find_live(&state.pool, &hash(key)).await? else {
+    let Some(row) = state.lookups.api_key(&state.pool, &hash(key)).await? else {
         return Ok(None);
     };
     state.limits.api_key(row.id)?;

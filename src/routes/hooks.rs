@@ -19,7 +19,6 @@ use crate::hooks::{expr, verify};
 use crate::startup::AppState;
 use crate::storage::hooks::{self as store, Delivery, HookRow};
 use crate::storage::jobs::{self, NewJob};
-use crate::storage::processes;
 
 /// The answer to a delivery (unless the webhook configures its own body).
 #[derive(Debug, Serialize, ToSchema)]
@@ -187,7 +186,9 @@ pub async fn receive(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = store::get(&state.pool, &slug)
+    let hook = state
+        .lookups
+        .hook(&state.pool, &slug)
         .await?
         .filter(|h| h.enabled)
         .ok_or_else(|| {
@@ -304,7 +305,9 @@ pub async fn handle(
     if hook.filter.is_some() {
         delivery.filter_result = Some("passed".into());
     }
-    let process = processes::get_by_id(&state.pool, hook.process_id)
+    let process = state
+        .lookups
+        .process_by_id(&state.pool, hook.process_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the webhook's process is gone"))?;
     let defaults = process

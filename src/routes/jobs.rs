@@ -195,7 +195,9 @@ fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, 
 /// The longest wait the job's process allows (60 s if the process was deleted).
 async fn max_wait(state: &AppState, job: &JobRow) -> Result<u32, ApiError> {
     let max = match job.process_id {
-        Some(pid) => processes::get_by_id(&state.pool, pid)
+        Some(pid) => state
+            .lookups
+            .process_by_id(&state.pool, pid)
             .await?
             .map(|p| p.max_wait_seconds),
         None => None,
@@ -340,9 +342,13 @@ pub async fn run(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_process(&name)?;
-    let mut process = processes::get(&state.pool, &name).await?.ok_or_else(|| {
-        ApiError::not_found("process_not_found", format!("no process named `{name}`"))
-    })?;
+    let mut process = state
+        .lookups
+        .process(&state.pool, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("process_not_found", format!("no process named `{name}`"))
+        })?;
     let input = parse_body(&req, &body)?;
     let idem = idempotency_key(&req)?;
     let wait = requested_wait(&req, query.wait)?;
@@ -364,7 +370,9 @@ pub async fn run(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let conn = connections::get(&state.pool, process.connection_id)
+    let conn = state
+        .lookups
+        .connection(&state.pool, process.connection_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
     let merged = match dispatch::release(&state, &process, &conn, false).await {
@@ -393,6 +401,12 @@ pub async fn run(
         callback_url: query.callback_url.clone().or(process.callback_url.clone()),
         replay_of: None,
     };
+    let Some(key) = &idem else {
+        // Committed with whatever else is arriving (group commit), then started.
+        let job = state.ledger.insert(new).await?;
+        let job = start(&state, job, Some((&process, &conn))).await?;
+        return answer(&state, job, wait, false).await;
+    };
     let mut tx = state.pool.begin().await?;
     let job = store::insert(
         &mut tx,
@@ -401,7 +415,7 @@ pub async fn run(
         state.settings.dispatch.lease_secs,
     )
     .await?;
-    if let Some(key) = &idem {
+    {
         let mut h = Sha256::new();
         h.update(name.as_bytes());
         h.update([0]);
@@ -456,6 +470,7 @@ async fn start(
                 retry_after: None,
             });
         }
+        Ok(Outcome::Started { job: Some(now), .. }) => return Ok(*now),
         Ok(_) => {}
         Err(e) => {
             tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")

@@ -5,6 +5,8 @@ use serde_json::Value;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::storage::batch::Batcher;
+
 /// A job as stored.
 #[derive(Debug, Clone)]
 pub struct JobRow {
@@ -117,6 +119,125 @@ pub async fn insert(
     from_row(&row)
 }
 
+/// Inserts many queued jobs in one statement (one commit), each leased to `owner` for its
+/// first attempt, with their first events. Answers the rows in the order given. A job
+/// already stored (a batch retried after a commit whose outcome was unknown) is read back
+/// instead of inserted twice.
+pub async fn insert_many(
+    pool: &PgPool,
+    jobs: &[NewJob],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "with new as ( \
+           insert into jobs (id, process_id, process_name, source, source_detail, state, input, reference, attempts, \
+             lease_owner, lease_expires_at, callback_url, replay_of) \
+           select t.id, t.process_id, t.process_name, t.source, t.source_detail, 'queued', t.input, t.reference, 1, \
+             $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of \
+           from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $10::text[], $11::uuid[]) \
+             as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of) \
+           on conflict (id) do nothing \
+           returning {COLUMNS}), \
+         events as (insert into job_events (job_id, state, source) select id, 'queued', source from new) \
+         select {COLUMNS} from new"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.process_id).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.process_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.source).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.source_detail.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| &j.input).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| reference(j.id)).collect::<Vec<_>>())
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .bind(
+            jobs.iter()
+                .map(|j| j.callback_url.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.replay_of).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
+    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let row = from_row(r)?;
+        by_id.insert(row.id, row);
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        match by_id.remove(&j.id) {
+            Some(row) => out.push(row),
+            None => out.push(get(pool, j.id).await?.ok_or(sqlx::Error::RowNotFound)?),
+        }
+    }
+    Ok(out)
+}
+
+/// Orchestrator has a job: what `mark_started_many` records.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: Uuid,
+    pub orchestrator_job_id: i64,
+    pub orchestrator_job_key: Option<Uuid>,
+    /// The ledger state (Orchestrator's, lower-cased).
+    pub state: String,
+    pub detail: Value,
+}
+
+/// Records that Orchestrator has these jobs, in one statement (one commit), with their
+/// timeline events. Answers each job as it now stands (None for a job that was no longer
+/// queued, which is left as it was).
+pub async fn mark_started_many(
+    pool: &PgPool,
+    started: &[Started],
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+    let sql = format!(
+        "with upd as ( \
+           update jobs set state = t.u_state, orchestrator_job_id = t.u_orch, orchestrator_job_key = t.u_key, \
+             lease_owner = null, lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
+           from unnest($1::uuid[], $2::text[], $3::int8[], $4::uuid[]) as t(u_id, u_state, u_orch, u_key) \
+           where id = t.u_id and state = 'queued' \
+           returning {COLUMNS}), \
+         events as (insert into job_events (job_id, state, source, detail) \
+           select e.u_id, e.u_state, 'dispatcher', e.u_detail from unnest($1::uuid[], $2::text[], $5::jsonb[]) as e(u_id, u_state, u_detail)) \
+         select {COLUMNS} from upd"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(started.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(started.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+        .bind(
+            started
+                .iter()
+                .map(|s| s.orchestrator_job_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            started
+                .iter()
+                .map(|s| s.orchestrator_job_key)
+                .collect::<Vec<_>>(),
+        )
+        .bind(started.iter().map(|s| &s.detail).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
+    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let row = from_row(r)?;
+        by_id.insert(row.id, row);
+    }
+    Ok(started.iter().map(|s| by_id.remove(&s.id)).collect())
+}
+
 /// Appends to a job's timeline.
 pub async fn event<'e, E: sqlx::PgExecutor<'e>>(
     ex: E,
@@ -191,31 +312,6 @@ pub async fn claim_due(
         .fetch_all(pool)
         .await?;
     rows.iter().map(from_row).collect()
-}
-
-/// Orchestrator accepted the job.
-pub async fn mark_started(
-    pool: &PgPool,
-    id: Uuid,
-    orch_id: i64,
-    orch_key: Option<Uuid>,
-    state: &str,
-    detail: Value,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "update jobs set state = $2, orchestrator_job_id = $3, orchestrator_job_key = $4, lease_owner = null, \
-         lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
-         where id = $1 and state = 'queued'",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(orch_id)
-    .bind(orch_key)
-    .execute(&mut *tx)
-    .await?;
-    event(&mut *tx, id, state, "dispatcher", Some(detail)).await?;
-    tx.commit().await
 }
 
 /// The attempt failed in a way that may pass: try again at `next`.
@@ -568,4 +664,43 @@ pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx:
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The group-committed writes of the trigger path: new jobs, and jobs Orchestrator took.
+#[derive(Clone)]
+pub struct Ledger {
+    inserts: Batcher<NewJob, JobRow>,
+    started: Batcher<Started, Option<JobRow>>,
+}
+
+/// Most writes in one batch.
+const MAX_BATCH: usize = 512;
+/// Batches being committed at once, per kind.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+impl Ledger {
+    /// Starts the batchers; new jobs are leased to `owner` for `lease_secs`.
+    pub fn spawn(pool: PgPool, owner: Uuid, lease_secs: i64) -> Self {
+        let p = pool.clone();
+        let inserts = Batcher::spawn("job_insert", MAX_BATCH, BATCHES_IN_FLIGHT, move |jobs| {
+            let p = p.clone();
+            async move { insert_many(&p, &jobs, owner, lease_secs).await }
+        });
+        let started = Batcher::spawn("job_started", MAX_BATCH, BATCHES_IN_FLIGHT, move |s| {
+            let p = pool.clone();
+            async move { mark_started_many(&p, &s).await }
+        });
+        Self { inserts, started }
+    }
+
+    /// Records a queued job (committed with whatever else is queued) and answers its row.
+    pub async fn insert(&self, job: NewJob) -> Result<JobRow, sqlx::Error> {
+        self.inserts.submit(job).await
+    }
+
+    /// Records that Orchestrator has a job; answers the job as it now stands (None if it
+    /// was no longer queued).
+    pub async fn started(&self, s: Started) -> Result<Option<JobRow>, sqlx::Error> {
+        self.started.submit(s).await
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod batch;
 pub mod callbacks;
 pub mod connections;
 pub mod hooks;

@@ -6,6 +6,7 @@ mod demo;
 mod embedded;
 mod errors;
 mod events;
+mod fast_path;
 mod governance;
 mod health;
 mod helpers;

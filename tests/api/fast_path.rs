@@ -1,0 +1,193 @@
+//! The trigger path's speed-ups keep their promises: group-committed jobs are each
+//! recorded once with their timeline, one bad request in a batch fails only itself, and
+//! the cached keys, processes and webhooks follow every change, on this instance at once
+//! and on another within moments.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::job_tracking::setup_on;
+use crate::reliability::eventually;
+use crate::sim_helpers::spawn_sim;
+use crate::test_db;
+
+#[tokio::test]
+async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fails_alone() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, key) = setup_on(&sim, url, |_| {}).await;
+
+    // 200 requests at once; number 77 carries a NUL, which PostgreSQL refuses to store.
+    let calls = (0..200).map(|i| {
+        let (app, key) = (&app, &key);
+        async move {
+            let vendor = if i == 77 {
+                "bad\u{0}vendor".to_string()
+            } else {
+                format!("vendor-{i}")
+            };
+            let res = app
+                .client
+                .post(app.url("/run/Invoices"))
+                .bearer_auth(key)
+                .json(&json!({"in_Vendor": vendor, "in_Amount": i}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (i, status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut ids = Vec::new();
+    for (i, status, body) in answers {
+        if i == 77 {
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["code"], "invalid_value", "{body}");
+            continue;
+        }
+        assert_eq!(status, 202, "{i}: {body}");
+        assert_eq!(body["input"]["in_Vendor"], format!("vendor-{i}"), "{body}");
+        assert!(body["orchestrator_job_id"].is_i64(), "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+
+    // Each acknowledged job is stored once, with one `queued` event and one start event,
+    // and Orchestrator has exactly one job per reference.
+    let (jobs, queued, started): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from jobs), \
+                (select count(*) from job_events where state = 'queued'), \
+                (select count(*) from job_events where source = 'dispatcher')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((jobs, queued, started), (199, 199, 199));
+    let missing: i64 = sqlx::query_scalar(
+        "select count(*) from jobs where orchestrator_job_id is null or not (id::text = any($1))",
+    )
+    .bind(&ids)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(missing, 0);
+    let starts = sim
+        .calls("StartJobs")
+        .await
+        .iter()
+        .filter(|c| c["status"] == 201)
+        .count();
+    assert_eq!(starts, 199);
+
+    // The writes really were batched (else this test shows nothing about batches).
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let largest = metrics
+        .lines()
+        .filter(|l| l.starts_with("ugw_batch_size{batch=\"job_insert\",quantile=\"1\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    assert!(largest > 1.0, "no batch of more than one job:\n{metrics}");
+}
+
+#[tokio::test]
+async fn a_revoked_key_or_changed_process_takes_effect_here_at_once_and_on_another_instance_soon() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
+    let k = keys.clone();
+    let (a, key) = setup_on(&sim, url.clone(), |s| s.encryption_keys = Some(k)).await;
+    let b = crate::helpers::spawn_app_on(url, |s| s.encryption_keys = Some(keys)).await;
+    let run = |app: &crate::helpers::TestApp| {
+        app.client
+            .post(app.url("/run/Invoices"))
+            .bearer_auth(&key)
+            .json(&json!({"in_Vendor": "ACME", "in_Amount": 1}))
+            .send()
+    };
+    // Both instances now hold the key and the process.
+    assert_eq!(run(&a).await.unwrap().status(), 202);
+    let res = run(&b).await.unwrap();
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+
+    // A process change through A: A sees it on the very next request, B soon after.
+    let res = a
+        .admin(Method::PUT, "/processes/Invoices")
+        .json(
+            &json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",
+            "release": {"process_key": "InvoiceBot"}, "max_wait_seconds": 30,
+            "default_input": {"in_Urgent": true}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let job: Value = run(&a).await.unwrap().json().await.unwrap();
+    assert_eq!(job["input"]["in_Urgent"], true, "{job}");
+    eventually(
+        "B sees the new default input",
+        Duration::from_secs(5),
+        || async {
+            let job: Value = run(&b).await.unwrap().json().await.unwrap();
+            job["input"]["in_Urgent"] == true
+        },
+    )
+    .await;
+
+    // A key revoked through A: refused by A at once, by B soon after.
+    let id: String = sqlx::query_scalar("select id::text from api_keys where name = 'k'")
+        .fetch_one(&a.pool)
+        .await
+        .unwrap();
+    let res = a
+        .admin(Method::DELETE, &format!("/api-keys/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(run(&a).await.unwrap().status(), 401);
+    eventually(
+        "B refuses the revoked key",
+        Duration::from_secs(5),
+        || async { run(&b).await.unwrap().status() == 401 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, _) = setup_on(&sim, url, |_| {}).await;
+    let res = app
+        .admin(Method::POST, "/webhooks")
+        .json(
+            &json!({"slug": "plain", "process": "Invoices", "scheme": "token",
+            "config": {"header": "x-hook-token"}, "secrets": ["t0ken-for-plain"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let deliver = || {
+        app.client
+            .post(app.url("/hooks/plain"))
+            .header("x-hook-token", "t0ken-for-plain")
+            .json(&json!({"in_Vendor": "ACME"}))
+            .send()
+    };
+    assert_eq!(deliver().await.unwrap().status(), 202);
+    // Disabled behind the gateway's back, as an operator might in psql.
+    sqlx::query("update webhooks set enabled = false where slug = 'plain'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually(
+        "the disabled webhook is refused",
+        Duration::from_secs(5),
+        || async { deliver().await.unwrap().status() == 404 },
+    )
+    .await;
+}

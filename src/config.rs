@@ -233,7 +233,8 @@ impl Default for Settings {
     }
 }
 
-fn defaults() -> serde_json::Value {
+/// The built-in defaults of every setting, as the first configuration layer.
+pub fn defaults() -> serde_json::Value {
     serde_json::json!({
         "host": "127.0.0.1",
         "port": 8080,

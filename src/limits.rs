@@ -14,6 +14,8 @@ use crate::error::ApiError;
 pub struct Limits {
     keys: Option<DefaultKeyedRateLimiter<Uuid>>,
     hooks: Option<DefaultKeyedRateLimiter<Uuid>>,
+    /// Once a second per connection: noting that its Orchestrator webhooks arrive.
+    heard: Option<DefaultKeyedRateLimiter<Uuid>>,
     clock: DefaultClock,
 }
 
@@ -31,6 +33,7 @@ impl Limits {
         Limits {
             keys: limiter(s.api_key_per_second, s.api_key_burst),
             hooks: limiter(s.hook_per_second, s.hook_burst),
+            heard: limiter(1, 1),
             clock: DefaultClock::default(),
         }
     }
@@ -43,6 +46,14 @@ impl Limits {
     /// One delivery to the webhook `id`.
     pub fn hook(&self, id: Uuid) -> Result<(), ApiError> {
         self.check(self.hooks.as_ref(), id, "this webhook")
+    }
+
+    /// True at most once a second per connection: when to note (in the database) that
+    /// its Orchestrator webhooks arrive, so events do not queue on that one row.
+    pub fn note_webhook_heard(&self, connection: Uuid) -> bool {
+        self.heard
+            .as_ref()
+            .is_none_or(|l| l.check_key(&connection).is_ok())
     }
 
     fn check(
@@ -68,7 +79,7 @@ impl Limits {
 
     /// Forgets idle keys (run now and then so removed keys do not stay in memory).
     pub fn shrink(&self) {
-        for l in [&self.keys, &self.hooks].into_iter().flatten() {
+        for l in [&self.keys, &self.hooks, &self.heard].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }

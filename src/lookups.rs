@@ -71,6 +71,7 @@ pub struct Lookups {
     processes: Table<String, ProcessRow>,
     processes_by_id: Table<Uuid, ProcessRow>,
     connections: Table<Uuid, ConnectionRow>,
+    connections_by_name: Table<String, ConnectionRow>,
     hooks: Table<String, HookRow>,
 }
 
@@ -87,6 +88,7 @@ impl Lookups {
         self.processes.clear();
         self.processes_by_id.clear();
         self.connections.clear();
+        self.connections_by_name.clear();
         self.hooks.clear();
     }
 
@@ -162,6 +164,23 @@ impl Lookups {
         let found = connections::get(pool, id).await?;
         if let Some(c) = &found {
             self.keep(&self.connections, generation, id, c);
+        }
+        Ok(found)
+    }
+
+    /// The connection with this name (or id, as text).
+    pub async fn connection_named(
+        &self,
+        pool: &PgPool,
+        name: &str,
+    ) -> Result<Option<ConnectionRow>, sqlx::Error> {
+        if let Some(c) = self.connections_by_name.get(&name.to_string()) {
+            return Ok(Some(c));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let found = connections::find(pool, name).await?;
+        if let Some(c) = &found {
+            self.keep(&self.connections_by_name, generation, name.to_string(), c);
         }
         Ok(found)
     }

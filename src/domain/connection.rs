@@ -81,7 +81,8 @@ pub struct ConnectionInput {
     pub organization: Option<String>,
     /// Tenant logical name, as in the URL.
     pub tenant: Option<String>,
-    /// Host of Automation Suite or standalone Orchestrator, e.g. `https://orchestrator.acme.local`.
+    /// Host of Automation Suite or standalone Orchestrator, e.g. `https://orchestrator.acme.local`;
+    /// for Automation Cloud, its address when not `https://cloud.uipath.com`.
     pub host: Option<String>,
     /// Overrides the Orchestrator base URL.
     pub orchestrator_url: Option<String>,
@@ -329,7 +330,11 @@ impl ConnectionInput {
         let (default_orch, default_token) = match flavour {
             Flavour::Cloud | Flavour::AutomationSuite => {
                 let base = if flavour == Flavour::Cloud {
-                    Some("https://cloud.uipath.com".to_string())
+                    // Another Automation Cloud domain (staging, a regional one) may be given.
+                    Some(
+                        host.clone()
+                            .unwrap_or_else(|| "https://cloud.uipath.com".to_string()),
+                    )
                 } else {
                     host.clone()
                 };

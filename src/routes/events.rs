@@ -113,7 +113,9 @@ pub async fn orchestrator_event(
             ),
         )
     };
-    let conn = connections::find(&state.pool, &name)
+    let conn = state
+        .lookups
+        .connection_named(&state.pool, &name)
         .await?
         .ok_or_else(not_found)?;
     let secrets = connections::open_secrets(&state.keys, &conn)
@@ -141,7 +143,9 @@ pub async fn orchestrator_event(
     } else {
         Vec::new()
     };
-    connections::webhook_heard(&state.pool, conn.id).await?;
+    if state.limits.note_webhook_heard(conn.id) {
+        connections::webhook_heard(&state.pool, conn.id).await?;
+    }
     let mut updated = 0;
     for job in &list {
         let Some((orch_id, seen)) = observed(job) else {

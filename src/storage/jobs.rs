@@ -504,6 +504,26 @@ pub async fn record_state(
          finished_at = case when {rank_new} = 4 then coalesce(finished_at, now()) else finished_at end, \
          state_changed_at = now() where id = $1 and state <> $2 and {rank_old} < 4 and ({rank_new} > {rank_old} or ({rank_new} = 2 and {rank_old} = 2))"
     );
+    let detail = seen.info.as_ref().map(|i| serde_json::json!({"info": i}));
+    if !is_terminal(&seen.state) {
+        // Not an end: the change and its timeline entry in one statement (one round trip).
+        let sql = format!(
+            "with upd as ({sql} returning id), \
+             ev as (insert into job_events (job_id, state, source, detail) select id, $2, $6, $7 from upd) \
+             select count(*) from upd"
+        );
+        let changed: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&seen.state)
+            .bind(&seen.output)
+            .bind(&seen.error)
+            .bind(&seen.info)
+            .bind(source)
+            .bind(&detail)
+            .fetch_one(pool)
+            .await?;
+        return Ok(changed > 0);
+    }
     let mut tx = pool.begin().await?;
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -517,17 +537,8 @@ pub async fn record_state(
         tx.rollback().await?;
         return Ok(false);
     }
-    event(
-        &mut *tx,
-        id,
-        &seen.state,
-        source,
-        seen.info.as_ref().map(|i| serde_json::json!({"info": i})),
-    )
-    .await?;
-    if is_terminal(&seen.state) {
-        ended(&mut tx, id).await?;
-    }
+    event(&mut *tx, id, &seen.state, source, detail).await?;
+    ended(&mut tx, id).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod fast_path;
 mod governance;
+mod guides;
 mod health;
 mod helpers;
 mod hooks;

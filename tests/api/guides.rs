@@ -24,7 +24,7 @@ fn commands(file: &str) -> String {
     let mut inside = false;
     for line in text.lines() {
         match (inside, line.trim_start()) {
-            (false, l) if l == "```sh" => inside = true,
+            (false, "```sh") => inside = true,
             (true, "```") => inside = false,
             (true, l) if l.starts_with("export ") && l.contains('=') => {}
             (true, _) => {
@@ -34,7 +34,7 @@ fn commands(file: &str) -> String {
             _ => {}
         }
     }
-    assert!(inside.eq(&false), "{file}: an unclosed ```sh block");
+    assert!(!inside, "{file}: an unclosed ```sh block");
     out
 }
 
@@ -111,7 +111,15 @@ async fn run_guides(app: &TestApp, sim: &Sim, files: &[&str], extra: &[(&str, St
 async fn gateway(sim: &Sim) -> TestApp {
     let (_, url) = test_db::server().fresh_database().await;
     let _ = sim;
-    spawn_app_on(url, |s| s.allow_private_callbacks = true).await
+    // The gateway as it runs for a reader: its background workers on.
+    spawn_app_on(url, |s| {
+        s.allow_private_callbacks = true;
+        s.dispatch.poll_interval_ms = 250;
+        s.tracking.pass_interval_ms = 200;
+        s.tracking.poll_every_secs = 1;
+        s.callbacks.poll_interval_ms = 200;
+    })
+    .await
 }
 
 async fn one_job_ran(app: &TestApp, process: &str) {

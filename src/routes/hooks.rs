@@ -357,16 +357,15 @@ pub async fn handle(
     if key.is_some() {
         delivery.dedup = "first".into();
     }
-    let mut tx = state.pool.begin().await?;
-    let job = jobs::insert(
-        &mut tx,
-        &new,
-        state.instance_id,
-        state.settings.dispatch.lease_secs,
-    )
-    .await?;
-    if !store::record(&mut *tx, &delivery).await? {
-        tx.rollback().await?;
+    // Group-committed with other deliveries; the pair is stored only if the key is free.
+    let stored = state
+        .ledger
+        .hook(jobs::HookJob {
+            job: new,
+            delivery: delivery.clone(),
+        })
+        .await?;
+    let Some(job) = stored else {
         if expire_if_stale(state, hook, key.as_deref()).await? {
             // The earlier delivery is past the retention window: this one counts anew.
             return Box::pin(handle(
@@ -389,8 +388,7 @@ pub async fn handle(
             },
         )
         .await;
-    }
-    tx.commit().await?;
+    };
     // Start it now, in the background; the lease makes this instance the one to try
     // first, and the dispatcher retries if this fails or the instance dies.
     let bg: Arc<AppState> = state.clone().into_inner();

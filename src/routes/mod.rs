@@ -24,7 +24,12 @@ use crate::error::ApiError;
 
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz)
+    // The hot routes first: actix tries resources in this order, matching each
+    // parameterised path with a regex, so every route ahead of `/run` costs a match.
+    cfg.service(jobs::run)
+        .service(hooks::receive)
+        .service(events::orchestrator_event)
+        .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
         .service(connections::create_connection)
@@ -43,7 +48,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api_keys::create_api_key)
         .service(api_keys::list_api_keys)
         .service(api_keys::revoke_api_key)
-        .service(jobs::run)
         .service(jobs::list_jobs)
         .service(jobs::get_job)
         .service(jobs::stop_job)
@@ -52,7 +56,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(dead_letters::redrive_job)
         .service(dead_letters::redrive_callback)
         .service(processes::rotate_callback_secret)
-        .service(hooks::receive)
         .service(hook_admin::create_hook)
         .service(hook_admin::list_hooks)
         .service(hook_admin::get_hook)
@@ -61,7 +64,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hook_admin::list_deliveries)
         .service(hook_admin::get_delivery)
         .service(hook_admin::replay_delivery)
-        .service(events::orchestrator_event)
         .service(audit::list_audit);
 }
 

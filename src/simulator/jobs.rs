@@ -175,9 +175,13 @@ pub async fn list_jobs(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
     }
     let expand = q.expand.iter().any(|e| e.eq_ignore_ascii_case("Release"));
     let omit = state.scenario.list_omits_arguments;
-    let items = state
-        .jobs
-        .values()
+    // A filter that pins the Ids (the gateway's `Id eq 1 or Id eq 2 ...`) looks those
+    // jobs up; anything else is evaluated over every job of the folder.
+    let pinned: Box<dyn Iterator<Item = &Job>> = match q.filter.as_ref().and_then(|f| f.ids()) {
+        Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.jobs.get(&id))),
+        None => Box::new(state.jobs.values()),
+    };
+    let items = pinned
         .filter(|j| j.folder_id == f.id)
         .map(|j| {
             let release = state

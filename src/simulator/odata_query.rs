@@ -4,7 +4,7 @@
 //! (at most 1000), `$skip` and `$count`.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -140,6 +140,27 @@ impl Query {
 }
 
 impl Expr {
+    /// The only `Id`s an entity can have to match, when the filter pins them (`Id eq 1
+    /// or Id eq 2`, possibly and-ed with other conditions); `None` when any Id could.
+    /// Lets a list look up those entities instead of scanning them all.
+    pub fn ids(&self) -> Option<BTreeSet<i64>> {
+        match self {
+            Expr::Cmp(path, Op::Eq, lit) if path.len() == 1 && path[0] == "Id" => {
+                lit.as_i64().map(|id| BTreeSet::from([id]))
+            }
+            Expr::Cmp(..) => None,
+            Expr::Or(a, b) => {
+                let mut ids = a.ids()?;
+                ids.extend(b.ids()?);
+                Some(ids)
+            }
+            Expr::And(a, b) => match (a.ids(), b.ids()) {
+                (Some(x), Some(y)) => Some(x.intersection(&y).copied().collect()),
+                (x, y) => x.or(y),
+            },
+        }
+    }
+
     /// True if the entity matches.
     pub fn eval(&self, v: &Value) -> bool {
         match self {
@@ -379,6 +400,26 @@ mod tests {
             job.clone()
         ));
         assert!(matches("Reference eq 'ugw-1'", job));
+    }
+
+    #[test]
+    fn ids_pinned_by_a_filter_are_found() {
+        let ids = |f: &str| {
+            Query::parse(&format!("$filter={}", urlencode(f)))
+                .unwrap()
+                .filter
+                .unwrap()
+                .ids()
+        };
+        assert_eq!(ids("Id eq 1 or Id eq 3"), Some([1, 3].into()));
+        assert_eq!(
+            ids("(Id eq 1 or Id eq 3) and State eq 'Pending'"),
+            Some([1, 3].into())
+        );
+        assert_eq!(ids("Id eq 1 or State eq 'Pending'"), None);
+        assert_eq!(ids("Id gt 1"), None);
+        assert_eq!(ids("Id eq 'x'"), None);
+        assert_eq!(ids("Id eq 1 and Id eq 2"), Some(BTreeSet::new()));
     }
 
     #[test]

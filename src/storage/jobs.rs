@@ -6,6 +6,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::storage::batch::Batcher;
+use crate::storage::hooks::Delivery;
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -119,31 +120,35 @@ pub async fn insert(
     from_row(&row)
 }
 
-/// Inserts many queued jobs in one statement (one commit), each leased to `owner` for its
-/// first attempt, with their first events. Answers the rows in the order given. A job
-/// already stored (a batch retried after a commit whose outcome was unknown) is read back
-/// instead of inserted twice.
-pub async fn insert_many(
-    pool: &PgPool,
-    jobs: &[NewJob],
-    owner: Uuid,
-    lease_secs: i64,
-) -> Result<Vec<JobRow>, sqlx::Error> {
-    let sql = format!(
-        "with new as ( \
+/// The common table expressions that insert new jobs from the arrays `$1`..`$7`, `$10`
+/// and `$11` (bound by `bind_new_jobs`), leased to `$8` for `$9` seconds, with their
+/// `queued` events. `keep` filters the unnested rows `t`. Defines `new`, the rows stored.
+fn insert_jobs_ctes(keep: &str) -> String {
+    format!(
+        "new as ( \
            insert into jobs (id, process_id, process_name, source, source_detail, state, input, reference, attempts, \
              lease_owner, lease_expires_at, callback_url, replay_of) \
            select t.id, t.process_id, t.process_name, t.source, t.source_detail, 'queued', t.input, t.reference, 1, \
              $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of \
            from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $10::text[], $11::uuid[]) \
              as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of) \
+           {keep} \
            on conflict (id) do nothing \
            returning {COLUMNS}), \
-         events as (insert into job_events (job_id, state, source) select id, 'queued', source from new) \
-         select {COLUMNS} from new"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+         events as (insert into job_events (job_id, state, source) select id, 'queued', source from new)"
+    )
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`..`$11` of `insert_jobs_ctes`.
+fn bind_new_jobs<'q>(
+    q: PgQuery<'q>,
+    jobs: &[&'q NewJob],
+    owner: Uuid,
+    lease_secs: i64,
+) -> PgQuery<'q> {
+    q.bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.process_id).collect::<Vec<_>>())
         .bind(
             jobs.iter()
@@ -166,21 +171,147 @@ pub async fn insert_many(
                 .collect::<Vec<_>>(),
         )
         .bind(jobs.iter().map(|j| j.replay_of).collect::<Vec<_>>())
-        .fetch_all(pool)
-        .await?;
+}
+
+/// Answers, in the order of `ids`, the rows a batch stored; an id the batch did not store
+/// is read back (a batch retried after a commit whose outcome was unknown), and is None
+/// if it is not stored at all.
+async fn in_order(
+    pool: &PgPool,
+    ids: impl Iterator<Item = Uuid>,
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
     let mut by_id = std::collections::HashMap::with_capacity(rows.len());
     for r in &rows {
         let row = from_row(r)?;
         by_id.insert(row.id, row);
     }
-    let mut out = Vec::with_capacity(jobs.len());
-    for j in jobs {
-        match by_id.remove(&j.id) {
-            Some(row) => out.push(row),
-            None => out.push(get(pool, j.id).await?.ok_or(sqlx::Error::RowNotFound)?),
+    let mut out = Vec::with_capacity(rows.len());
+    for id in ids {
+        match by_id.remove(&id) {
+            Some(row) => out.push(Some(row)),
+            None => out.push(get(pool, id).await?),
         }
     }
     Ok(out)
+}
+
+/// Inserts many queued jobs in one statement (one commit), each leased to `owner` for its
+/// first attempt, with their first events. Answers the rows in the order given. A job
+/// already stored (a batch retried after a commit whose outcome was unknown) is read back
+/// instead of inserted twice.
+pub async fn insert_many(
+    pool: &PgPool,
+    jobs: &[NewJob],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!("with {} select {COLUMNS} from new", insert_jobs_ctes(""));
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    let rows = bind_new_jobs(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        &refs,
+        owner,
+        lease_secs,
+    )
+    .fetch_all(pool)
+    .await?;
+    in_order(pool, jobs.iter().map(|j| j.id), rows)
+        .await?
+        .into_iter()
+        .map(|row| row.ok_or(sqlx::Error::RowNotFound))
+        .collect()
+}
+
+/// A webhook delivery that starts a job: both are stored together or not at all.
+#[derive(Debug, Clone)]
+pub struct HookJob {
+    pub job: NewJob,
+    /// Recorded with `job_id` set to the job's id.
+    pub delivery: Delivery,
+}
+
+/// Stores many deliveries and their jobs in one statement (one commit). A delivery whose
+/// dedup key was already taken is not stored, and neither is its job: it answers None.
+/// Answers in the order given; a pair already stored (a retried batch) is read back.
+pub async fn insert_hooks_many(
+    pool: &PgPool,
+    items: &[HookJob],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+    // `on conflict do nothing` without a target: the dedup index (a key taken) and the
+    // primary key (this very delivery, stored by a batch whose commit went unanswered).
+    let sql = format!(
+        "with d as ( \
+           insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, \
+             filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of) \
+           select * from unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+             $19::jsonb[], $20::uuid[], $21::text[], $22::text[], $23::jsonb[], $24::text[], $25::bytea[], $26::uuid[]) \
+           on conflict do nothing \
+           returning job_id), \
+         {} \
+         select {COLUMNS} from new",
+        insert_jobs_ctes("where t.id in (select job_id from d)")
+    );
+    let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
+    let d: Vec<&Delivery> = items.iter().map(|i| &i.delivery).collect();
+    let rows = bind_new_jobs(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        &jobs,
+        owner,
+        lease_secs,
+    )
+    .bind(d.iter().map(|d| d.id).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.webhook_id).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.delivery_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.verification.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.verification_detail.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(d.iter().map(|d| d.dedup.as_str()).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.filter_result.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.mapped_input.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(items.iter().map(|i| i.job.id).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.error.as_deref()).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.outcome.as_str()).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.request_headers.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.request_query.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.request_body.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await?;
+    in_order(pool, items.iter().map(|i| i.job.id), rows).await
 }
 
 /// Orchestrator has a job: what `mark_started_many` records.
@@ -681,6 +812,7 @@ pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx:
 #[derive(Clone)]
 pub struct Ledger {
     inserts: Batcher<NewJob, JobRow>,
+    hooks: Batcher<HookJob, Option<JobRow>>,
     started: Batcher<Started, Option<JobRow>>,
 }
 
@@ -697,11 +829,26 @@ impl Ledger {
             let p = p.clone();
             async move { insert_many(&p, &jobs, owner, lease_secs).await }
         });
+        let p = pool.clone();
+        let hooks = Batcher::spawn("hook_insert", MAX_BATCH, BATCHES_IN_FLIGHT, move |items| {
+            let p = p.clone();
+            async move { insert_hooks_many(&p, &items, owner, lease_secs).await }
+        });
         let started = Batcher::spawn("job_started", MAX_BATCH, BATCHES_IN_FLIGHT, move |s| {
             let p = pool.clone();
             async move { mark_started_many(&p, &s).await }
         });
-        Self { inserts, started }
+        Self {
+            inserts,
+            hooks,
+            started,
+        }
+    }
+
+    /// Records a webhook delivery and its queued job together (committed with whatever
+    /// else is queued); None, with nothing stored, when the delivery's key was taken.
+    pub async fn hook(&self, item: HookJob) -> Result<Option<JobRow>, sqlx::Error> {
+        self.hooks.submit(item).await
     }
 
     /// Records a queued job (committed with whatever else is queued) and answers its row.

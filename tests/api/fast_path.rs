@@ -191,3 +191,100 @@ async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_one_batch() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, _) = setup_on(&sim, url, |_| {}).await;
+    let res = app
+        .admin(Method::POST, "/webhooks")
+        .json(
+            &json!({"slug": "burst", "process": "Invoices", "scheme": "token",
+            "config": {"header": "x-hook-token"}, "secrets": ["t0ken-for-burst"],
+            "dedup": "body.id", "mapping": {"in_Vendor": "body.vendor"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+
+    // 60 events, each delivered three times at once (180 requests in flight together).
+    let calls = (0..180).map(|i| {
+        let app = &app;
+        async move {
+            let event = i % 60;
+            let res = app
+                .client
+                .post(app.url("/hooks/burst"))
+                .header("x-hook-token", "t0ken-for-burst")
+                .json(&json!({"id": format!("evt-{event}"), "vendor": format!("vendor-{event}")}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (event, status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut job_of = std::collections::HashMap::new();
+    for (event, status, body) in &answers {
+        if *status == 202 {
+            assert_eq!(body["status"], "accepted", "{body}");
+            let job = body["job_id"].as_str().unwrap().to_string();
+            assert!(job_of.insert(*event, job).is_none(), "two jobs for {event}");
+        }
+    }
+    assert_eq!(job_of.len(), 60, "each event accepted once");
+    for (event, status, body) in &answers {
+        if *status != 202 {
+            assert_eq!(*status, 200, "{body}");
+            assert_eq!(body["status"], "duplicate", "{body}");
+            assert_eq!(
+                body["job_id"].as_str(),
+                Some(job_of[event].as_str()),
+                "{body}"
+            );
+        }
+    }
+    let (jobs, first, duplicate, orphans): (i64, i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from jobs), \
+                (select count(*) from webhook_deliveries where dedup = 'first' and job_id is not null), \
+                (select count(*) from webhook_deliveries where dedup = 'duplicate'), \
+                (select count(*) from jobs j where not exists \
+                   (select 1 from webhook_deliveries d where d.job_id = j.id and d.dedup = 'first'))",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((jobs, first, duplicate, orphans), (60, 60, 120, 0));
+
+    // Every job is started once, in the background.
+    eventually("all 60 jobs started", Duration::from_secs(10), || async {
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from jobs where orchestrator_job_id is not null")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        n == 60
+    })
+    .await;
+    let starts = sim
+        .calls("StartJobs")
+        .await
+        .iter()
+        .filter(|c| c["status"] == 201)
+        .count();
+    assert_eq!(starts, 60);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let largest = metrics
+        .lines()
+        .filter(|l| l.starts_with("ugw_batch_size{batch=\"hook_insert\",quantile=\"1\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    assert!(
+        largest > 1.0,
+        "no batch of more than one delivery:\n{metrics}"
+    );
+}

@@ -151,6 +151,12 @@ pub async fn orchestrator_event(
         let Some((orch_id, seen)) = observed(job) else {
             continue;
         };
+        // Pending is what the start itself records, with the Orchestrator id the lookup
+        // needs: a job found by that id is already pending or further along, so a
+        // `job.created` (one per job) needs no database work.
+        if seen.state == "pending" {
+            continue;
+        }
         if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id).await?
             && jobs::record_state(&state.pool, id, &seen, "webhook").await?
         {

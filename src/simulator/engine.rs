@@ -142,10 +142,12 @@ pub fn step(state: &mut SimState, id: i64) -> Option<Event> {
         _ => return None,
     };
     job.last_modification_time = Some(now);
-    Some(Event {
+    let event = Event {
         kind,
         job: job.clone(),
-    })
+    };
+    state.schedule(id);
+    Some(event)
 }
 
 /// Moves every job whose time has come. Returns the events to send.
@@ -154,12 +156,20 @@ pub fn advance_due(state: &mut SimState) -> Vec<Event> {
         return Vec::new();
     }
     let now = state.now();
-    let due: Vec<i64> = state
-        .jobs
-        .values()
-        .filter(|j| j.next_transition.is_some_and(|t| t <= now))
-        .map(|j| j.id)
-        .collect();
+    let mut due = Vec::new();
+    while let Some(std::cmp::Reverse((at, id))) = state.due.peek().copied() {
+        if at > now {
+            break;
+        }
+        state.due.pop();
+        if state
+            .jobs
+            .get(&id)
+            .is_some_and(|j| j.next_transition == Some(at))
+        {
+            due.push(id);
+        }
+    }
     due.into_iter().filter_map(|id| step(state, id)).collect()
 }
 

@@ -125,6 +125,7 @@ pub async fn start_jobs(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> H
                 next_transition: (!manual).then(|| now + chrono::Duration::milliseconds(pending)),
             };
             state.jobs.insert(id, job.clone());
+            state.schedule(id);
             created.push(job);
         }
         state.counters.jobs_started += created.len() as u64;
@@ -279,6 +280,7 @@ fn stop(
                 kind,
                 job: job.clone(),
             });
+            state.schedule(id);
         }
         events
     };

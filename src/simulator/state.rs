@@ -1,6 +1,7 @@
 //! The simulator's mutable state, behind one mutex. Nothing awaits while holding it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,9 @@ pub struct SimState {
     pub jobs: BTreeMap<i64, Job>,
     /// The next job Id.
     pub next_job_id: i64,
+    /// When jobs are due to move on, earliest first (`schedule`). An entry whose job has
+    /// since been given another time, or is gone, is skipped when it comes up.
+    pub due: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
     /// Outgoing webhooks by Id.
     pub webhooks: BTreeMap<i64, Webhook>,
     /// The next webhook Id.
@@ -255,6 +259,7 @@ impl SimState {
             refresh_tokens,
             id_tokens: HashMap::new(),
             jobs: BTreeMap::new(),
+            due: BinaryHeap::new(),
             // From the clock, so a restarted simulator (as in `demo`) never hands out an id
             // that a ledger may still hold from an earlier run.
             next_job_id: chrono::Utc::now().timestamp() * 1_000,
@@ -264,6 +269,13 @@ impl SimState {
             faults: Faults::default(),
             filter_calls: HashMap::new(),
             counters: Counters::default(),
+        }
+    }
+
+    /// Notes a job's `next_transition`, so the ticker finds it without a scan.
+    pub fn schedule(&mut self, id: i64) {
+        if let Some(at) = self.jobs.get(&id).and_then(|j| j.next_transition) {
+            self.due.push(Reverse((at, id)));
         }
     }
 

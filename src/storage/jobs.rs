@@ -90,6 +90,15 @@ pub fn reference(id: Uuid) -> String {
     format!("ugw-{id}")
 }
 
+/// The job id a Reference names (`reference` inverted); the nil id, which no job has,
+/// for anything else.
+fn id_of_reference(reference: &str) -> Uuid {
+    reference
+        .strip_prefix("ugw-")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .unwrap_or(Uuid::nil())
+}
+
 /// Inserts a queued job, leased to `owner` for its first attempt, and its first event.
 pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
@@ -566,7 +575,7 @@ pub struct JobFilter {
 pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
     let sql = format!(
         "select {COLUMNS} from jobs where ($1::text is null or process_name = $1) and ($2::text is null or state = $2) \
-         and ($3::text is null or source = $3) and ($4::text is null or reference = $4) \
+         and ($3::text is null or source = $3) and ($4::text is null or (id = $10 and reference = $4)) \
          and ($5::timestamptz is null or created_at >= $5) and ($6::timestamptz is null or created_at < $6) \
          and ($7::timestamptz is null or (created_at, id) < ($7, $8)) order by created_at desc, id desc limit $9"
     );
@@ -580,6 +589,7 @@ pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Err
         .bind(f.after.map(|a| a.0))
         .bind(f.after.map(|a| a.1))
         .bind(f.limit)
+        .bind(f.reference.as_deref().map(id_of_reference))
         .fetch_all(pool)
         .await?;
     rows.iter().map(from_row).collect()

@@ -4,11 +4,53 @@
 
 use serde_json::Value;
 
-/// Checks that an expression compiles; the error names the problem.
+/// Checks that an expression compiles and calls only functions JMESPath has (a parse
+/// alone accepts `split(...)`, which would fail on every delivery); the error names the
+/// problem.
 pub fn check(expression: &str) -> Result<(), String> {
-    jmespath::compile(expression)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let compiled = jmespath::compile(expression).map_err(|e| e.to_string())?;
+    unknown_function(compiled.as_ast()).map_or(Ok(()), |(name, offset)| {
+        Err(format!(
+            "JMESPath has no function `{name}` (at position {offset}); its functions are \
+             abs, avg, ceil, contains, ends_with, floor, join, keys, length, map, max, max_by, \
+             merge, min, min_by, not_null, reverse, sort, sort_by, starts_with, sum, to_array, \
+             to_number, to_string, type and values"
+        ))
+    })
+}
+
+/// The first function call, anywhere in the expression, that the runtime lacks.
+fn unknown_function(ast: &jmespath::ast::Ast) -> Option<(String, usize)> {
+    use jmespath::ast::Ast;
+    match ast {
+        Ast::Function { name, args, offset } => {
+            if jmespath::DEFAULT_RUNTIME.get_function(name).is_none() {
+                return Some((name.clone(), *offset));
+            }
+            args.iter().find_map(unknown_function)
+        }
+        Ast::Comparison { lhs, rhs, .. }
+        | Ast::Projection { lhs, rhs, .. }
+        | Ast::And { lhs, rhs, .. }
+        | Ast::Or { lhs, rhs, .. }
+        | Ast::Subexpr { lhs, rhs, .. } => unknown_function(lhs).or_else(|| unknown_function(rhs)),
+        Ast::Condition {
+            predicate, then, ..
+        } => unknown_function(predicate).or_else(|| unknown_function(then)),
+        Ast::Expref { ast, .. } => unknown_function(ast),
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            unknown_function(node)
+        }
+        Ast::MultiList { elements, .. } => elements.iter().find_map(unknown_function),
+        Ast::MultiHash { elements, .. } => {
+            elements.iter().find_map(|kv| unknown_function(&kv.value))
+        }
+        Ast::Identity { .. }
+        | Ast::Field { .. }
+        | Ast::Index { .. }
+        | Ast::Literal { .. }
+        | Ast::Slice { .. } => None,
+    }
 }
 
 /// Evaluates an expression; `null` when it selects nothing.
@@ -58,5 +100,21 @@ mod tests {
         );
         assert_eq!(eval("body.missing", &ctx).unwrap(), Value::Null);
         assert!(check("body.[").is_err());
+    }
+
+    #[test]
+    fn calls_to_functions_jmespath_lacks_are_refused_wherever_they_are() {
+        assert!(check("join('-', [body.a, to_string(body.b)])").is_ok());
+        assert!(check("sort_by(body.items, &to_number(price))[0]").is_ok());
+        for bad in [
+            "split(body.text, ' ')",
+            "body.items[?lower(name) == 'x']",
+            "{a: body.a, b: upper(body.b)}",
+            "join('-', [body.a, trim(body.b)])",
+            "!ltrim(body.a)",
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains("has no function"), "{bad}: {err}");
+        }
     }
 }

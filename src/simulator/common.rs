@@ -406,8 +406,12 @@ pub async fn record_and_inject(
     };
     record.status = res.status().as_u16();
     let mut state = sim.lock();
-    record.seq = state.calls.len() as u64 + 1;
+    state.calls_seen += 1;
+    record.seq = state.calls_seen;
     record.at = state.now();
-    state.calls.push(record);
+    if state.calls.len() >= super::state::MAX_CALLS {
+        state.calls.pop_front();
+    }
+    state.calls.push_back(record);
     Ok(res)
 }

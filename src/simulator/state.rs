@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use super::scenario::Scenario;
 
+/// The most calls kept in the log: a long-running simulator (`demo`, a benchmark) would
+/// otherwise grow without end.
+pub const MAX_CALLS: usize = 20_000;
+
 /// The whole state.
 pub struct SimState {
     /// The scenario, changeable at run time.
@@ -34,8 +38,10 @@ pub struct SimState {
     pub webhooks: BTreeMap<i64, Webhook>,
     /// The next webhook Id.
     pub next_webhook_id: i64,
-    /// Every call received, oldest first.
-    pub calls: Vec<CallRecord>,
+    /// The latest calls received (at most `MAX_CALLS`), oldest first.
+    pub calls: VecDeque<CallRecord>,
+    /// Calls received since the start (numbers them).
+    pub calls_seen: u64,
     /// Injected faults.
     pub faults: Faults,
     /// Filtered job-list calls per tenant, for the rate limit.
@@ -265,7 +271,8 @@ impl SimState {
             next_job_id: chrono::Utc::now().timestamp() * 1_000,
             webhooks: BTreeMap::new(),
             next_webhook_id: 1,
-            calls: Vec::new(),
+            calls: VecDeque::new(),
+            calls_seen: 0,
             faults: Faults::default(),
             filter_calls: HashMap::new(),
             counters: Counters::default(),

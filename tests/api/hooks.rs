@@ -437,6 +437,19 @@ async fn expressions_that_do_not_compile_are_refused_at_definition_time() {
         fields.contains(&"filter") && fields.contains(&"mapping.in_Vendor"),
         "{p}"
     );
+    // It parses, but JMESPath has no `split`: every delivery would fail, so it is refused now.
+    let mut d = definition("github", "nosplit");
+    d["mapping"] = json!({"in_Vendor": "split(body.vendor, ' ')[0]"});
+    let res = define(&app, d).await;
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "mapping.in_Vendor", "{p}");
+    assert!(
+        p["errors"][0]["problem"]
+            .as_str()
+            .is_some_and(|m| m.contains("no function `split`")),
+        "{p}"
+    );
     // `none` needs `public: true`; other schemes need a secret.
     let res = define(
         &app,

@@ -162,15 +162,21 @@ pub fn advance_due(state: &mut SimState) -> Vec<Event> {
             break;
         }
         state.due.pop();
+        due.push((at, id));
+    }
+    // Checked as each is stepped: a stepped job has a new time, so a second entry for the
+    // same time (or one from before a stop) moves nothing.
+    let mut events = Vec::new();
+    for (at, id) in due {
         if state
             .jobs
             .get(&id)
             .is_some_and(|j| j.next_transition == Some(at))
         {
-            due.push(id);
+            events.extend(step(state, id));
         }
     }
-    due.into_iter().filter_map(|id| step(state, id)).collect()
+    events
 }
 
 /// Runs the ticker until the simulator stops.

@@ -202,7 +202,7 @@ async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_
         .json(
             &json!({"slug": "burst", "process": "Invoices", "scheme": "token",
             "config": {"header": "x-hook-token"}, "secrets": ["t0ken-for-burst"],
-            "dedup": "body.id", "mapping": {"in_Vendor": "body.vendor"}}),
+            "dedup": "body.id", "mapping": {"in_Vendor": "body.vendor", "in_Amount": "body.amount"}}),
         )
         .send()
         .await
@@ -218,7 +218,7 @@ async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_
                 .client
                 .post(app.url("/hooks/burst"))
                 .header("x-hook-token", "t0ken-for-burst")
-                .json(&json!({"id": format!("evt-{event}"), "vendor": format!("vendor-{event}")}))
+                .json(&json!({"id": format!("evt-{event}"), "vendor": format!("vendor-{event}"), "amount": event}))
                 .send()
                 .await
                 .unwrap();

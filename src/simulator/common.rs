@@ -405,13 +405,6 @@ pub async fn record_and_inject(
         None => next.call(req).await?,
     };
     record.status = res.status().as_u16();
-    let mut state = sim.lock();
-    state.calls_seen += 1;
-    record.seq = state.calls_seen;
-    record.at = state.now();
-    if state.calls.len() >= super::state::MAX_CALLS {
-        state.calls.pop_front();
-    }
-    state.calls.push_back(record);
+    sim.lock().record_call(record);
     Ok(res)
 }

@@ -151,7 +151,7 @@ pub struct Webhook {
 }
 
 /// One call received.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CallRecord {
     /// Order of arrival, from 1.
     pub seq: u64,
@@ -243,6 +243,17 @@ pub struct Counters {
 }
 
 impl SimState {
+    /// Logs a call: numbered and timed, the oldest dropped once `MAX_CALLS` are kept.
+    pub fn record_call(&mut self, mut record: CallRecord) {
+        self.calls_seen += 1;
+        record.seq = self.calls_seen;
+        record.at = self.now();
+        if self.calls.len() >= MAX_CALLS {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(record);
+    }
+
     /// A fresh state for a scenario.
     pub fn new(scenario: Scenario) -> Self {
         let refresh_tokens = scenario
@@ -375,4 +386,26 @@ pub fn random_token(prefix: &str) -> String {
     let bytes: [u8; 24] = rand::rng().random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_log_keeps_the_latest_calls_and_numbers_every_one() {
+        let mut state = SimState::new(Scenario::default());
+        for n in 0..MAX_CALLS + 5 {
+            state.record_call(CallRecord {
+                path: format!("/call/{n}"),
+                ..CallRecord::default()
+            });
+        }
+        assert_eq!(state.calls.len(), MAX_CALLS);
+        assert_eq!(state.calls_seen, (MAX_CALLS + 5) as u64);
+        let first = state.calls.front().unwrap();
+        assert_eq!((first.seq, first.path.as_str()), (6, "/call/5"));
+        let last = state.calls.back().unwrap();
+        assert_eq!(last.seq, (MAX_CALLS + 5) as u64);
+    }
 }

@@ -338,6 +338,74 @@ async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
 }
 
 #[tokio::test]
+async fn a_tenant_whose_backlog_outruns_its_budget_does_not_starve_another_tenant() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |s| {
+        s.tracking.batch_size = 10;
+        s.tracking.poll_every_secs = 5;
+        s.tracking.ids_per_list = 5;
+        s.tracking.list_budget_per_minute = 1;
+    })
+    .await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"drop_all_webhooks": true})),
+    )
+    .await;
+    // A second tenant: the on-premises one, through a password connection.
+    create(&app, &input(&sim, "password", "onprem")).await;
+    let body = json!({"name": "Orders", "connection": "onprem", "folder": "Shared",
+        "release": {"process_key": "OrderSync"}});
+    let res = app
+        .admin(Method::POST, "/processes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    for _ in 0..30 {
+        assert_eq!(run(&app, &key, "").await.status(), 202);
+    }
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .client
+            .post(app.url("/run/Orders"))
+            .bearer_auth(&key)
+            .json(&json!({"in_OrderIds": [1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        orders.push(job["orchestrator_job_id"].as_i64().unwrap());
+    }
+    // Every job is due; the 30 of the first tenant have waited longest, more than one
+    // pass can take and far more than one list a minute can read.
+    sqlx::query(
+        "update jobs set state_changed_at = now() - case when process_name = 'Invoices' \
+         then interval '1 hour' else interval '10 minutes' end",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sim.control(Method::DELETE, "/calls", None).await;
+    let first = job_sync::try_execute_task(&app.state).await.unwrap();
+    let second = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!(first.lists + second.lists, 1, "{first:?} {second:?}");
+    assert!(first.deferred > 0, "{first:?}");
+    for id in orders {
+        let reads = sim.calls(&format!("/odata/Jobs({id})")).await;
+        assert_eq!(
+            reads.len(),
+            1,
+            "the second tenant's job {id} was read, once: {reads:#?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn wait_answers_200_when_the_job_ends_in_time_and_202_when_it_does_not() {
     let sim = spawn_sim(|s| {
         s.default_behaviour.pending_ms = 20;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub ledger: crate::storage::jobs::Ledger,
     /// Short-lived copies of keys, processes, connections and webhook definitions.
     pub lookups: Arc<crate::lookups::Lookups>,
+    /// Connections the poller leaves alone while their tenant's list budget is spent.
+    pub poll_pauses: crate::workers::job_sync::Pauses,
     /// Renders `/metrics` (None if another metrics recorder was installed first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -106,6 +108,7 @@ impl Application {
             limits: crate::limits::Limits::new(&settings.rate_limits),
             metrics: crate::metrics::install(),
             lookups: crate::lookups::Lookups::new(),
+            poll_pauses: Default::default(),
             settings: Arc::new(settings),
         });
         let declared = crate::apply::apply(

@@ -709,7 +709,8 @@ pub struct PollCadence {
 }
 
 /// Takes up to `limit` unfinished jobs whose last news (a state change or a poll) is
-/// older than their cadence, marking them asked; instances skip each other's rows.
+/// older than their cadence, marking them asked; instances skip each other's rows, and
+/// `paused_connections` are left out.
 /// Connections take turns, oldest first within each: a tenant with a backlog its list
 /// budget can't clear does not starve the others.
 ///
@@ -721,6 +722,7 @@ pub async fn claim_for_polling(
     pool: &PgPool,
     limit: i64,
     cadence: PollCadence,
+    paused_connections: &[Uuid],
 ) -> Result<Vec<ToPoll>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The planner's estimate (every process times `limit` rows) can pass
@@ -733,7 +735,8 @@ pub async fn claim_for_polling(
              select d.id, pw.connection_id, pw.due_before from ( \
                select p.id as process_id, p.connection_id, now() - make_interval(secs => \
                  case when w.last_event_at > now() - make_interval(secs => $4) then $3 else $2 end) as due_before \
-               from processes p left join connection_webhooks w on w.connection_id = p.connection_id) pw \
+               from processes p left join connection_webhooks w on w.connection_id = p.connection_id \
+               where p.connection_id <> all($5)) pw \
              cross join lateral ( \
                select j.id, coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) as news \
                from jobs j \
@@ -754,6 +757,7 @@ pub async fn claim_for_polling(
     .bind(cadence.every_secs as f64)
     .bind(cadence.with_webhooks_secs as f64)
     .bind(cadence.quiet_secs as f64)
+    .bind(paused_connections)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

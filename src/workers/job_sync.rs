@@ -9,12 +9,15 @@
 //!   (`poll_budget`, shared by every instance).
 //! - A 429 blocks the tenant's lists for `Retry-After` (60 s when absent); jobs that
 //!   could not be asked are given back and stay due.
+//! - Once a tenant's budget is spent (or blocked), this instance stops claiming its
+//!   connections' jobs until a list is free again (at most a minute), instead of claiming
+//!   and giving back a whole batch every pass.
 //! - A list may leave out the arguments: a job that ended successfully (or faulted)
 //!   without them is read once more with the single-job GET.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -33,6 +36,31 @@ use crate::storage::processes::{self, ProcessRow};
 
 /// How long the lists of a tenant pause after a 429 without `Retry-After`.
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The longest a connection is left alone after its tenant's budget ran out.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// Connections whose tenant has no list left, and until when (this instance's view).
+#[derive(Debug, Default)]
+pub struct Pauses(Mutex<HashMap<Uuid, Instant>>);
+
+impl Pauses {
+    /// The connections paused now.
+    pub fn current(&self) -> Vec<Uuid> {
+        let now = Instant::now();
+        let mut paused = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        paused.retain(|_, until| *until > now);
+        paused.keys().copied().collect()
+    }
+
+    fn pause(&self, connections: impl IntoIterator<Item = Uuid>, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_PAUSE);
+        let mut paused = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in connections {
+            paused.insert(id, until);
+        }
+    }
+}
 
 /// What a JobDto says, in ledger terms.
 pub fn observed(job: &Job) -> Observed {
@@ -157,9 +185,14 @@ async fn singles(state: &AppState, group: &Group<'_>, report: &mut PassReport) {
     }
 }
 
-/// Reads a group with filtered lists, within the tenant's budget. Returns false when the
-/// budget is spent or blocked (the rest of the group was given back).
-async fn lists(state: &AppState, group: &Group<'_>, report: &mut PassReport) -> bool {
+/// Reads a group with filtered lists, within the tenant's budget. Fails when the budget is
+/// spent or blocked, with how long until a list is free when that is known; the rest of
+/// the group was given back.
+async fn lists(
+    state: &AppState,
+    group: &Group<'_>,
+    report: &mut PassReport,
+) -> Result<(), Option<Duration>> {
     let t = &state.settings.tracking;
     let tenant = tenant_key(group.conn);
     let folder = FolderRef::parse(&group.process.folder);
@@ -183,12 +216,12 @@ async fn lists(state: &AppState, group: &Group<'_>, report: &mut PassReport) -> 
                 if let Err(e) = jobs::unclaim(&state.pool, &rest).await {
                     tracing::warn!(error = %e, "giving jobs back failed");
                 }
-                return false;
+                return Err(Some(wait));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the list budget failed");
                 let _ = jobs::unclaim(&state.pool, &give_back(report)).await;
-                return false;
+                return Err(None);
             }
         }
         let ids: Vec<i64> = chunk.iter().map(|j| j.orchestrator_job_id).collect();
@@ -204,7 +237,7 @@ async fn lists(state: &AppState, group: &Group<'_>, report: &mut PassReport) -> 
                 );
                 let _ = poll_budget::block(&state.pool, &tenant, wait).await;
                 let _ = jobs::unclaim(&state.pool, &give_back(report)).await;
-                return false;
+                return Err(Some(wait));
             }
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "listing jobs failed");
@@ -237,7 +270,7 @@ async fn lists(state: &AppState, group: &Group<'_>, report: &mut PassReport) -> 
             }
         }
     }
-    true
+    Ok(())
 }
 
 /// One pass.
@@ -248,7 +281,8 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
         with_webhooks_secs: t.poll_every_secs_with_webhooks,
         quiet_secs: t.webhook_quiet_secs,
     };
-    let due = jobs::claim_for_polling(&state.pool, t.batch_size, cadence).await?;
+    let paused = state.poll_pauses.current();
+    let due = jobs::claim_for_polling(&state.pool, t.batch_size, cadence, &paused).await?;
     let mut report = PassReport::default();
     if due.is_empty() {
         return Ok(report);
@@ -293,7 +327,14 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             if group.jobs.len() <= t.single_get_max {
                 singles(state, group, &mut report).await;
             } else if budget_left {
-                budget_left = lists(state, group, &mut report).await;
+                if let Err(wait) = lists(state, group, &mut report).await {
+                    budget_left = false;
+                    if let Some(wait) = wait {
+                        state
+                            .poll_pauses
+                            .pause(groups.values().map(|g| g.conn.id), wait);
+                    }
+                }
             } else {
                 report.deferred += group.jobs.len();
                 jobs::unclaim(&state.pool, &group.jobs).await?;

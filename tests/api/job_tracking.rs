@@ -231,7 +231,10 @@ async fn with_webhooks_lost_the_poller_batches_ids_and_reads_the_output_it_lacks
 #[tokio::test]
 async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
-    let (app, key) = setup(&sim, |_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
+    let same_keys = |s: &mut Settings| s.encryption_keys = Some(keys.clone());
+    let (app, key) = setup_on(&sim, url.clone(), same_keys).await;
     for _ in 0..4 {
         run(&app, &key, "").await;
     }
@@ -243,10 +246,23 @@ async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
     .await;
     let first = job_sync::try_execute_task(&app.state).await.unwrap();
     assert_eq!((first.lists, first.deferred), (1, 4), "{first:?}");
-    // Blocked: the next pass makes no list call and gives the jobs back again.
+    // Blocked: the next pass leaves the tenant alone (no claim, no call), and the jobs
+    // stay due, never marked as asked.
     sim.control(Method::DELETE, "/calls", None).await;
     let second = job_sync::try_execute_task(&app.state).await.unwrap();
-    assert_eq!((second.lists, second.deferred), (0, 4), "{second:?}");
+    assert_eq!(second, job_sync::PassReport::default());
+    assert!(sim.calls("/odata/Jobs").await.is_empty());
+    let never_asked: i64 =
+        sqlx::query_scalar("select count(*) from jobs where last_polled_at is null")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(never_asked, 4);
+    // Another instance, which has not met the 429 itself, claims them and gives them back:
+    // the block is shared through the database.
+    let other = spawn_app_on(url, same_keys).await;
+    let third = job_sync::try_execute_task(&other.state).await.unwrap();
+    assert_eq!((third.lists, third.deferred), (0, 4), "{third:?}");
     assert!(sim.calls("/odata/Jobs").await.is_empty());
     let blocked: f64 = sqlx::query_scalar(
         "select extract(epoch from blocked_until - now())::float8 from poll_budget",
@@ -304,10 +320,14 @@ async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
     // Passes go on until the budget is spent.
     let mut lists = 0;
     let mut deferred = 0;
+    let mut claimed_after_spent = 0;
     for _ in 0..5 {
         let r = job_sync::try_execute_task(&app.state).await.unwrap();
+        if lists == app.state.settings.tracking.list_budget_per_minute as usize {
+            claimed_after_spent += r.single_reads + r.lists + r.deferred;
+        }
         lists += r.lists;
-        deferred = r.deferred;
+        deferred += r.deferred;
     }
     let budget = app.state.settings.tracking.list_budget_per_minute as usize;
     let calls = self::lists(&sim).await;
@@ -324,6 +344,10 @@ async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
     assert!(
         deferred > 0,
         "jobs over the budget wait for the next minute"
+    );
+    assert_eq!(
+        claimed_after_spent, 0,
+        "once the budget is spent, passes leave the tenant's jobs alone"
     );
     let polled: i64 =
         sqlx::query_scalar("select count(*) from jobs where last_polled_at is not null")

@@ -89,6 +89,18 @@ async fn advance(sim: &Sim, orch_id: i64, times: usize) {
     }
 }
 
+/// Orchestrator's webhooks stop arriving: only the poller reads jobs back.
+async fn lose_webhooks(sim: &Sim) {
+    let res = sim
+        .control(
+            Method::PUT,
+            "/faults",
+            Some(json!({"drop_all_webhooks": true})),
+        )
+        .await;
+    assert!(res.status().is_success());
+}
+
 fn sign(body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -177,12 +189,7 @@ async fn with_webhooks_lost_the_poller_batches_ids_and_reads_the_output_it_lacks
     })
     .await;
     let (app, key) = setup(&sim, |_| {}).await;
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"drop_all_webhooks": true})),
-    )
-    .await;
+    lose_webhooks(&sim).await;
     let mut jobs = Vec::new();
     for _ in 0..5 {
         let j: Value = run(&app, &key, "").await.json().await.unwrap();
@@ -284,12 +291,7 @@ async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
         s.rate_limits.api_key_per_second = 0;
     })
     .await;
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"drop_all_webhooks": true})),
-    )
-    .await;
+    lose_webhooks(&sim).await;
     let started = Instant::now();
     let mut handles = Vec::new();
     for worker in 0..8 {
@@ -371,12 +373,7 @@ async fn a_tenant_whose_backlog_outruns_its_budget_does_not_starve_another_tenan
         s.tracking.list_budget_per_minute = 1;
     })
     .await;
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"drop_all_webhooks": true})),
-    )
-    .await;
+    lose_webhooks(&sim).await;
     // A second tenant: the on-premises one, through a password connection.
     create(&app, &input(&sim, "password", "onprem")).await;
     let body = json!({"name": "Orders", "connection": "onprem", "folder": "Shared",

@@ -105,10 +105,14 @@ fn name_taken(e: sqlx::Error, name: &str) -> ApiError {
     }
 }
 
-async fn load(state: &AppState, id: Uuid) -> Result<ConnectionRow, ApiError> {
-    store::get(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection_not_found", format!("no connection {id}")))
+/// A connection by id or by name (the path segment of `/connections/{id}`).
+async fn load(state: &AppState, id_or_name: &str) -> Result<ConnectionRow, ApiError> {
+    store::find(&state.pool, id_or_name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "connection_not_found",
+            format!("no connection with id or name `{id_or_name}`"),
+        )
+    })
 }
 
 /// Maps a token or Orchestrator failure to the caller's answer, keeping Orchestrator's code.
@@ -230,10 +234,9 @@ pub async fn list_connections(
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "The connection", body = ConnectionView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -243,20 +246,19 @@ pub async fn list_connections(
 pub async fn get_connection(
     _: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<web::Json<ConnectionView>, ApiError> {
-    Ok(web::Json(view(&state, load(&state, *id).await?)))
+    Ok(web::Json(view(&state, load(&state, &id).await?)))
 }
 
 /// Replace a connection. Secret fields left out keep their stored values.
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id, or its name")),
     request_body = ConnectionInput,
     responses(
         (status = 200, description = "Updated", body = ConnectionView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -269,10 +271,10 @@ pub async fn get_connection(
 pub async fn replace_connection(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: web::Json<ConnectionInput>,
 ) -> Result<web::Json<ConnectionView>, ApiError> {
-    let old = load(&state, *id).await?;
+    let old = load(&state, &id).await?;
     let before = snapshot(&view(&state, old.clone()));
     let old_secrets = store::open_secrets(&state.keys, &old)
         .map_err(|e| ApiError::Internal(e.context("opening stored secrets")))?;
@@ -282,13 +284,14 @@ pub async fn replace_connection(
         .validate_with(Some(&old_secrets), refresh_stored)
         .map_err(problems_error)?;
     discover_if_needed(&state, &mut new).await?;
-    let row = store::replace(&state.pool, &state.keys, *id, &new, old_secrets)
+    let id = old.id;
+    let row = store::replace(&state.pool, &state.keys, id, &new, old_secrets)
         .await
         .map_err(|e| name_taken(e, &new.name))?
         .ok_or_else(|| {
             ApiError::not_found("connection_not_found", format!("no connection {id}"))
         })?;
-    state.tokens.forget(*id);
+    state.tokens.forget(id);
     let shown = view(&state, row);
     admin
         .audit(
@@ -307,10 +310,9 @@ pub async fn replace_connection(
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -321,14 +323,14 @@ pub async fn replace_connection(
 pub async fn delete_connection(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = store::get(&state.pool, *id)
-        .await?
-        .and_then(|row| snapshot(&view(&state, row)));
-    match store::delete(&state.pool, *id).await {
+    let row = load(&state, &id).await?;
+    let id = row.id;
+    let before = snapshot(&view(&state, row));
+    match store::delete(&state.pool, id).await {
         Ok(true) => {
-            state.tokens.forget(*id);
+            state.tokens.forget(id);
             admin
                 .audit(
                     &state.pool,
@@ -386,10 +388,9 @@ fn client(state: &AppState, row: &ConnectionRow) -> OrchestratorClient {
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "The test ran; `ok` says how it went", body = ConnectionTest),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -399,9 +400,9 @@ fn client(state: &AppState, row: &ConnectionRow) -> OrchestratorClient {
 pub async fn test_connection(
     _: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<web::Json<ConnectionTest>, ApiError> {
-    let row = load(&state, *id).await?;
+    let row = load(&state, &id).await?;
     let orch = client(&state, &row);
     let result = state.tokens.with_token(&row, |t| {
         let orch = orch.clone();
@@ -477,10 +478,9 @@ pub struct FolderList {
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "Folders", body = FolderList),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -493,9 +493,9 @@ pub struct FolderList {
 pub async fn connection_folders(
     _: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<web::Json<FolderList>, ApiError> {
-    let row = load(&state, *id).await?;
+    let row = load(&state, &id).await?;
     let orch = client(&state, &row);
     let folders = state
         .tokens
@@ -551,10 +551,10 @@ pub struct ReleaseList {
 #[utoipa::path(
     tag = "connections",
     security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Connection id"), FolderQuery),
+    params(("id" = String, Path, description = "Connection id, or its name"), FolderQuery),
     responses(
         (status = 200, description = "Releases", body = ReleaseList),
-        (status = 400, description = "No folder given, or a bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No folder given", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -567,7 +567,7 @@ pub struct ReleaseList {
 pub async fn connection_releases(
     _: Admin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     query: web::Query<FolderQuery>,
 ) -> Result<web::Json<ReleaseList>, ApiError> {
     let folder = query
@@ -581,7 +581,7 @@ pub async fn connection_releases(
             )
         })?;
     let folder = FolderRef::parse(folder);
-    let row = load(&state, *id).await?;
+    let row = load(&state, &id).await?;
     let orch = client(&state, &row);
     let releases = state
         .tokens

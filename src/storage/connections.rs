@@ -346,6 +346,10 @@ pub async fn find(pool: &PgPool, id_or_name: &str) -> Result<Option<ConnectionRo
     if let Ok(id) = Uuid::parse_str(id_or_name) {
         return get(pool, id).await;
     }
+    // PostgreSQL refuses NUL in text; no name has one.
+    if id_or_name.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!(
         "select {COLUMNS} from connections c left join connection_tokens t on t.connection_id = c.id where c.name = $1"
     );

@@ -537,6 +537,25 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
         .await
         .unwrap();
     assert_eq!(test["ok"], true, "the kept secret still works: {test}");
+    // The name works wherever the id does.
+    let by_name: Value = app
+        .admin(Method::GET, "/connections/cc-renamed")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_name["id"], id.as_str());
+    let test: Value = app
+        .admin(Method::POST, "/connections/cc-renamed/test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(test["ok"], true, "{test}");
     assert_eq!(
         app.admin(Method::DELETE, &format!("/connections/{id}"))
             .send()
@@ -553,14 +572,27 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
             .status(),
         404
     );
-    assert_eq!(
-        app.admin(Method::GET, "/connections/not-a-uuid")
+    let res = app
+        .admin(Method::GET, "/connections/cc-renamed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "connection_not_found");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("cc-renamed"),
+        "{problem}"
+    );
+    // A name PostgreSQL could not even compare is simply not found.
+    for odd in ["cc%00renamed", "%C3%A9%E2%9C%93", &"x".repeat(5_000)] {
+        let res = app
+            .admin(Method::GET, &format!("/connections/{odd}/folders"))
             .send()
             .await
-            .unwrap()
-            .status(),
-        400
-    );
+            .unwrap();
+        assert_eq!(res.status(), 404, "{odd}");
+    }
 }
 
 #[tokio::test]

@@ -259,6 +259,7 @@ pub async fn get_connection(
     request_body = ConnectionInput,
     responses(
         (status = 200, description = "Updated", body = ConnectionView),
+        (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),

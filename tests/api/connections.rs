@@ -585,7 +585,12 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
         "{problem}"
     );
     // A name PostgreSQL could not even compare is simply not found.
-    for odd in ["cc%00renamed", "%C3%A9%E2%9C%93", &"x".repeat(5_000)] {
+    for odd in [
+        "cc%00renamed",
+        "%C3%A9%E2%9C%93",
+        "%FF%FE",
+        &"x".repeat(5_000),
+    ] {
         let res = app
             .admin(Method::GET, &format!("/connections/{odd}/folders"))
             .send()

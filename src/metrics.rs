@@ -99,6 +99,12 @@ pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// How many writes are waiting for a group commit (a queue that grows means the
+/// database cannot keep up).
+pub fn batch_waiting(batch: &'static str, waiting: usize) {
+    gauge!("ugw_batch_waiting", "batch" => batch).set(waiting as f64);
+}
+
 /// How many writes one group commit carried.
 pub fn batch_size(batch: &'static str, size: usize) {
     histogram!("ugw_batch_size", "batch" => batch).record(size as f64);

@@ -86,6 +86,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     if let Err(e) = crate::metrics::refresh_gauges(&state.pool).await {
         tracing::warn!(error = %e, "metrics: database gauges not refreshed");
     }
+    crate::metrics::batch_waiting("ledger", state.ledger.waiting());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render()))

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -18,12 +19,15 @@ type Reply<R> = oneshot::Sender<Result<R, sqlx::Error>>;
 /// Submits items to be written in batches by `write`.
 pub struct Batcher<T, R> {
     tx: mpsc::UnboundedSender<(T, Reply<R>)>,
+    /// Items submitted and not yet in a batch.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl<T, R> Clone for Batcher<T, R> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -43,6 +47,8 @@ where
         let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply<R>)>();
         let write = Arc::new(write);
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let taken = waiting.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 // Wait for a free slot first: what queues up meanwhile joins this batch.
@@ -56,6 +62,7 @@ where
                         Err(_) => break,
                     }
                 }
+                taken.fetch_sub(batch.len(), Ordering::Relaxed);
                 crate::metrics::batch_size(name, batch.len());
                 let write = write.clone();
                 tokio::spawn(async move {
@@ -90,15 +97,22 @@ where
                 });
             }
         });
-        Self { tx }
+        Self { tx, waiting }
+    }
+
+    /// How many items are waiting for a batch (all batch slots are busy).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Writes `item` with whatever else is queued, and answers once it is committed.
     pub async fn submit(&self, item: T) -> Result<R, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((item, reply))
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send((item, reply)).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(sqlx::Error::PoolClosed);
+        }
         answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 }

@@ -1,8 +1,12 @@
 //! The job ledger: every job, its attempts, and a timeline of its states.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::storage::batch::Batcher;
@@ -348,7 +352,8 @@ async fn mark_started_many(
            where id = t.u_id and state = 'queued' \
            returning {COLUMNS}), \
          events as (insert into job_events (job_id, state, source, detail) \
-           select e.u_id, e.u_state, 'dispatcher', e.u_detail from unnest($1::uuid[], $2::text[], $5::jsonb[]) as e(u_id, u_state, u_detail)) \
+           select e.u_id, e.u_state, 'dispatcher', e.u_detail from unnest($1::uuid[], $2::text[], $5::jsonb[]) as e(u_id, u_state, u_detail) \
+           where e.u_id in (select id from upd)) \
          select {COLUMNS} from upd"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -866,7 +871,95 @@ enum Written {
 /// Writes a batch: one statement per kind of write in it, all in one commit (a
 /// transaction only when there are several kinds). Answers in the order given.
 async fn write_batch(
-    pool: &PgPool,
+    kept: &Kept,
+    items: &[Write],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<Vec<Written>, sqlx::Error> {
+    let mut conn = kept.take().await?;
+    match write_kinds(&mut conn, items, owner, lease_secs).await {
+        Ok(written) => {
+            kept.keep(conn);
+            Ok(written)
+        }
+        // The link broke (a restart, a failover, a killed session): once more on a
+        // checked connection. Each write is safe to repeat: a job or delivery already
+        // stored is read back, and a start already marked is not marked again.
+        Err(e) if broken_link(&e) => {
+            tracing::info!(error = %e, "a ledger connection broke; writing the batch again on another");
+            drop(conn);
+            let mut conn = kept.pool.acquire().await?;
+            let written = write_kinds(&mut conn, items, owner, lease_secs).await?;
+            kept.keep(conn);
+            Ok(written)
+        }
+        // The pool checks the connection it gets back; the batcher then writes the items
+        // one by one, so a bad one fails alone.
+        Err(e) => Err(e),
+    }
+}
+
+/// The error says the connection, not the statement, failed.
+fn broken_link(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        // 08: connection exception; 57P: the server is shutting down or restarting.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// A kept connection idle this long is checked with a round trip before its next batch.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Connections the ledger keeps between batches. sqlx checks a connection with a round
+/// trip each time it is taken from its pool and each time it is given back, and the
+/// ledger commits hundreds of batches a second. A kept connection idle for `IDLE_CHECK`
+/// is checked before its next batch; one that breaks in use is replaced (`write_batch`).
+struct Kept {
+    pool: PgPool,
+    most: usize,
+    idle: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+}
+
+impl Kept {
+    fn new(pool: PgPool, most: usize) -> Self {
+        Self {
+            pool,
+            most,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn take(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some((mut conn, since)) => {
+                if since.elapsed() < IDLE_CHECK || conn.ping().await.is_ok() {
+                    return Ok(conn);
+                }
+                // Broken (a restart, a dropped link): the pool closes it.
+                drop(conn);
+                self.pool.acquire().await
+            }
+            None => self.pool.acquire().await,
+        }
+    }
+
+    fn keep(&self, conn: PoolConnection<Postgres>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.most {
+            idle.push((conn, Instant::now()));
+        }
+    }
+}
+
+/// One commit for the kinds of write in `items`: one statement per kind, in a
+/// transaction only when there are several kinds.
+async fn write_kinds(
+    conn: &mut PgConnection,
     items: &[Write],
     owner: Uuid,
     lease_secs: i64,
@@ -881,11 +974,10 @@ async fn write_batch(
     }
     let kinds = [inserts.len(), hooks.len(), started.len()];
     let mut tx: Option<Transaction<'_, Postgres>> = None;
-    let mut plain: Option<sqlx::pool::PoolConnection<Postgres>> = None;
     let conn: &mut PgConnection = if kinds.iter().filter(|n| **n > 0).count() > 1 {
-        tx.insert(pool.begin().await?)
+        tx.insert(conn.begin().await?)
     } else {
-        plain.insert(pool.acquire().await?)
+        conn
     };
     let mut inserted = Vec::new().into_iter();
     if !inserts.is_empty() {
@@ -940,11 +1032,19 @@ const BATCHES_IN_FLIGHT: usize = 2;
 impl Ledger {
     /// Starts the batcher; new jobs are leased to `owner` for `lease_secs`.
     pub fn spawn(pool: PgPool, owner: Uuid, lease_secs: i64) -> Self {
+        // Keep a connection per batch in flight, but never more than a quarter of the pool.
+        let most = BATCHES_IN_FLIGHT.min(pool.options().get_max_connections() as usize / 4);
+        let kept = Arc::new(Kept::new(pool, most));
         let writes = Batcher::spawn("ledger", MAX_BATCH, BATCHES_IN_FLIGHT, move |items| {
-            let pool = pool.clone();
-            async move { write_batch(&pool, &items, owner, lease_secs).await }
+            let kept = kept.clone();
+            async move { write_batch(&kept, &items, owner, lease_secs).await }
         });
         Self { writes }
+    }
+
+    /// Writes waiting for a group commit (both batches in flight are still committing).
+    pub fn waiting(&self) -> usize {
+        self.writes.waiting()
     }
 
     async fn write(&self, item: Write) -> Result<Written, sqlx::Error> {

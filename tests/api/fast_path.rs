@@ -6,12 +6,42 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::helpers::TestApp;
 use crate::job_tracking::setup_on;
 use crate::reliability::eventually;
 use crate::sim_helpers::spawn_sim;
 use crate::test_db;
+
+/// Runs `requests` while every write to `jobs` is held back, until at least `n` of the
+/// gateway's writes wait for a group commit: the batches after that surely carry several,
+/// however fast or slow the requests arrive.
+async fn batched<T>(app: &TestApp, n: usize, requests: impl std::future::Future<Output = T>) -> T {
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("lock table jobs in share mode")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let release = async {
+        eventually(
+            "writes waiting for a group commit",
+            Duration::from_secs(30),
+            || async {
+                let metrics = app.get("/metrics").await.text().await.unwrap();
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix("ugw_batch_waiting{batch=\"ledger\"} "))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= n as f64)
+            },
+        )
+        .await;
+        hold.commit().await.unwrap();
+    };
+    tokio::join!(requests, release).0
+}
 
 #[tokio::test]
 async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fails_alone() {
@@ -41,7 +71,7 @@ async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fa
             (i, status, body)
         }
     });
-    let answers = futures_util::future::join_all(calls).await;
+    let answers = batched(&app, 100, futures_util::future::join_all(calls)).await;
     let mut ids = Vec::new();
     for (i, status, body) in answers {
         if i == 77 {
@@ -227,7 +257,7 @@ async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_
             (event, status, body)
         }
     });
-    let answers = futures_util::future::join_all(calls).await;
+    let answers = batched(&app, 100, futures_util::future::join_all(calls)).await;
     let mut job_of = std::collections::HashMap::new();
     for (event, status, body) in &answers {
         if *status == 202 {
@@ -287,4 +317,51 @@ async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_
         largest > 1.0,
         "no batch of more than one delivery:\n{metrics}"
     );
+}
+
+#[tokio::test]
+async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, key) = setup_on(&sim, url.clone(), |_| {}).await;
+    let run = || async {
+        let res = app
+            .client
+            .post(app.url("/run/Invoices"))
+            .bearer_auth(&key)
+            .json(&json!({"in_Vendor": "ACME", "in_Amount": 1}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap())
+    };
+    // The ledger now keeps a connection between its batches.
+    assert_eq!(run().await.0, 202);
+
+    // An administrator (or a failover) ends every session of the gateway's database.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose_secret())
+        .await
+        .unwrap();
+    let ended: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()) s",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(ended >= 1, "no session of the gateway was ended");
+
+    // Each request is recorded and started as before: broken connections are replaced.
+    for _ in 0..3 {
+        let (status, body) = run().await;
+        assert_eq!(status, 202, "{body}");
+        assert!(body["orchestrator_job_id"].is_i64(), "{body}");
+    }
+    let jobs: i64 =
+        sqlx::query_scalar("select count(*) from jobs where orchestrator_job_id is not null")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(jobs, 4);
 }

@@ -213,26 +213,67 @@ async fn in_order(
 /// first attempt, with their first events. Answers the rows in the order given. A job
 /// already stored (a batch retried after a commit whose outcome was unknown) is read back
 /// instead of inserted twice.
+/// `marks` are recorded by the same statement (see `with_marks`).
 async fn insert_many(
     conn: &mut PgConnection,
     jobs: &[&NewJob],
+    marks: &[&Started],
     owner: Uuid,
     lease_secs: i64,
-) -> Result<Vec<JobRow>, sqlx::Error> {
-    let sql = format!("with {} select {COLUMNS} from new", insert_jobs_ctes(""));
-    let rows = bind_new_jobs(
+) -> Result<(Vec<JobRow>, Vec<Option<JobRow>>), sqlx::Error> {
+    let sql = with_marks(&insert_jobs_ctes(""), !marks.is_empty(), 12);
+    let q = bind_new_jobs(
         sqlx::query(sqlx::AssertSqlSafe(sql)),
         jobs,
         owner,
         lease_secs,
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    in_order(conn, jobs.iter().map(|j| j.id), rows)
+    );
+    let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
+    let (rows, marked) = split_marked(rows, marks)?;
+    let stored = in_order(conn, jobs.iter().map(|j| j.id), rows)
         .await?
         .into_iter()
         .map(|row| row.ok_or(sqlx::Error::RowNotFound))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((stored, marked))
+}
+
+/// The statement for common table expressions `ctes` that define `new` (the jobs
+/// stored), and, with `marks`, also the started marks bound from `$first` on: one
+/// statement, one round trip and one commit for both, where a transaction would cost
+/// two more (`begin`, `commit`). The two touch different jobs: a job is marked only
+/// after its insert was committed.
+fn with_marks(ctes: &str, marks: bool, first: usize) -> String {
+    if marks {
+        format!(
+            "with {ctes}, {} select false as marked, {COLUMNS} from new \
+             union all select true, {COLUMNS} from upd",
+            started_ctes(first)
+        )
+    } else {
+        format!("with {ctes} select {COLUMNS} from new")
+    }
+}
+
+/// Splits the rows of a `with_marks` statement into the jobs stored and each mark's
+/// answer (in the order of `marks`).
+fn split_marked(
+    rows: Vec<sqlx::postgres::PgRow>,
+    marks: &[&Started],
+) -> Result<(Vec<sqlx::postgres::PgRow>, Vec<Option<JobRow>>), sqlx::Error> {
+    if marks.is_empty() {
+        return Ok((rows, Vec::new()));
+    }
+    let mut stored = Vec::with_capacity(rows.len());
+    let mut marked = Vec::new();
+    for r in rows {
+        if r.try_get::<bool, _>("marked")? {
+            marked.push(r);
+        } else {
+            stored.push(r);
+        }
+    }
+    Ok((stored, answer_marks(marks, &marked)?))
 }
 
 /// A webhook delivery that starts a job: both are stored together or not at all.
@@ -246,29 +287,31 @@ pub struct HookJob {
 /// Stores many deliveries and their jobs in one statement (one commit). A delivery whose
 /// dedup key was already taken is not stored, and neither is its job: it answers None.
 /// Answers in the order given; a pair already stored (a retried batch) is read back.
+/// `marks` are recorded by the same statement (see `with_marks`).
 async fn insert_hooks_many(
     conn: &mut PgConnection,
     items: &[&HookJob],
+    marks: &[&Started],
     owner: Uuid,
     lease_secs: i64,
-) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+) -> Result<(Vec<Option<JobRow>>, Vec<Option<JobRow>>), sqlx::Error> {
     // `on conflict do nothing` without a target: the dedup index (a key taken) and the
     // primary key (this very delivery, stored by a batch whose commit went unanswered).
-    let sql = format!(
-        "with d as ( \
+    let ctes = format!(
+        "d as ( \
            insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, \
              filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of) \
            select * from unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
              $19::jsonb[], $20::uuid[], $21::text[], $22::text[], $23::jsonb[], $24::text[], $25::bytea[], $26::uuid[]) \
            on conflict do nothing \
            returning job_id), \
-         {} \
-         select {COLUMNS} from new",
+         {}",
         insert_jobs_ctes("where t.id in (select job_id from d)")
     );
+    let sql = with_marks(&ctes, !marks.is_empty(), 27);
     let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
     let d: Vec<&Delivery> = items.iter().map(|i| &i.delivery).collect();
-    let rows = bind_new_jobs(
+    let q = bind_new_jobs(
         sqlx::query(sqlx::AssertSqlSafe(sql)),
         &jobs,
         owner,
@@ -320,10 +363,11 @@ async fn insert_hooks_many(
             .map(|d| d.request_body.as_deref())
             .collect::<Vec<_>>(),
     )
-    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await?;
-    in_order(conn, items.iter().map(|i| i.job.id), rows).await
+    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>());
+    let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
+    let (rows, marked) = split_marked(rows, marks)?;
+    let stored = in_order(conn, items.iter().map(|i| i.job.id), rows).await?;
+    Ok((stored, marked))
 }
 
 /// Orchestrator has a job: what `mark_started_many` records.
@@ -344,20 +388,38 @@ async fn mark_started_many(
     conn: &mut PgConnection,
     started: &[&Started],
 ) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
-    let sql = format!(
-        "with upd as ( \
+    let sql = format!("with {} select {COLUMNS} from upd", started_ctes(1));
+    let rows = bind_started(sqlx::query(sqlx::AssertSqlSafe(sql)), started)
+        .fetch_all(conn)
+        .await?;
+    answer_marks(started, &rows)
+}
+
+/// The common table expressions that mark started jobs from the arrays `$first` to
+/// `$first + 4` (bound by `bind_started`), with their timeline events. Defines `upd`, the
+/// jobs marked; a job no longer queued is left as it was.
+fn started_ctes(first: usize) -> String {
+    let (ids, states, orch, keys, details) = (first, first + 1, first + 2, first + 3, first + 4);
+    format!(
+        "upd as ( \
            update jobs set state = t.u_state, orchestrator_job_id = t.u_orch, orchestrator_job_key = t.u_key, \
              lease_owner = null, lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
-           from unnest($1::uuid[], $2::text[], $3::int8[], $4::uuid[]) as t(u_id, u_state, u_orch, u_key) \
+           from unnest(${ids}::uuid[], ${states}::text[], ${orch}::int8[], ${keys}::uuid[]) as t(u_id, u_state, u_orch, u_key) \
            where id = t.u_id and state = 'queued' \
            returning {COLUMNS}), \
-         events as (insert into job_events (job_id, state, source, detail) \
-           select e.u_id, e.u_state, 'dispatcher', e.u_detail from unnest($1::uuid[], $2::text[], $5::jsonb[]) as e(u_id, u_state, u_detail) \
-           where e.u_id in (select id from upd)) \
-         select {COLUMNS} from upd"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(started.iter().map(|s| s.id).collect::<Vec<_>>())
+         upd_events as (insert into job_events (job_id, state, source, detail) \
+           select e.u_id, e.u_state, 'dispatcher', e.u_detail \
+           from unnest(${ids}::uuid[], ${states}::text[], ${details}::jsonb[]) as e(u_id, u_state, u_detail) \
+           where e.u_id in (select id from upd))"
+    )
+}
+
+/// Binds the five arrays of `started_ctes`.
+fn bind_started<'q>(q: PgQuery<'q>, started: &[&'q Started]) -> PgQuery<'q> {
+    if started.is_empty() {
+        return q;
+    }
+    q.bind(started.iter().map(|s| s.id).collect::<Vec<_>>())
         .bind(started.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
         .bind(
             started
@@ -372,10 +434,15 @@ async fn mark_started_many(
                 .collect::<Vec<_>>(),
         )
         .bind(started.iter().map(|s| &s.detail).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await?;
+}
+
+/// Each mark's job as it now stands (the rows of `upd`), in the order of `started`.
+fn answer_marks(
+    started: &[&Started],
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
     let mut by_id = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         let row = from_row(r)?;
         by_id.insert(row.id, row);
     }
@@ -972,32 +1039,44 @@ async fn write_kinds(
             Write::Started(s) => started.push(s),
         }
     }
-    let kinds = [inserts.len(), hooks.len(), started.len()];
+    for (batch, n) in [
+        ("job_insert", inserts.len()),
+        ("hook_insert", hooks.len()),
+        ("job_started", started.len()),
+    ] {
+        if n > 0 {
+            crate::metrics::batch_size(batch, n);
+        }
+    }
+    // The marks ride on the statement that stores new jobs (or deliveries). Only jobs
+    // and deliveries together take a transaction: both statements define `new`.
     let mut tx: Option<Transaction<'_, Postgres>> = None;
-    let conn: &mut PgConnection = if kinds.iter().filter(|n| **n > 0).count() > 1 {
+    let conn: &mut PgConnection = if !inserts.is_empty() && !hooks.is_empty() {
         tx.insert(conn.begin().await?)
     } else {
         conn
     };
-    let mut inserted = Vec::new().into_iter();
+    let (mut inserted, mut hooked, mut marked) = (Vec::new(), Vec::new(), Vec::new());
     if !inserts.is_empty() {
-        crate::metrics::batch_size("job_insert", inserts.len());
-        inserted = insert_many(&mut *conn, &inserts, owner, lease_secs)
-            .await?
-            .into_iter();
+        (inserted, marked) = insert_many(&mut *conn, &inserts, &started, owner, lease_secs).await?;
     }
-    let mut hooked = Vec::new().into_iter();
     if !hooks.is_empty() {
-        crate::metrics::batch_size("hook_insert", hooks.len());
-        hooked = insert_hooks_many(&mut *conn, &hooks, owner, lease_secs)
-            .await?
-            .into_iter();
+        let marks = if inserts.is_empty() {
+            &started[..]
+        } else {
+            &[]
+        };
+        let (stored, m) = insert_hooks_many(&mut *conn, &hooks, marks, owner, lease_secs).await?;
+        hooked = stored;
+        if inserts.is_empty() {
+            marked = m;
+        }
     }
-    let mut marked = Vec::new().into_iter();
-    if !started.is_empty() {
-        crate::metrics::batch_size("job_started", started.len());
-        marked = mark_started_many(&mut *conn, &started).await?.into_iter();
+    if inserts.is_empty() && hooks.is_empty() {
+        marked = mark_started_many(&mut *conn, &started).await?;
     }
+    let (mut inserted, mut hooked, mut marked) =
+        (inserted.into_iter(), hooked.into_iter(), marked.into_iter());
     if let Some(tx) = tx {
         tx.commit().await?;
     }

@@ -9,6 +9,9 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use uipath_gateway::storage::hooks::Delivery;
+use uipath_gateway::storage::jobs::{HookJob, NewJob, Started};
+
 use crate::helpers::TestApp;
 use crate::job_tracking::setup_on;
 use crate::reliability::eventually;
@@ -364,4 +367,223 @@ async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
             .await
             .unwrap();
     assert_eq!(jobs, 4);
+}
+
+/// Writes the `n` writes of `items` as one group commit: holds every write to `jobs`
+/// while two blocking inserts take both batch slots, submits `items`, and lets go once all
+/// `n` wait, so the next batch carries exactly them.
+async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<Output = T>) -> T {
+    let ledger = &app.state.ledger;
+    let process_id = invoices_id(app).await;
+    let blocker = || {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.insert(new_job(process_id)).await.unwrap() })
+    };
+    let on_the_lock = |n: i64| async move {
+        eventually(
+            "writes waiting on the lock",
+            Duration::from_secs(10),
+            || async {
+                let waiters: i64 = sqlx::query_scalar(
+                    "select count(*) from pg_stat_activity \
+                 where datname = current_database() and wait_event_type = 'Lock'",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                waiters == n
+            },
+        )
+        .await
+    };
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("lock table jobs in share mode")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let first = blocker();
+    on_the_lock(1).await;
+    let second = blocker();
+    on_the_lock(2).await;
+    let release = async {
+        eventually(
+            "the batch's writes waiting",
+            Duration::from_secs(10),
+            || async { ledger.waiting() == n },
+        )
+        .await;
+        hold.commit().await.unwrap();
+    };
+    let (out, ()) = tokio::join!(items, release);
+    first.await.unwrap();
+    second.await.unwrap();
+    out
+}
+
+async fn invoices_id(app: &TestApp) -> uuid::Uuid {
+    sqlx::query_scalar("select id from processes where name = 'Invoices'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+fn new_job(process_id: uuid::Uuid) -> NewJob {
+    NewJob {
+        id: uuid::Uuid::new_v4(),
+        process_id,
+        process_name: "Invoices".into(),
+        source: "api",
+        source_detail: None,
+        input: json!({"in_Vendor": "ACME"}),
+        callback_url: None,
+        replay_of: None,
+    }
+}
+
+fn hook_job(process_id: uuid::Uuid, webhook_id: uuid::Uuid, key: &str) -> HookJob {
+    let job = NewJob {
+        source: "hook",
+        ..new_job(process_id)
+    };
+    HookJob {
+        delivery: Delivery {
+            id: uuid::Uuid::new_v4(),
+            webhook_id,
+            delivery_key: Some(key.into()),
+            verification: "ok".into(),
+            verification_detail: None,
+            dedup: "first".into(),
+            filter_result: None,
+            mapped_input: Some(job.input.clone()),
+            job_id: Some(job.id),
+            error: None,
+            outcome: "accepted".into(),
+            request_headers: None,
+            request_query: None,
+            request_body: Some(b"{}".to_vec()),
+            replay_of: None,
+            received_at: None,
+        },
+        job,
+    }
+}
+
+fn mark(id: uuid::Uuid, orchestrator_job_id: i64) -> Started {
+    Started {
+        id,
+        orchestrator_job_id,
+        orchestrator_job_key: None,
+        state: "pending".into(),
+        detail: json!({"orchestrator_job_id": orchestrator_job_id}),
+    }
+}
+
+#[tokio::test]
+async fn one_commit_carries_new_jobs_deliveries_and_start_marks_in_every_mix() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, _) = setup_on(&sim, url, |_| {}).await;
+    let res = app
+        .admin(Method::POST, "/webhooks")
+        .json(&json!({"slug": "mix", "process": "Invoices", "scheme": "token",
+            "config": {"header": "x-hook-token"}, "secrets": ["t0ken-for-mix"], "dedup": "body.id"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let webhook_id: uuid::Uuid = sqlx::query_scalar("select id from webhooks where slug = 'mix'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let process_id = invoices_id(&app).await;
+    let ledger = &app.state.ledger;
+    // Jobs already recorded, waiting for their marks.
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        queued.push(ledger.insert(new_job(process_id)).await.unwrap().id);
+    }
+
+    // New jobs with marks; deliveries with marks; all three kinds; and a mark for a job
+    // that is no longer queued (it answers None and changes nothing).
+    let (job, marked) = one_batch(&app, 2, async {
+        tokio::join!(
+            ledger.insert(new_job(process_id)),
+            ledger.started(mark(queued[0], 100))
+        )
+    })
+    .await;
+    let (delivered, marked_too) = one_batch(&app, 2, async {
+        tokio::join!(
+            ledger.hook(hook_job(process_id, webhook_id, "evt-1")),
+            ledger.started(mark(queued[1], 101))
+        )
+    })
+    .await;
+    let (job_too, delivered_too, taken, again) = one_batch(&app, 4, async {
+        tokio::join!(
+            ledger.insert(new_job(process_id)),
+            ledger.hook(hook_job(process_id, webhook_id, "evt-2")),
+            ledger.hook(hook_job(process_id, webhook_id, "evt-1")),
+            ledger.started(mark(queued[0], 999)),
+        )
+    })
+    .await;
+
+    let (job, job_too) = (job.unwrap(), job_too.unwrap());
+    assert_eq!(
+        (job.state.as_str(), job_too.state.as_str()),
+        ("queued", "queued")
+    );
+    let (delivered, delivered_too) = (delivered.unwrap().unwrap(), delivered_too.unwrap().unwrap());
+    assert_eq!(delivered.source, "hook");
+    assert_eq!(delivered_too.source, "hook");
+    assert!(
+        taken.unwrap().is_none(),
+        "a repeated delivery key stores nothing"
+    );
+    let marked = marked.unwrap().expect("the queued job is marked");
+    assert_eq!(
+        (marked.state.as_str(), marked.orchestrator_job_id),
+        ("pending", Some(100))
+    );
+    let marked_too = marked_too.unwrap().expect("the queued job is marked");
+    assert_eq!(marked_too.orchestrator_job_id, Some(101));
+    assert!(
+        again.unwrap().is_none(),
+        "a job no longer queued is not marked again"
+    );
+
+    // As stored: each new job once with one `queued` event; each marked job with one start
+    // event; the late mark changed nothing.
+    let rows: Vec<(uuid::Uuid, String, Option<i64>, i64, i64)> = sqlx::query_as(
+        "select j.id, j.state, j.orchestrator_job_id, \
+           (select count(*) from job_events e where e.job_id = j.id and e.state = 'queued'), \
+           (select count(*) from job_events e where e.job_id = j.id and e.source = 'dispatcher') \
+         from jobs j where j.id = any($1)",
+    )
+    .bind(vec![
+        job.id,
+        job_too.id,
+        delivered.id,
+        delivered_too.id,
+        queued[0],
+        queued[1],
+    ])
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let by_id: std::collections::HashMap<_, _> = rows
+        .into_iter()
+        .map(|(id, state, orch, q, d)| (id, (state, orch, q, d)))
+        .collect();
+    for id in [job.id, job_too.id, delivered.id, delivered_too.id] {
+        assert_eq!(by_id[&id], ("queued".to_string(), None, 1, 0), "{id}");
+    }
+    assert_eq!(by_id[&queued[0]], ("pending".to_string(), Some(100), 1, 1));
+    assert_eq!(by_id[&queued[1]], ("pending".to_string(), Some(101), 1, 1));
+    let deliveries: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(deliveries, 2);
 }

@@ -26,7 +26,7 @@ async fn deliver(app: &TestApp, slug: &str, token: &str) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/hooks/{slug}")))
         .header("x-hook-token", token)
-        .json(&json!({"in_Vendor": "ACME"}))
+        .json(&json!({"in_Vendor": "ACME", "in_Amount": 1}))
         .send()
         .await
         .unwrap()
@@ -99,7 +99,8 @@ async fn api_keys_and_webhooks_are_limited_each_on_its_own_and_health_never() {
 
     token_hook(&app, "one", "token-one-0123").await;
     token_hook(&app, "two", "token-two-0123").await;
-    assert_eq!(deliver(&app, "one", "token-one-0123").await.status(), 202);
+    let first = deliver(&app, "one", "token-one-0123").await;
+    assert_eq!(first.status(), 202, "{}", first.text().await.unwrap());
     let limited = deliver(&app, "one", "token-one-0123").await;
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));

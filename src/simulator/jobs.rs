@@ -177,10 +177,19 @@ pub async fn list_jobs(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
     let expand = q.expand.iter().any(|e| e.eq_ignore_ascii_case("Release"));
     let omit = state.scenario.list_omits_arguments;
     // A filter that pins the Ids (the gateway's `Id eq 1 or Id eq 2 ...`) looks those
-    // jobs up; anything else is evaluated over every job of the folder.
-    let pinned: Box<dyn Iterator<Item = &Job>> = match q.filter.as_ref().and_then(|f| f.ids()) {
-        Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.jobs.get(&id))),
-        None => Box::new(state.jobs.values()),
+    // jobs up; one that pins References (`Reference eq '...'`) builds only the jobs that
+    // carry them; anything else is evaluated over every job of the folder.
+    let ids = q.filter.as_ref().and_then(|f| f.ids());
+    let refs = q.filter.as_ref().and_then(|f| f.references());
+    let pinned: Box<dyn Iterator<Item = &Job>> = match (ids, refs) {
+        (Some(ids), _) => Box::new(ids.into_iter().filter_map(|id| state.jobs.get(&id))),
+        (None, Some(refs)) => Box::new(
+            state
+                .jobs
+                .values()
+                .filter(move |j| j.reference.as_ref().is_some_and(|r| refs.contains(r))),
+        ),
+        (None, None) => Box::new(state.jobs.values()),
     };
     let items = pinned
         .filter(|j| j.folder_id == f.id)

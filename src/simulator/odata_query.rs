@@ -161,6 +161,33 @@ impl Expr {
         }
     }
 
+    /// The only References an entity can have to match, when the filter pins them
+    /// (`Reference eq 'a' or Reference eq 'b'`, possibly and-ed with other conditions);
+    /// `None` when any could. Lets a lookup by Reference (the gateway's check before
+    /// starting a job again) skip building every job. A value that reads as a date is not
+    /// pinned: the comparison treats equal instants as equal strings.
+    pub fn references(&self) -> Option<BTreeSet<String>> {
+        match self {
+            Expr::Cmp(path, Op::Eq, Value::String(r))
+                if path.len() == 1
+                    && path[0] == "Reference"
+                    && chrono::DateTime::parse_from_rfc3339(r).is_err() =>
+            {
+                Some(BTreeSet::from([r.clone()]))
+            }
+            Expr::Cmp(..) => None,
+            Expr::Or(a, b) => {
+                let mut refs = a.references()?;
+                refs.extend(b.references()?);
+                Some(refs)
+            }
+            Expr::And(a, b) => match (a.references(), b.references()) {
+                (Some(x), Some(y)) => Some(x.intersection(&y).cloned().collect()),
+                (x, y) => x.or(y),
+            },
+        }
+    }
+
     /// True if the entity matches.
     pub fn eval(&self, v: &Value) -> bool {
         match self {
@@ -420,6 +447,31 @@ mod tests {
         assert_eq!(ids("Id gt 1"), None);
         assert_eq!(ids("Id eq 'x'"), None);
         assert_eq!(ids("Id eq 1 and Id eq 2"), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn references_pinned_by_a_filter_are_found() {
+        let refs = |f: &str| {
+            Query::parse(&format!("$filter={}", urlencode(f)))
+                .unwrap()
+                .filter
+                .unwrap()
+                .references()
+                .map(|r| r.into_iter().collect::<Vec<_>>())
+        };
+        assert_eq!(
+            refs("Reference eq 'ugw-1'"),
+            Some(vec!["ugw-1".to_string()])
+        );
+        assert_eq!(
+            refs("(Reference eq 'a' or Reference eq 'b') and State eq 'Pending'"),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(refs("Reference eq 'a' or State eq 'Pending'"), None);
+        assert_eq!(refs("Reference ne 'a'"), None);
+        assert_eq!(refs("Reference eq 'a' and Reference eq 'b'"), Some(vec![]));
+        // Compared as instants, so not pinned to one spelling.
+        assert_eq!(refs("Reference eq '2026-01-01T00:00:00Z'"), None);
     }
 
     #[test]

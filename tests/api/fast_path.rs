@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use uipath_gateway::storage::hooks::Delivery;
-use uipath_gateway::storage::jobs::{HookJob, NewJob, Started};
+use uipath_gateway::storage::jobs::{BATCHES_IN_FLIGHT, HookJob, NewJob, Started};
 
 use crate::helpers::TestApp;
 use crate::job_tracking::setup_on;
@@ -370,7 +370,7 @@ async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
 }
 
 /// Writes the `n` writes of `items` as one group commit: holds every write to `jobs`
-/// while two blocking inserts take both batch slots, submits `items`, and lets go once all
+/// while blocking inserts take every batch slot, submits `items`, and lets go once all
 /// `n` wait, so the next batch carries exactly them.
 async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<Output = T>) -> T {
     let ledger = &app.state.ledger;
@@ -401,10 +401,11 @@ async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<O
         .execute(&mut *hold)
         .await
         .unwrap();
-    let first = blocker();
-    on_the_lock(1).await;
-    let second = blocker();
-    on_the_lock(2).await;
+    let mut blockers = Vec::new();
+    for slot in 1..=BATCHES_IN_FLIGHT {
+        blockers.push(blocker());
+        on_the_lock(slot as i64).await;
+    }
     let release = async {
         eventually(
             "the batch's writes waiting",
@@ -415,8 +416,9 @@ async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<O
         hold.commit().await.unwrap();
     };
     let (out, ()) = tokio::join!(items, release);
-    first.await.unwrap();
-    second.await.unwrap();
+    for b in blockers {
+        b.await.unwrap();
+    }
     out
 }
 

@@ -1105,10 +1105,10 @@ pub struct Ledger {
 /// Most writes in one batch.
 const MAX_BATCH: usize = 512;
 /// Batches being committed at once. Once a batch became one statement on a kept
-/// connection, one in flight measured best: in six interleaved runs at 1,000 jobs/s,
-/// PostgreSQL spent 0.48-0.52 ms of CPU per job against 0.59-0.62 with two, and `/run`'s
-/// p50 was 3.0-5.8 ms against 5.0-10.7, at about the same peak throughput. (Before
-/// that, two had beaten four.)
+/// connection, one in flight measured best: in five interleaved A/B pairs at 1,000
+/// jobs/s, PostgreSQL spent 0.48-0.52 ms of CPU per job against 0.59-0.62 with two, and
+/// `/run`'s p50 was 3.0-5.8 ms against 5.0-10.7, at about the same peak throughput.
+/// (Before that, two had beaten four.)
 pub const BATCHES_IN_FLIGHT: usize = 1;
 
 impl Ledger {

@@ -144,44 +144,40 @@ impl Expr {
     /// or Id eq 2`, possibly and-ed with other conditions); `None` when any Id could.
     /// Lets a list look up those entities instead of scanning them all.
     pub fn ids(&self) -> Option<BTreeSet<i64>> {
-        match self {
-            Expr::Cmp(path, Op::Eq, lit) if path.len() == 1 && path[0] == "Id" => {
-                lit.as_i64().map(|id| BTreeSet::from([id]))
-            }
-            Expr::Cmp(..) => None,
-            Expr::Or(a, b) => {
-                let mut ids = a.ids()?;
-                ids.extend(b.ids()?);
-                Some(ids)
-            }
-            Expr::And(a, b) => match (a.ids(), b.ids()) {
-                (Some(x), Some(y)) => Some(x.intersection(&y).copied().collect()),
-                (x, y) => x.or(y),
-            },
-        }
+        self.pinned("Id", Value::as_i64)
     }
 
-    /// The only References an entity can have to match, when the filter pins them
-    /// (`Reference eq 'a' or Reference eq 'b'`, possibly and-ed with other conditions);
-    /// `None` when any could. Lets a lookup by Reference (the gateway's check before
-    /// starting a job again) skip building every job. A value that reads as a date is not
-    /// pinned: the comparison treats equal instants as equal strings.
+    /// The only References an entity can have to match, pinned the same way. Lets a
+    /// lookup by Reference (the gateway's check before starting a job again) skip
+    /// building every job. A value that reads as a date is not pinned: the comparison
+    /// treats equal instants as equal strings.
     pub fn references(&self) -> Option<BTreeSet<String>> {
+        self.pinned("Reference", |v| {
+            v.as_str()
+                .filter(|r| chrono::DateTime::parse_from_rfc3339(r).is_err())
+                .map(str::to_string)
+        })
+    }
+
+    /// The only values of `property` an entity can have to match, when the filter pins
+    /// them with `eq` (or-ed, possibly and-ed with other conditions); `None` when any
+    /// value could, or when `value` does not take a literal.
+    fn pinned<T: Ord + Clone>(
+        &self,
+        property: &str,
+        value: fn(&Value) -> Option<T>,
+    ) -> Option<BTreeSet<T>> {
         match self {
-            Expr::Cmp(path, Op::Eq, Value::String(r))
-                if path.len() == 1
-                    && path[0] == "Reference"
-                    && chrono::DateTime::parse_from_rfc3339(r).is_err() =>
-            {
-                Some(BTreeSet::from([r.clone()]))
+            Expr::Cmp(path, Op::Eq, lit) if path.len() == 1 && path[0] == property => {
+                value(lit).map(|v| BTreeSet::from([v]))
             }
             Expr::Cmp(..) => None,
             Expr::Or(a, b) => {
-                let mut refs = a.references()?;
-                refs.extend(b.references()?);
-                Some(refs)
+                let mut values = a.pinned(property, value)?;
+                values.extend(b.pinned(property, value)?);
+                Some(values)
             }
-            Expr::And(a, b) => match (a.references(), b.references()) {
+            Expr::And(a, b) => match (a.pinned(property, value), b.pinned(property, value)) {
                 (Some(x), Some(y)) => Some(x.intersection(&y).cloned().collect()),
                 (x, y) => x.or(y),
             },

@@ -12,7 +12,9 @@ use rand::Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::orchestrator::models::{ArgumentDefinition, Job, StartJobsRequest, StartProcessDto};
+use crate::orchestrator::models::{
+    ArgumentDefinition, Job, StartJobsRequest, StartProcessDto, StopJobsRequest,
+};
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
 use crate::startup::AppState;
@@ -168,6 +170,51 @@ async fn started(
     })
 }
 
+/// `POST /jobs/{id}/stop` cancelled the job while this start was in flight, so the
+/// ledger says stopped and Orchestrator has just created it: stop it there too (`Kill`,
+/// as it was never meant to run), and link it to the ledger's job.
+async fn stop_if_cancelled(
+    state: &AppState,
+    conn: &ConnectionRow,
+    orch: &OrchestratorClient,
+    folder: &FolderRef,
+    job: &JobRow,
+    found: &Job,
+) -> Result<(), sqlx::Error> {
+    let key = found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
+    if !jobs::link_cancelled(&state.pool, job.id, found.id, key).await? {
+        return Ok(());
+    }
+    let request = StopJobsRequest {
+        strategy: "Kill".into(),
+        job_ids: vec![found.id],
+    };
+    let stopped = state
+        .tokens
+        .with_token(conn, |t| {
+            let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
+            async move { orch.stop_jobs(&t, &folder, &request).await }
+        })
+        .await;
+    let (event, detail) = match stopped {
+        Ok(()) => (
+            "stop_requested",
+            json!({"strategy": "Kill", "orchestrator_job_id": found.id,
+                "why": "the job was cancelled while its start was in flight"}),
+        ),
+        Err(e) => {
+            tracing::warn!(job = %job.id, orchestrator_job_id = found.id, error = %e,
+                "a job cancelled during its start could not be stopped in Orchestrator");
+            (
+                "stop_failed",
+                json!({"orchestrator_job_id": found.id, "message": e.to_string(),
+                    "why": "the job was cancelled while its start was in flight"}),
+            )
+        }
+    };
+    jobs::event(&state.pool, job.id, event, "dispatcher", Some(detail)).await
+}
+
 fn error_json(e: &OrchestratorError) -> Value {
     json!({"message": e.to_string(), "orchestrator_error_code": e.error_code()})
 }
@@ -261,7 +308,7 @@ pub async fn attempt_with(
     .await;
     match result {
         Ok(found) => {
-            started(
+            let outcome = started(
                 state,
                 job,
                 &found,
@@ -271,7 +318,11 @@ pub async fn attempt_with(
                     "started"
                 },
             )
-            .await
+            .await?;
+            if let Outcome::Started { job: None, .. } = outcome {
+                stop_if_cancelled(state, conn, &orch, &folder, job, &found).await?;
+            }
+            Ok(outcome)
         }
         Err(TokenError::Database(e)) => Err(e),
         Err(TokenError::Orchestrator(e)) if e.is_retryable() => {

@@ -690,6 +690,7 @@ pub async fn stop_job(
     body: Option<web::Json<StopInput>>,
 ) -> Result<HttpResponse, ApiError> {
     let job = load_for(&caller, &state, *id).await?;
+    let id = job.id;
     let strategy = body
         .and_then(|b| b.into_inner().strategy)
         .unwrap_or_else(|| "SoftStop".into());
@@ -699,15 +700,22 @@ pub async fn stop_job(
             "strategy must be SoftStop or Kill",
         ));
     }
-    if job.state == "queued" {
-        store::mark_final(
+    let cancelled = job.state == "queued"
+        && store::mark_final(
             &state.pool,
             job.id,
             "stopped",
             serde_json::json!({"message": "cancelled before it started"}),
         )
         .await?;
-    } else {
+    if !cancelled {
+        // In Orchestrator, or started there meanwhile (its start was in flight when the
+        // job was read): stop it there.
+        let job = if job.state == "queued" {
+            store::get(&state.pool, job.id).await?.unwrap_or(job)
+        } else {
+            job
+        };
         let orch_id = job.orchestrator_job_id.filter(|_| {
             !matches!(
                 job.state.as_str(),
@@ -752,7 +760,9 @@ pub async fn stop_job(
         )
         .await?;
     }
-    let job = store::get(&state.pool, job.id).await?.unwrap_or(job);
+    let job = store::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
     Ok(accepted(view(job, None), false))
 }
 

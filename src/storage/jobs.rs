@@ -543,12 +543,14 @@ pub async fn mark_retry(
 
 /// The job ends without running: `rejected` (Orchestrator refused it) or `dead`
 /// (out of attempts).
+/// Ends a job that is still queued (it never reached Orchestrator). False, changing
+/// nothing, when the job had moved on: Orchestrator may have it now.
 pub async fn mark_final(
     pool: &PgPool,
     id: Uuid,
     state: &str,
     error: Value,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "update jobs set state = $2, error = $3, last_error = $3->>'message', lease_owner = null, lease_expires_at = null, \
@@ -560,11 +562,34 @@ pub async fn mark_final(
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
-        return tx.rollback().await;
+        tx.rollback().await?;
+        return Ok(false);
     }
     event(&mut *tx, id, state, "dispatcher", Some(error)).await?;
     ended(&mut tx, id).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Links a job that was stopped while still queued to the Orchestrator job its start
+/// created anyway (the start was in flight when the stop came). False when the job is
+/// not such a job.
+pub async fn link_cancelled(
+    pool: &PgPool,
+    id: Uuid,
+    orchestrator_job_id: i64,
+    orchestrator_job_key: Option<Uuid>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update jobs set orchestrator_job_id = $2, orchestrator_job_key = $3 \
+         where id = $1 and state = 'stopped' and orchestrator_job_id is null",
+    )
+    .bind(id)
+    .bind(orchestrator_job_id)
+    .bind(orchestrator_job_key)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The channel that carries the id of every job that has just ended.

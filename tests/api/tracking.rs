@@ -269,6 +269,185 @@ async fn a_running_job_is_stopped_and_a_queued_one_is_cancelled() {
 }
 
 #[tokio::test]
+async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_too() {
+    let (app, sim, key) = setup().await;
+    // The release is looked up (and cached) by a first run; then every call is slow.
+    run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "A", "in_Amount": 1}),
+    )
+    .await;
+    sim.control(Method::PUT, "/faults", Some(json!({"latency_ms": 1000})))
+        .await;
+    let call = {
+        let (app, key) = (&app, &key);
+        async move {
+            run(
+                app,
+                key,
+                "Invoices",
+                json!({"in_Vendor": "B", "in_Amount": 2}),
+            )
+            .await
+        }
+    };
+    let stop = async {
+        // The job is recorded and its StartJobs is on the way: cancel it.
+        let queued = "select id from jobs where input->>'in_Vendor' = 'B' and state = 'queued'";
+        crate::reliability::eventually(
+            "the second job recorded",
+            std::time::Duration::from_secs(10),
+            || async {
+                sqlx::query_scalar::<_, uuid::Uuid>(queued)
+                    .fetch_optional(&app.pool)
+                    .await
+                    .unwrap()
+                    .is_some()
+            },
+        )
+        .await;
+        let id: uuid::Uuid = sqlx::query_scalar(queued)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let res = app
+            .client
+            .post(app.url(&format!("/jobs/{id}/stop")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["state"], "stopped", "{body}");
+        id
+    };
+    let (answer, id) = tokio::join!(call, stop);
+    assert_eq!(answer["id"], id.to_string());
+    assert_eq!(answer["state"], "stopped", "{answer}");
+
+    // Orchestrator got the job anyway: it is killed there and linked to the ledger's.
+    let read = job(&app, &key, &id.to_string()).await;
+    assert_eq!(read["state"], "stopped");
+    let linked = read["orchestrator_job_id"].as_i64();
+    assert!(linked.is_some(), "{read}");
+    let stops = sim.calls("StopJobs").await;
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(
+        stops[0]["body"],
+        json!({"strategy": "Kill", "jobIds": [linked.unwrap()]})
+    );
+    let in_orchestrator: Value = sim
+        .control(Method::GET, "/jobs", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let theirs = in_orchestrator
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["Reference"] == format!("ugw-{id}"))
+        .expect("Orchestrator has the job");
+    assert_eq!(theirs["Id"].as_i64(), linked);
+    // Being killed (this simulator moves its jobs on only when told to).
+    assert_eq!(theirs["State"], "Terminating", "{theirs}");
+    let timeline: Vec<&str> = read["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline, ["queued", "stopped", "stop_requested"]);
+}
+
+#[tokio::test]
+async fn a_stop_that_finds_the_job_started_meanwhile_stops_it_in_orchestrator() {
+    let (app, sim, key) = setup().await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
+    )
+    .await;
+    let queued = run(
+        &app,
+        &key,
+        "Invoices",
+        json!({"in_Vendor": "C", "in_Amount": 3}),
+    )
+    .await;
+    assert_eq!(queued["state"], "queued");
+    let id: uuid::Uuid = queued["id"].as_str().unwrap().parse().unwrap();
+    sim.control(Method::DELETE, "/faults", None).await;
+    // Orchestrator has the job: a start that had been in flight.
+    let token = sim.token().await;
+    let created: Value = sim
+        .start_invoice(&token, &format!("ugw-{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let orch_id = created["value"][0]["Id"].as_i64().unwrap();
+
+    // The stop reads the job while it is queued; its start is recorded before the stop
+    // can cancel it (the row is held until then).
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from jobs where id = $1 for update")
+        .bind(id)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let stop = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/stop")))
+        .bearer_auth(&key)
+        .json(&json!({"strategy": "Kill"}))
+        .send();
+    let start_recorded = async {
+        crate::reliability::eventually(
+            "the stop waiting for the job's row",
+            std::time::Duration::from_secs(10),
+            || async {
+                sqlx::query_scalar::<_, i64>(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock' \
+                     and query like 'update jobs set state = $2%'",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+                    == 1
+            },
+        )
+        .await;
+        sqlx::query("update jobs set state = 'pending', orchestrator_job_id = $2 where id = $1")
+            .bind(id)
+            .bind(orch_id)
+            .execute(&mut *hold)
+            .await
+            .unwrap();
+        hold.commit().await.unwrap();
+    };
+    let (res, ()) = tokio::join!(stop, start_recorded);
+    let res = res.unwrap();
+    assert_eq!(res.status(), 202);
+    let stops = sim.calls("StopJobs").await;
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(
+        stops[0]["body"],
+        json!({"strategy": "Kill", "jobIds": [orch_id]})
+    );
+    let read = job(&app, &key, &id.to_string()).await;
+    assert_eq!(read["orchestrator_job_id"], orch_id);
+    assert_eq!(
+        read["timeline"].as_array().unwrap().last().unwrap()["state"],
+        "stop_requested"
+    );
+}
+
+#[tokio::test]
 async fn a_replay_starts_a_new_job_with_the_same_input_linked_to_the_first() {
     let (app, sim, key) = setup().await;
     let first = run(

@@ -185,18 +185,7 @@ async fn stop_if_cancelled(
     if !jobs::link_cancelled(&state.pool, job.id, found.id, key).await? {
         return Ok(());
     }
-    let request = StopJobsRequest {
-        strategy: "Kill".into(),
-        job_ids: vec![found.id],
-    };
-    let stopped = state
-        .tokens
-        .with_token(conn, |t| {
-            let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
-            async move { orch.stop_jobs(&t, &folder, &request).await }
-        })
-        .await;
-    let (event, detail) = match stopped {
+    let (event, detail) = match stop(state, conn, orch, folder, found.id, "Kill").await {
         Ok(()) => (
             "stop_requested",
             json!({"strategy": "Kill", "orchestrator_job_id": found.id,
@@ -213,6 +202,28 @@ async fn stop_if_cancelled(
         }
     };
     jobs::event(&state.pool, job.id, event, "dispatcher", Some(detail)).await
+}
+
+/// StopJobs (`SoftStop` or `Kill`) for one Orchestrator job.
+pub async fn stop(
+    state: &AppState,
+    conn: &ConnectionRow,
+    orch: &OrchestratorClient,
+    folder: &FolderRef,
+    orchestrator_job_id: i64,
+    strategy: &str,
+) -> Result<(), TokenError> {
+    let request = StopJobsRequest {
+        strategy: strategy.into(),
+        job_ids: vec![orchestrator_job_id],
+    };
+    state
+        .tokens
+        .with_token(conn, |t| {
+            let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
+            async move { orch.stop_jobs(&t, &folder, &request).await }
+        })
+        .await
 }
 
 fn error_json(e: &OrchestratorError) -> Value {

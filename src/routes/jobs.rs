@@ -739,16 +739,7 @@ pub async fn stop_job(
             .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
         let orch = dispatch::client(&state, &conn);
         let folder = crate::orchestrator::FolderRef::parse(&process.folder);
-        let request = crate::orchestrator::models::StopJobsRequest {
-            strategy: strategy.clone(),
-            job_ids: vec![orch_id],
-        };
-        state
-            .tokens
-            .with_token(&conn, |t| {
-                let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
-                async move { orch.stop_jobs(&t, &folder, &request).await }
-            })
+        dispatch::stop(&state, &conn, &orch, &folder, orch_id, &strategy)
             .await
             .map_err(super::connections::upstream)?;
         store::event(

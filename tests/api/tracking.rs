@@ -50,6 +50,26 @@ async fn run(app: &TestApp, key: &str, process: &str, body: Value) -> Value {
     res.json().await.unwrap()
 }
 
+/// A `/run` of Invoices that stays queued: StartJobs answers 503 until the faults are
+/// cleared.
+async fn queued_run(app: &TestApp, sim: &Sim, key: &str, vendor: &str) -> Value {
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
+    )
+    .await;
+    let queued = run(
+        app,
+        key,
+        "Invoices",
+        json!({"in_Vendor": vendor, "in_Amount": 2}),
+    )
+    .await;
+    assert_eq!(queued["state"], "queued");
+    queued
+}
+
 async fn job(app: &TestApp, key: &str, id: &str) -> Value {
     app.client
         .get(app.url(&format!("/jobs/{id}")))
@@ -230,20 +250,7 @@ async fn a_running_job_is_stopped_and_a_queued_one_is_cancelled() {
         .unwrap();
     assert_eq!(res.status(), 409, "an ended job cannot be stopped");
 
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
-    )
-    .await;
-    let queued = run(
-        &app,
-        &key,
-        "Invoices",
-        json!({"in_Vendor": "B", "in_Amount": 2}),
-    )
-    .await;
-    assert_eq!(queued["state"], "queued");
+    let queued = queued_run(&app, &sim, &key, "B").await;
     let qid = queued["id"].as_str().unwrap();
     let res = app
         .client
@@ -366,20 +373,7 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
 #[tokio::test]
 async fn a_stop_that_finds_the_job_started_meanwhile_stops_it_in_orchestrator() {
     let (app, sim, key) = setup().await;
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs"}]})),
-    )
-    .await;
-    let queued = run(
-        &app,
-        &key,
-        "Invoices",
-        json!({"in_Vendor": "C", "in_Amount": 3}),
-    )
-    .await;
-    assert_eq!(queued["state"], "queued");
+    let queued = queued_run(&app, &sim, &key, "C").await;
     let id: uuid::Uuid = queued["id"].as_str().unwrap().parse().unwrap();
     sim.control(Method::DELETE, "/faults", None).await;
     // Orchestrator has the job: a start that had been in flight.

@@ -65,9 +65,20 @@ pub struct OrchestratorClient {
     tenant_name: Option<String>,
 }
 
+/// A builder for every outgoing HTTP client: rustls with the ring provider, which is
+/// installed as the process default first (reqwest needs one; sqlx uses ring too).
+pub fn builder() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only if a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
+
 /// The shared HTTP client: rustls, timeouts, no redirects to other hosts.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .redirect(reqwest::redirect::Policy::none())
@@ -299,5 +310,86 @@ impl OrchestratorClient {
             .request(Method::PUT, &format!("/odata/Webhooks({id})"), token, None)
             .json(hook);
         Self::send::<serde_json::Value>(req, true).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+
+    /// A self-signed certificate for `localhost` (P-256, valid until 2126) and its key,
+    /// made for this test alone: they protect nothing.
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBkjCCATigAwIBAgIUCDxtIWXGg8GBzWvSiz1O2poZgYIwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzE1MzUwOVoYDzIxMjYxMDMw
+MTUzNTA5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAS4qaUCSN4rICEXJfRU7UGzTdXZRnj7CunXrAHCZq+qlFmAAn9Xxy2L
+QjQrcTOb8+9tsu1Zr1bB8399M/gruwSho2YwZDAdBgNVHQ4EFgQULs8PvbZVulul
+K8KHBpaTnK061ZgwHwYDVR0jBBgwFoAULs8PvbZVululK8KHBpaTnK061ZgwFAYD
+VR0RBA0wC4IJbG9jYWxob3N0MAwGA1UdEwEB/wQCMAAwCgYIKoZIzj0EAwIDSAAw
+RQIgSnPVaHhUlIS+VPpNvu2CsAS1e81Fy2YEiiLZelYpeWYCIQDbpWD4Pb9MapDo
+2H6YMv+8V2J4V47thQlIrv8sSa8PWA==
+-----END CERTIFICATE-----";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgN5YimZJyn2hf7Q2O
+o5fUKOtlYCcxKfPMYiG4R0nrs0mhRANCAAS4qaUCSN4rICEXJfRU7UGzTdXZRnj7
+CunXrAHCZq+qlFmAAn9Xxy2LQjQrcTOb8+9tsu1Zr1bB8399M/gruwSh
+-----END PRIVATE KEY-----";
+
+    /// Answers one HTTPS request on `listener` with `200 ok`; returns the request head.
+    fn serve_once(listener: std::net::TcpListener) -> String {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        let server = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(server, tcp);
+        let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+        while !head.ends_with(b"\r\n\r\n") {
+            match tls.read(&mut buf).unwrap() {
+                0 => break,
+                n => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    /// The one crypto provider (ring) carries a real TLS handshake and request: the
+    /// client trusts the test certificate and gets the server's answer.
+    #[tokio::test]
+    async fn https_works_with_the_one_crypto_provider() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || serve_once(listener));
+        let client = builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(CERT.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let res = client
+            .get(format!("https://localhost:{port}/ping"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "ok");
+        assert!(server.join().unwrap().starts_with("GET /ping HTTP/1.1\r\n"));
     }
 }

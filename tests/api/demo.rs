@@ -97,7 +97,11 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         .trim()
         .to_string();
     assert_eq!(
-        reqwest::get(format!("{gateway}/readyz"))
+        uipath_gateway::orchestrator::client::builder()
+            .build()
+            .unwrap()
+            .get(format!("{gateway}/readyz"))
+            .send()
             .await
             .unwrap()
             .status(),

@@ -32,7 +32,11 @@ fn alive(pid: i32) -> bool {
 }
 
 async fn ready(gw: &GatewayProcess) -> u16 {
-    reqwest::get(gw.url("/readyz"))
+    uipath_gateway::orchestrator::client::builder()
+        .build()
+        .unwrap()
+        .get(gw.url("/readyz"))
+        .send()
         .await
         .unwrap()
         .status()

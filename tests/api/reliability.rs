@@ -96,7 +96,7 @@ impl Load {
     pub fn start(bases: Vec<String>, key: String, workers: usize) -> Self {
         let acknowledged = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let http = reqwest::Client::builder()
+        let http = uipath_gateway::orchestrator::client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
@@ -258,7 +258,15 @@ async fn a_kill_9_mid_stream_loses_nothing_acknowledged_and_starts_nothing_twice
     let env = gateway_env(&db, keys.expose_secret(), port);
     let first = GatewayProcess::serve_with(&env, None).await;
     let base = first.url("");
-    let key = provision(&reqwest::Client::new(), &base, &sim, "client_credentials").await;
+    let key = provision(
+        &uipath_gateway::orchestrator::client::builder()
+            .build()
+            .unwrap(),
+        &base,
+        &sim,
+        "client_credentials",
+    )
+    .await;
 
     // Each start takes a moment, so the kill lands while some are on the wire.
     sim.control(Method::PUT, "/faults", Some(json!({"latency_ms": 20})))
@@ -524,7 +532,9 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
     let logs: Logs = Default::default();
     let gw = GatewayProcess::serve_with(&env, Some(logs.clone())).await;
     let base = gw.url("");
-    let http = reqwest::Client::new();
+    let http = uipath_gateway::orchestrator::client::builder()
+        .build()
+        .unwrap();
     // A rotating refresh token, a PAT, a password, a webhook secret, a callback secret.
     let key = provision(&http, &base, &sim, "refresh_token").await;
     let admin = |m: Method, p: &str| {

@@ -20,7 +20,9 @@ pub async fn spawn_sim(adjust: impl FnOnce(&mut Scenario)) -> Sim {
         .expect("starting the simulator");
     Sim {
         sim,
-        http: reqwest::Client::new(),
+        http: uipath_gateway::orchestrator::client::builder()
+            .build()
+            .unwrap(),
     }
 }
 

@@ -311,6 +311,16 @@ impl OrchestratorClient {
             .json(hook);
         Self::send::<serde_json::Value>(req, true).await.map(|_| ())
     }
+
+    /// `POST /odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping`: Orchestrator
+    /// sends the webhook a signed `ping` event.
+    pub async fn ping_webhook(&self, token: &str, id: i64) -> Result<(), OrchestratorError> {
+        let path = format!("/odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping");
+        let req = self.request(Method::POST, &path, token, None);
+        Self::send::<serde_json::Value>(req, false)
+            .await
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

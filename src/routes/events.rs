@@ -143,7 +143,9 @@ pub async fn orchestrator_event(
     } else {
         Vec::new()
     };
-    if state.limits.note_webhook_heard(conn.id) {
+    // A `ping` (asked for by the registration check, at most one per check) is always
+    // noted; job events at most once a second.
+    if kind == "ping" || state.limits.note_webhook_heard(conn.id) {
         connections::webhook_heard(&state.pool, conn.id).await?;
     }
     let mut updated = 0;

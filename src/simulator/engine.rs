@@ -339,34 +339,51 @@ pub fn deliver(sim: &Arc<Sim>, events: Vec<Event>) {
         }
     }
     for (id, url, secret, body) in sends {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            let mut req = sim
-                .http
-                .post(&url)
-                .header("content-type", "application/json");
-            if let Some(secret) = secret {
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-                    .expect("any key length");
-                mac.update(&body);
-                let sig =
-                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-                req = req.header("X-UiPath-Signature", sig);
-            }
-            let ok = req
-                .body(body)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if !ok {
-                // No retries: a failure trips the breaker, as in Orchestrator.
-                let mut state = sim.lock();
-                let until = state.now()
-                    + chrono::Duration::seconds(state.scenario.webhook_breaker_seconds as i64);
-                if let Some(w) = state.webhooks.get_mut(&id) {
-                    w.broken_until = Some(until);
-                }
-            }
-        });
+        send(sim, id, url, secret, body);
     }
+}
+
+/// The `ping` event (`PingEventDto`) that `Webhooks({id})/...Ping` sends, and answers.
+pub fn ping_payload(hook: &super::state::Webhook, tenant_id: i64) -> Value {
+    let now = ts(Utc::now());
+    json!({
+        "Type": "ping",
+        "EventId": random_token("").chars().take(32).collect::<String>(),
+        "EntityKey": hook.key,
+        "Timestamp": now,
+        "EventTime": now,
+        "TenantId": tenant_id,
+    })
+}
+
+/// Posts one signed webhook call in the background; a failure trips the webhook's breaker.
+pub fn send(sim: &Arc<Sim>, id: i64, url: String, secret: Option<String>, body: Vec<u8>) {
+    let sim = sim.clone();
+    tokio::spawn(async move {
+        let mut req = sim
+            .http
+            .post(&url)
+            .header("content-type", "application/json");
+        if let Some(secret) = secret {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                .expect("any key length");
+            mac.update(&body);
+            let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+            req = req.header("X-UiPath-Signature", sig);
+        }
+        let ok = req
+            .body(body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            // No retries: a failure trips the breaker, as in Orchestrator.
+            let mut state = sim.lock();
+            let until = state.now()
+                + chrono::Duration::seconds(state.scenario.webhook_breaker_seconds as i64);
+            if let Some(w) = state.webhooks.get_mut(&id) {
+                w.broken_until = Some(until);
+            }
+        }
+    });
 }

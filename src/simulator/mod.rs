@@ -59,6 +59,10 @@ fn orchestrator_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/odata/Webhooks({id})",
             web::delete().to(odata::one_webhook),
+        )
+        .route(
+            "/odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping",
+            web::post().to(odata::ping_webhook),
         );
 }
 

@@ -223,6 +223,27 @@ pub async fn create_webhook(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) 
     HttpResponse::Created().json(hook)
 }
 
+/// `POST /odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping`: sends a signed
+/// `ping` event to the webhook's URL (subscribed or not, enabled or not: it tests the
+/// target) and answers 202 with it.
+pub async fn ping_webhook(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
+    let id = try_res!(path_id(&req));
+    let (hook, payload) = {
+        let mut state = sim.lock();
+        let t = try_res!(tenant(&state, &req));
+        try_res!(authorize(&state, &req, &t, "OR.Webhooks", false));
+        let Some(hook) = state.webhooks.get(&id).cloned() else {
+            return or_error(404, 1002, "Webhook does not exist.");
+        };
+        state.counters.webhooks_sent += 1;
+        let payload = super::engine::ping_payload(&hook, 1);
+        (hook, payload)
+    };
+    let body = serde_json::to_vec(&payload).expect("an event serializes");
+    super::engine::send(&sim.into_inner(), hook.id, hook.url, hook.secret, body);
+    HttpResponse::Accepted().json(payload)
+}
+
 /// `GET`, `PUT` and `DELETE /odata/Webhooks({id})`.
 pub async fn one_webhook(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> HttpResponse {
     let id = try_res!(path_id(&req));

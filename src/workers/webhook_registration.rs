@@ -2,6 +2,10 @@
 //! connection's tenant gets a webhook to `{public_url}/orchestrator/events/{name}`,
 //! signed with the connection's `webhook_secret` (generated when it has none). A
 //! webhook that was deleted, disabled or changed is put back on the next check.
+//!
+//! A check also has Orchestrator ping the webhook when nothing was heard from it for
+//! half of `webhook_quiet_secs`: the signed `ping` shows the webhooks arrive (so jobs are
+//! polled at the slower cadence) even while no job changes state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +17,10 @@ use crate::orchestrator::models::{Webhook, WebhookEvent};
 use crate::startup::AppState;
 use crate::storage::connections::{self, ConnectionRow};
 
-/// The job events the gateway subscribes to.
-pub const JOB_EVENTS: [&str; 9] = [
-    "job.created",
+/// The job events the gateway subscribes to. Not `job.created`: it would bring one call
+/// per job started, telling what the start itself recorded (measured: 0.2 ms of CPU per
+/// job between the simulator and the gateway, a sixth of a job's cost).
+pub const JOB_EVENTS: [&str; 8] = [
     "job.started",
     "job.stopping",
     "job.terminating",
@@ -90,20 +95,21 @@ pub async fn ensure(
     let mine = existing
         .iter()
         .find(|w| w.url == url || w.name == want.name);
-    let (done, key) = match mine {
+    let (done, key, id) = match mine {
         Some(w)
             if w.enabled
                 && w.url == url
                 && w.key.is_some()
                 && w.key == known.webhook_key
                 && !w.subscribe_to_all_events
+                && w.events.len() == JOB_EVENTS.len()
                 && JOB_EVENTS.iter().all(|e| {
                     w.events
                         .iter()
                         .any(|x| x.event_type.eq_ignore_ascii_case(e))
                 }) =>
         {
-            (Registration::Unchanged, w.key.clone())
+            (Registration::Unchanged, w.key.clone(), w.id)
         }
         Some(w) => {
             let id =
@@ -120,7 +126,7 @@ pub async fn ensure(
                     async move { orch.update_webhook(&t, id, &body).await }
                 })
                 .await?;
-            (Registration::Updated, w.key.clone())
+            (Registration::Updated, w.key.clone(), Some(id))
         }
         None => {
             let created = state
@@ -130,10 +136,28 @@ pub async fn ensure(
                     async move { orch.create_webhook(&t, &body).await }
                 })
                 .await?;
-            (Registration::Created, created.key)
+            (Registration::Created, created.key, created.id)
         }
     };
     connections::webhook_checked(&state.pool, conn.id, key.as_deref(), None).await?;
+    let quiet = chrono::Duration::seconds(state.settings.tracking.webhook_quiet_secs / 2);
+    if let Some(id) = id
+        && known
+            .last_event_at
+            .is_none_or(|at| chrono::Utc::now() - at > quiet)
+    {
+        let pinged = state
+            .tokens
+            .with_token(conn, |t| {
+                let orch = orch.clone();
+                async move { orch.ping_webhook(&t, id).await }
+            })
+            .await;
+        // Without the ping, jobs are only polled more often until an event arrives.
+        if let Err(e) = pinged {
+            tracing::info!(connection = %conn.name, error = %e, "Orchestrator did not ping the webhook");
+        }
+    }
     Ok(done)
 }
 

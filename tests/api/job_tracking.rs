@@ -168,6 +168,118 @@ async fn the_registered_webhook_brings_the_result_and_no_poll_happens() {
     assert!(lists(&sim).await.is_empty(), "no list");
 }
 
+async fn webhooks_sent(sim: &Sim) -> u64 {
+    let counters: Value = sim
+        .control(Method::GET, "/counters", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    counters["webhooks_sent"].as_u64().unwrap()
+}
+
+async fn pings(sim: &Sim) -> usize {
+    sim.calls("/UiPath.Server.Configuration.OData.Ping")
+        .await
+        .len()
+}
+
+#[tokio::test]
+async fn the_webhook_skips_job_created_and_a_ping_shows_it_healthy_with_no_job_moving() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (app, key) = setup(&sim, |_| {}).await;
+    let conn = connections::find(&app.pool, "sim").await.unwrap().unwrap();
+    let heard = || async {
+        connections::webhook_state(&app.pool, conn.id)
+            .await
+            .unwrap()
+            .last_event_at
+    };
+
+    // Registered, then pinged at once: nothing had been heard yet.
+    assert_eq!(register(&app).await, Registration::Created);
+    assert_eq!(pings(&sim).await, 1);
+    crate::reliability::eventually("the ping to arrive", Duration::from_secs(10), || async {
+        heard().await.is_some()
+    })
+    .await;
+    // Heard moments ago: the next check asks for no ping.
+    assert_eq!(register(&app).await, Registration::Unchanged);
+    assert_eq!(pings(&sim).await, 1);
+
+    // Subscribed to the job events that tell news, not to `job.created`.
+    let token = sim.token().await;
+    let hooks: Value = sim
+        .get(&sim.cloud("/odata/Webhooks"), &token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut hook = hooks["value"][0].clone();
+    let events = |h: &Value| -> Vec<String> {
+        h["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["EventType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(events(&hook), webhook_registration::JOB_EVENTS);
+
+    // A registration from before (with `job.created`) is brought in line.
+    hook["Events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"EventType": "job.created"}));
+    let res = sim
+        .put(
+            &sim.cloud(&format!("/odata/Webhooks({})", hook["Id"])),
+            &token,
+            &hook,
+        )
+        .await;
+    assert!(res.status().is_success());
+    assert_eq!(register(&app).await, Registration::Updated);
+    let again: Value = sim
+        .get(
+            &sim.cloud(&format!("/odata/Webhooks({})", hook["Id"])),
+            &token,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events(&again), webhook_registration::JOB_EVENTS);
+
+    // A job that starts brings no webhook call; the ping keeps the webhooks healthy, so a
+    // poller pass asks Orchestrator nothing about the pending job.
+    let sent = webhooks_sent(&sim).await;
+    let started: Value = run(&app, &key, "").await.json().await.unwrap();
+    assert_eq!(started["state"], "pending", "{started}");
+    assert_eq!(webhooks_sent(&sim).await, sent);
+    let report = job_sync::try_execute_task(&app.state).await.unwrap();
+    assert_eq!((report.single_reads, report.lists), (0, 0));
+
+    // Quiet for longer than half of `webhook_quiet_secs`: the next check pings again.
+    sqlx::query("update connection_webhooks set last_event_at = now() - interval '10 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(register(&app).await, Registration::Unchanged);
+    assert_eq!(pings(&sim).await, 2);
+    crate::reliability::eventually(
+        "the second ping to arrive",
+        Duration::from_secs(10),
+        || async {
+            heard()
+                .await
+                .is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::minutes(1))
+        },
+    )
+    .await;
+}
+
 /// The filtered `GET /odata/Jobs` calls in the simulator's log.
 async fn lists(sim: &Sim) -> Vec<Value> {
     sim.calls("/odata/Jobs")

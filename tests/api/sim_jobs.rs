@@ -362,8 +362,9 @@ async fn webhooks_are_signed_and_carry_the_documented_shapes() {
         .post(&sim.cloud("/odata/Webhooks"), &token, None, &hook)
         .await;
     assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
     assert!(
-        res.json::<Value>().await.unwrap().get("Secret").is_none(),
+        created.get("Secret").is_none(),
         "the secret is never returned"
     );
 
@@ -376,7 +377,21 @@ async fn webhooks_are_signed_and_carry_the_documented_shapes() {
     let id = res["value"][0]["Id"].as_i64().unwrap();
     advance(&sim, id).await;
     advance(&sim, id).await;
-    let received = wait_for_requests(&receiver, 3).await;
+    // A ping answers 202 with the event it sends (signed like the others).
+    let ping = |hook: &Value| {
+        sim.cloud(&format!(
+            "/odata/Webhooks({hook})/UiPath.Server.Configuration.OData.Ping"
+        ))
+    };
+    let res = sim
+        .post(&ping(&created["Id"]), &token, None, &json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let pinged: Value = res.json().await.unwrap();
+    assert_eq!(pinged["Type"], "ping");
+    let res = sim.post(&ping(&json!(999)), &token, None, &json!({})).await;
+    assert_eq!(res.status(), 404);
+    let received = wait_for_requests(&receiver, 4).await;
     let mut types = Vec::new();
     for req in &received {
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
@@ -388,6 +403,7 @@ async fn webhooks_are_signed_and_carry_the_documented_shapes() {
         types.push(body["Type"].as_str().unwrap().to_string());
         match body["Type"].as_str().unwrap() {
             "job.created" => assert_eq!(body["Jobs"][0]["Id"], id),
+            "ping" => assert_eq!(body["EventId"], pinged["EventId"]),
             "job.completed" => {
                 assert_eq!(
                     body["Job"]["OutputArguments"]["in_Vendor"], "ACME",
@@ -398,7 +414,10 @@ async fn webhooks_are_signed_and_carry_the_documented_shapes() {
         }
     }
     types.sort();
-    assert_eq!(types, ["job.completed", "job.created", "job.started"]);
+    assert_eq!(
+        types,
+        ["job.completed", "job.created", "job.started", "ping"]
+    );
 }
 
 async fn wait_for_requests(server: &MockServer, n: usize) -> Vec<wiremock::Request> {

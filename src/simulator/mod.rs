@@ -34,42 +34,53 @@ use common::Sim;
 use state::SimState;
 
 /// The Orchestrator routes, mounted at the root, under the cloud prefix and under the legacy prefix.
+/// Fixed paths come first: they are compared as text, while each `{id}` pattern costs a
+/// regular-expression match on every request that reaches it.
 fn orchestrator_routes(cfg: &mut web::ServiceConfig) {
     const JOBS: &str = "/odata/Jobs";
-    cfg.route("/odata/Folders", web::get().to(odata::list_folders))
-        .route("/odata/Releases", web::get().to(odata::list_releases))
-        .route(JOBS, web::get().to(jobs::list_jobs))
-        .route("/odata/Jobs({id})", web::get().to(jobs::get_job))
-        .route(
-            "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs",
-            web::post().to(jobs::start_jobs),
-        )
-        .route(
-            "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs",
-            web::post().to(jobs::stop_jobs),
-        )
-        .route(
-            "/odata/Jobs({id})/UiPath.Server.Configuration.OData.StopJob",
-            web::post().to(jobs::stop_job),
-        )
-        .route("/odata/Webhooks", web::get().to(odata::list_webhooks))
-        .route("/odata/Webhooks", web::post().to(odata::create_webhook))
-        .route("/odata/Webhooks({id})", web::get().to(odata::one_webhook))
-        .route("/odata/Webhooks({id})", web::put().to(odata::one_webhook))
-        .route(
-            "/odata/Webhooks({id})",
-            web::delete().to(odata::one_webhook),
-        )
-        .route(
-            "/odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping",
-            web::post().to(odata::ping_webhook),
-        );
+    cfg.route(
+        "/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs",
+        web::post().to(jobs::start_jobs),
+    )
+    .route(JOBS, web::get().to(jobs::list_jobs))
+    .route("/odata/Folders", web::get().to(odata::list_folders))
+    .route("/odata/Releases", web::get().to(odata::list_releases))
+    .route(
+        "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs",
+        web::post().to(jobs::stop_jobs),
+    )
+    .route("/odata/Webhooks", web::get().to(odata::list_webhooks))
+    .route("/odata/Webhooks", web::post().to(odata::create_webhook))
+    .route("/odata/Jobs({id})", web::get().to(jobs::get_job))
+    .route(
+        "/odata/Jobs({id})/UiPath.Server.Configuration.OData.StopJob",
+        web::post().to(jobs::stop_job),
+    )
+    .route("/odata/Webhooks({id})", web::get().to(odata::one_webhook))
+    .route("/odata/Webhooks({id})", web::put().to(odata::one_webhook))
+    .route(
+        "/odata/Webhooks({id})",
+        web::delete().to(odata::one_webhook),
+    )
+    .route(
+        "/odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping",
+        web::post().to(odata::ping_webhook),
+    );
 }
 
-/// Every route of the simulator. Order matters: specific paths come before the
-/// `/{account}/{tenant}` legacy scope, which would match them too.
+/// Every route of the simulator. Order matters: the Automation Cloud scope (what the
+/// gateway calls most) comes first and takes every path under its prefix; specific paths
+/// come before the `/{account}/{tenant}` legacy scope, which would match them too.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(control::configure)
+        .service(
+            web::scope("/{org}/{tenant}/orchestrator_")
+                .route(
+                    "/api/Account/Authenticate",
+                    web::post().to(identity::authenticate_on_cloud),
+                )
+                .configure(orchestrator_routes),
+        )
         .route(
             "/identity_/connect/token",
             web::post().to(identity::connect_token),
@@ -95,12 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/Account/Authenticate",
             web::post().to(identity::authenticate),
         )
-        .route(
-            "/{org}/{tenant}/orchestrator_/api/Account/Authenticate",
-            web::post().to(identity::authenticate_on_cloud),
-        )
         .configure(orchestrator_routes)
-        .service(web::scope("/{org}/{tenant}/orchestrator_").configure(orchestrator_routes))
         .service(web::scope("/{account}/{tenant}").configure(orchestrator_routes));
 }
 

@@ -2,6 +2,10 @@
 //! evaluated over `{"headers": {...}, "body": ..., "query": {...}}`. Header names are
 //! lower case, so `headers."x-github-event"`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use serde_json::Value;
 
 /// Checks that an expression compiles and calls only functions JMESPath has (a parse
@@ -53,10 +57,48 @@ fn unknown_function(ast: &jmespath::ast::Ast) -> Option<(String, usize)> {
     }
 }
 
+/// A delivery's `{"headers", "body", "query"}`, converted once for all the expressions
+/// evaluated over it (its filter, each mapping and its dedup key).
+pub struct Context(jmespath::Rcvar);
+
+impl Context {
+    pub fn new(context: &Value) -> Result<Self, String> {
+        jmespath::Variable::from_serializable(context)
+            .map(|v| Self(jmespath::Rcvar::new(v)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Most compiled expressions kept per thread; past this the cache starts over.
+const MAX_COMPILED: usize = 1_000;
+
+thread_local! {
+    /// Compiled expressions by their text: each is compiled once per thread, not on every
+    /// delivery. Only expressions that compiled are kept (hooks are checked when saved).
+    static COMPILED: RefCell<HashMap<String, Rc<jmespath::Expression<'static>>>> =
+        RefCell::new(HashMap::new());
+}
+
+fn compiled(expression: &str) -> Result<Rc<jmespath::Expression<'static>>, String> {
+    COMPILED.with(|cache| {
+        if let Some(e) = cache.borrow().get(expression) {
+            return Ok(e.clone());
+        }
+        let e = Rc::new(jmespath::compile(expression).map_err(|e| e.to_string())?);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= MAX_COMPILED {
+            cache.clear();
+        }
+        cache.insert(expression.to_string(), e.clone());
+        Ok(e)
+    })
+}
+
 /// Evaluates an expression; `null` when it selects nothing.
-pub fn eval(expression: &str, context: &Value) -> Result<Value, String> {
-    let compiled = jmespath::compile(expression).map_err(|e| e.to_string())?;
-    let result = compiled.search(context).map_err(|e| e.to_string())?;
+pub fn eval(expression: &str, context: &Context) -> Result<Value, String> {
+    let result = compiled(expression)?
+        .search(&context.0)
+        .map_err(|e| e.to_string())?;
     serde_json::to_value(&*result).map_err(|e| e.to_string())
 }
 
@@ -90,7 +132,7 @@ mod tests {
 
     #[test]
     fn filters_and_mappings_read_headers_body_and_query() {
-        let ctx = json!({"headers": {"x-github-event": "pull_request"}, "body": {"action": "opened", "pull_request": {"number": 42}}, "query": {}});
+        let ctx = Context::new(&json!({"headers": {"x-github-event": "pull_request"}, "body": {"action": "opened", "pull_request": {"number": 42}}, "query": {}})).unwrap();
         assert!(truthy(&eval("body.action == 'opened'", &ctx).unwrap()));
         assert!(!truthy(&eval("body.action == 'closed'", &ctx).unwrap()));
         assert_eq!(eval("body.pull_request.number", &ctx).unwrap(), json!(42));
@@ -100,6 +142,11 @@ mod tests {
         );
         assert_eq!(eval("body.missing", &ctx).unwrap(), Value::Null);
         assert!(check("body.[").is_err());
+        // Compiled once and kept: a second evaluation finds it; a bad one is not kept.
+        assert_eq!(eval("body.pull_request.number", &ctx).unwrap(), json!(42));
+        assert!(COMPILED.with(|c| c.borrow().contains_key("body.pull_request.number")));
+        assert!(eval("body.[", &ctx).is_err());
+        assert!(!COMPILED.with(|c| c.borrow().contains_key("body.[")));
     }
 
     #[test]

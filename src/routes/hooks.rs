@@ -124,7 +124,11 @@ enum Decision {
 }
 
 /// Evaluates the filter and the mapping; an expression error is a failed delivery.
-fn decide(hook: &HookRow, context: &Value) -> Result<Decision, (String, &'static str)> {
+fn decide(
+    hook: &HookRow,
+    context: &Value,
+    exprs: &expr::Context,
+) -> Result<Decision, (String, &'static str)> {
     let body = &context["body"];
     if hook.scheme == "slack" && body["type"] == "url_verification" {
         return Ok(Decision::Answer(json!({"challenge": body["challenge"]})));
@@ -133,7 +137,7 @@ fn decide(hook: &HookRow, context: &Value) -> Result<Decision, (String, &'static
         return Ok(Decision::Answer(json!({"status": "pong"})));
     }
     if let Some(f) = &hook.filter {
-        let v = expr::eval(f, context)
+        let v = expr::eval(f, exprs)
             .map_err(|e| (format!("the filter `{f}` failed: {e}"), "filter_failed"))?;
         if !expr::truthy(&v) {
             return Ok(Decision::Filtered(format!(
@@ -145,7 +149,7 @@ fn decide(hook: &HookRow, context: &Value) -> Result<Decision, (String, &'static
     match &hook.mapping {
         Some(mapping) => {
             for (arg, e) in mapping {
-                let v = expr::eval(e, context).map_err(|err| {
+                let v = expr::eval(e, exprs).map_err(|err| {
                     (
                         format!("mapping `{arg}` (`{e}`) failed: {err}"),
                         "mapping_failed",
@@ -262,18 +266,31 @@ pub async fn handle(
     mut delivery: Delivery,
     context: &Value,
 ) -> Result<HttpResponse, ApiError> {
-    let key = if delivery.replay_of.is_some() {
-        None
-    } else {
-        hook.dedup
-            .as_deref()
-            .and_then(|d| expr::eval(d, context).ok())
-            .as_ref()
-            .and_then(expr::key_of)
+    // One conversion of the context for every expression, dropped before any await.
+    let (key, decision) = match expr::Context::new(context) {
+        Ok(exprs) => {
+            let key = if delivery.replay_of.is_some() {
+                None
+            } else {
+                hook.dedup
+                    .as_deref()
+                    .and_then(|d| expr::eval(d, &exprs).ok())
+                    .as_ref()
+                    .and_then(expr::key_of)
+            };
+            (key, decide(hook, context, &exprs))
+        }
+        Err(e) => (
+            None,
+            Err((
+                format!("the delivery could not be read for its expressions: {e}"),
+                "mapping_failed",
+            )),
+        ),
     };
     delivery.delivery_key = key.clone();
 
-    let decision = match decide(hook, context) {
+    let decision = match decision {
         Ok(d) => d,
         Err((reason, code)) => return failed(state, delivery, reason, code, None).await,
     };

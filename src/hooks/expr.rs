@@ -57,15 +57,31 @@ fn unknown_function(ast: &jmespath::ast::Ast) -> Option<(String, usize)> {
     }
 }
 
-/// A delivery's `{"headers", "body", "query"}`, converted once for all the expressions
-/// evaluated over it (its filter, each mapping and its dedup key).
-pub struct Context(jmespath::Rcvar);
+/// A delivery's `{"headers", "body", "query"}`, converted for JMESPath when the first
+/// expression is evaluated over it (its filter, a mapping or its dedup key) and kept for
+/// the others; a hook with no expressions never converts it.
+pub struct Context<'a> {
+    value: &'a Value,
+    converted: std::cell::OnceCell<Result<jmespath::Rcvar, String>>,
+}
 
-impl Context {
-    pub fn new(context: &Value) -> Result<Self, String> {
-        jmespath::Variable::from_serializable(context)
-            .map(|v| Self(jmespath::Rcvar::new(v)))
-            .map_err(|e| e.to_string())
+impl<'a> Context<'a> {
+    pub fn new(value: &'a Value) -> Self {
+        Self {
+            value,
+            converted: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn converted(&self) -> Result<&jmespath::Rcvar, String> {
+        self.converted
+            .get_or_init(|| {
+                jmespath::Variable::from_serializable(self.value)
+                    .map(jmespath::Rcvar::new)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -97,7 +113,7 @@ fn compiled(expression: &str) -> Result<Rc<jmespath::Expression<'static>>, Strin
 /// Evaluates an expression; `null` when it selects nothing.
 pub fn eval(expression: &str, context: &Context) -> Result<Value, String> {
     let result = compiled(expression)?
-        .search(&context.0)
+        .search(context.converted()?)
         .map_err(|e| e.to_string())?;
     serde_json::to_value(&*result).map_err(|e| e.to_string())
 }
@@ -132,7 +148,9 @@ mod tests {
 
     #[test]
     fn filters_and_mappings_read_headers_body_and_query() {
-        let ctx = Context::new(&json!({"headers": {"x-github-event": "pull_request"}, "body": {"action": "opened", "pull_request": {"number": 42}}, "query": {}})).unwrap();
+        let value = json!({"headers": {"x-github-event": "pull_request"}, "body": {"action": "opened", "pull_request": {"number": 42}}, "query": {}});
+        let ctx = Context::new(&value);
+        assert!(ctx.converted.get().is_none(), "converted only when needed");
         assert!(truthy(&eval("body.action == 'opened'", &ctx).unwrap()));
         assert!(!truthy(&eval("body.action == 'closed'", &ctx).unwrap()));
         assert_eq!(eval("body.pull_request.number", &ctx).unwrap(), json!(42));

@@ -267,26 +267,18 @@ pub async fn handle(
     context: &Value,
 ) -> Result<HttpResponse, ApiError> {
     // One conversion of the context for every expression, dropped before any await.
-    let (key, decision) = match expr::Context::new(context) {
-        Ok(exprs) => {
-            let key = if delivery.replay_of.is_some() {
-                None
-            } else {
-                hook.dedup
-                    .as_deref()
-                    .and_then(|d| expr::eval(d, &exprs).ok())
-                    .as_ref()
-                    .and_then(expr::key_of)
-            };
-            (key, decide(hook, context, &exprs))
-        }
-        Err(e) => (
-            None,
-            Err((
-                format!("the delivery could not be read for its expressions: {e}"),
-                "mapping_failed",
-            )),
-        ),
+    let (key, decision) = {
+        let exprs = expr::Context::new(context);
+        let key = if delivery.replay_of.is_some() {
+            None
+        } else {
+            hook.dedup
+                .as_deref()
+                .and_then(|d| expr::eval(d, &exprs).ok())
+                .as_ref()
+                .and_then(expr::key_of)
+        };
+        (key, decide(hook, context, &exprs))
     };
     delivery.delivery_key = key.clone();
 

@@ -55,12 +55,7 @@ pub async fn create(app: &TestApp, body: &Value) -> Value {
 }
 
 async fn tokens_issued(sim: &Sim) -> u64 {
-    let counters: Value = sim
-        .control(Method::GET, "/counters", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counters: Value = sim.read("/counters").await;
     counters["tokens_issued"]
         .as_object()
         .unwrap()

@@ -107,6 +107,12 @@ fn sign(body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// Replaces the simulator's webhook with `hook` (as an Orchestrator admin would).
+async fn replace_webhook(sim: &Sim, token: &str, hook: &Value) {
+    let url = sim.cloud(&format!("/odata/Webhooks({})", hook["Id"]));
+    assert!(sim.put(&url, token, hook).await.status().is_success());
+}
+
 async fn register(app: &TestApp) -> Registration {
     let conn = connections::find(&app.pool, "sim").await.unwrap().unwrap();
     webhook_registration::ensure(&app.state, &conn, &app.address)
@@ -134,14 +140,7 @@ async fn the_registered_webhook_brings_the_result_and_no_poll_happens() {
     assert_eq!(hook["Enabled"], true);
     let mut disabled = hook.clone();
     disabled["Enabled"] = false.into();
-    let res = sim
-        .put(
-            &sim.cloud(&format!("/odata/Webhooks({})", hook["Id"])),
-            &token,
-            &disabled,
-        )
-        .await;
-    assert!(res.status().is_success());
+    replace_webhook(&sim, &token, &disabled).await;
     assert_eq!(register(&app).await, Registration::Updated);
 
     let started: Value = run(&app, &key, "").await.json().await.unwrap();
@@ -169,12 +168,7 @@ async fn the_registered_webhook_brings_the_result_and_no_poll_happens() {
 }
 
 async fn webhooks_sent(sim: &Sim) -> u64 {
-    let counters: Value = sim
-        .control(Method::GET, "/counters", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counters: Value = sim.read("/counters").await;
     counters["webhooks_sent"].as_u64().unwrap()
 }
 
@@ -231,14 +225,7 @@ async fn the_webhook_skips_job_created_and_a_ping_shows_it_healthy_with_no_job_m
         .as_array_mut()
         .unwrap()
         .push(json!({"EventType": "job.created"}));
-    let res = sim
-        .put(
-            &sim.cloud(&format!("/odata/Webhooks({})", hook["Id"])),
-            &token,
-            &hook,
-        )
-        .await;
-    assert!(res.status().is_success());
+    replace_webhook(&sim, &token, &hook).await;
     assert_eq!(register(&app).await, Registration::Updated);
     let again: Value = sim
         .get(
@@ -252,12 +239,20 @@ async fn the_webhook_skips_job_created_and_a_ping_shows_it_healthy_with_no_job_m
         .unwrap();
     assert_eq!(events(&again), webhook_registration::JOB_EVENTS);
 
-    // A job that starts brings no webhook call; the ping keeps the webhooks healthy, so a
-    // poller pass asks Orchestrator nothing about the pending job.
+    // A job that starts brings no webhook call. A minute without news is past the 5 s
+    // cadence but within the 120 s one kept while webhooks are healthy: the ping keeps
+    // them so, and a poller pass asks Orchestrator nothing about the pending job.
     let sent = webhooks_sent(&sim).await;
     let started: Value = run(&app, &key, "").await.json().await.unwrap();
     assert_eq!(started["state"], "pending", "{started}");
     assert_eq!(webhooks_sent(&sim).await, sent);
+    sqlx::query(
+        "update jobs set created_at = now() - interval '1 minute', \
+         state_changed_at = now() - interval '1 minute'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let report = job_sync::try_execute_task(&app.state).await.unwrap();
     assert_eq!((report.single_reads, report.lists), (0, 0));
 
@@ -572,12 +567,7 @@ async fn wait_answers_200_when_the_job_ends_in_time_and_202_when_it_does_not() {
         Method::PUT,
         "/scenario",
         Some({
-            let mut s: Value = sim
-                .control(Method::GET, "/scenario", None)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let mut s: Value = sim.read("/scenario").await;
             s["manual_jobs"] = true.into();
             s
         }),

@@ -212,12 +212,7 @@ pub async fn every_job_started_once(pool: &sqlx::PgPool, sim: &Sim, acknowledged
         ids.len(),
         "an acknowledged job is missing"
     );
-    let jobs: Vec<Value> = sim
-        .control(Method::GET, "/jobs", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jobs: Vec<Value> = sim.read("/jobs").await;
     let mut per_reference: BTreeMap<String, usize> = BTreeMap::new();
     for j in &jobs {
         *per_reference

@@ -135,6 +135,15 @@ impl Sim {
         req.send().await.unwrap()
     }
 
+    /// A control endpoint's JSON (`/counters`, `/jobs`, `/scenario`, ...).
+    pub async fn read<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.control(reqwest::Method::GET, path, None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The References of every StartJobs received, in order.
     pub async fn start_calls_refs(&self) -> Vec<String> {
         self.calls("StartJobs")

@@ -460,12 +460,7 @@ async fn dropped_webhooks_and_the_breaker_lose_events() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     advance(&sim, id).await; // job.completed: dropped by the open breaker
-    let counters: Value = sim
-        .control(Method::GET, "/counters", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counters: Value = sim.read("/counters").await;
     assert_eq!(counters["webhooks_sent"], 1);
     assert_eq!(
         counters["webhooks_dropped"], 2,

@@ -346,12 +346,7 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
         stops[0]["body"],
         json!({"strategy": "Kill", "jobIds": [linked.unwrap()]})
     );
-    let in_orchestrator: Value = sim
-        .control(Method::GET, "/jobs", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let in_orchestrator: Value = sim.read("/jobs").await;
     let theirs = in_orchestrator
         .as_array()
         .unwrap()

@@ -44,6 +44,8 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// How started jobs are followed to their end.
     pub tracking: TrackingSettings,
+    /// The traffic governor: one per Orchestrator tenant, pacing every outgoing call.
+    pub traffic: TrafficSettings,
     /// How callbacks are delivered.
     pub callbacks: CallbackSettings,
     /// Inbound webhooks (`/hooks/{slug}`).
@@ -110,8 +112,12 @@ pub struct OrchestratorSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchSettings {
-    /// Attempts before a job is dead-lettered.
+    /// Failures of a job itself before it is dead-lettered. A tenant's outage (429s,
+    /// pauses, an open circuit, a storm of 5xx or timeouts) does not count.
     pub max_attempts: i32,
+    /// How long after an ambiguous start (a timeout, a 5xx after sending) the job is
+    /// looked up by its Reference, in seconds: time for the call to finish in Orchestrator.
+    pub reconcile_after_secs: u64,
     /// How long one attempt owns a job, in seconds; after that another instance may take it.
     pub lease_secs: i64,
     /// How often the dispatcher looks for due jobs, in milliseconds.
@@ -141,11 +147,51 @@ pub struct TrackingSettings {
     /// Groups of at most this many jobs (same connection and folder) are read one by
     /// one with `GET /odata/Jobs({id})`, which the list limit does not cover.
     pub single_get_max: usize,
+    /// Single-job reads per second (per instance and tenant) once the tenant's list
+    /// budget is spent, so tracking keeps up without webhooks. 0 turns them off.
+    pub single_reads_per_second: u32,
     /// Jobs asked about per pass.
     pub batch_size: i64,
     /// How often the registration of Orchestrator webhooks is checked, in seconds
     /// (only with `public_url`).
     pub webhook_check_secs: u64,
+}
+
+/// The traffic governor (see `docs/traffic-governor.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSettings {
+    /// The window over which the filtered-list budget is counted, in seconds
+    /// (Orchestrator counts per minute).
+    pub list_window_secs: u64,
+    /// Share of the list budget that routine polling leaves while reconciliation of
+    /// ambiguous starts is waiting for a list (0 to 1).
+    pub list_reserve_share: f64,
+    /// After a 429 taught the governor a lower list budget, it tries one more list a
+    /// window (up to the configured budget) after this many seconds. 0 never raises it.
+    pub budget_probe_secs: u64,
+    /// How long a tenant's lists pause after a 429 without `Retry-After`, in seconds.
+    pub list_pause_secs: u64,
+    /// How long other calls pause after a 429 without `Retry-After`, in seconds.
+    pub call_pause_secs: u64,
+    /// Recent calls to a tenant that decide whether it is healthy, in seconds.
+    pub health_window_secs: u64,
+    /// Calls in that window needed before a failure share is trusted.
+    pub circuit_min_calls: usize,
+    /// Share of failed calls (5xx, timeouts, refused connections) that opens the circuit.
+    pub circuit_failure_share: f64,
+    /// A job's own failure counts towards `dispatch.max_attempts` only while its tenant's
+    /// failure share is below this.
+    pub strike_failure_share: f64,
+    /// How long the circuit stays open the first time, in milliseconds; it doubles each
+    /// time a probe fails.
+    pub circuit_open_ms: u64,
+    /// The longest the circuit stays open before a probe, in seconds.
+    pub circuit_open_max_secs: u64,
+    /// How often each instance reads the shared state of every tenant, in milliseconds.
+    pub refresh_ms: u64,
+    /// Longest `$filter` sent in one list, in characters (URL length limits).
+    pub max_filter_chars: usize,
 }
 
 /// Inbound webhooks.
@@ -247,17 +293,39 @@ pub fn defaults() -> serde_json::Value {
         },
         "pg_bin": null,
         "embedded": EmbeddedSettings { run_as: "postgres".into() },
-        "dispatch": DispatchSettings { max_attempts: 10, lease_secs: 60, poll_interval_ms: 250, batch_size: 50 },
+        "dispatch": DispatchSettings {
+            max_attempts: 10,
+            reconcile_after_secs: 5,
+            lease_secs: 60,
+            poll_interval_ms: 250,
+            batch_size: 50,
+        },
         "tracking": TrackingSettings {
             pass_interval_ms: 1_000,
             poll_every_secs: 5,
             poll_every_secs_with_webhooks: 120,
             webhook_quiet_secs: 300,
             list_budget_per_minute: 60,
-            ids_per_list: 20,
+            ids_per_list: 50,
             single_get_max: 3,
+            single_reads_per_second: 50,
             batch_size: 500,
             webhook_check_secs: 300,
+        },
+        "traffic": TrafficSettings {
+            list_window_secs: 60,
+            list_reserve_share: 0.2,
+            budget_probe_secs: 3_600,
+            list_pause_secs: 60,
+            call_pause_secs: 5,
+            health_window_secs: 10,
+            circuit_min_calls: 8,
+            circuit_failure_share: 0.5,
+            strike_failure_share: 0.2,
+            circuit_open_ms: 1_000,
+            circuit_open_max_secs: 30,
+            refresh_ms: 250,
+            max_filter_chars: 4_000,
         },
         "callbacks": CallbackSettings {
             retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000],
@@ -363,8 +431,30 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.callbacks.jitter) {
             return bad("callbacks.jitter", "must be between 0 and 1");
         }
-        if self.tracking.ids_per_list == 0 || self.tracking.ids_per_list > 100 {
-            return bad("tracking.ids_per_list", "must be between 1 and 100");
+        if self.tracking.ids_per_list == 0 || self.tracking.ids_per_list > 50 {
+            return bad(
+                "tracking.ids_per_list",
+                "must be between 1 and 50 (each id is two of the 100 OData nodes a filter may hold)",
+            );
+        }
+        let t = &self.traffic;
+        for (name, v) in [
+            ("traffic.list_reserve_share", t.list_reserve_share),
+            ("traffic.circuit_failure_share", t.circuit_failure_share),
+            ("traffic.strike_failure_share", t.strike_failure_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(name, "must be between 0 and 1");
+            }
+        }
+        if t.list_window_secs == 0 || t.refresh_ms == 0 || t.circuit_open_ms == 0 {
+            return bad(
+                "traffic.list_window_secs",
+                "list_window_secs, refresh_ms and circuit_open_ms must be greater than 0",
+            );
+        }
+        if t.max_filter_chars < 200 {
+            return bad("traffic.max_filter_chars", "must be at least 200");
         }
         if self.tracking.list_budget_per_minute < 0 {
             return bad("tracking.list_budget_per_minute", "must not be negative");

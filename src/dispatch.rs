@@ -1,9 +1,13 @@
 //! Starting a recorded job in Orchestrator, exactly once.
 //!
-//! Every attempt after the first looks the job up by its `Reference` before sending
-//! StartJobs again, because the earlier attempt may have created it (a timeout, a 502
-//! after the job was made, a crash). Retries back off with jitter and honour
-//! `Retry-After`; after `max_attempts` the job is dead-lettered.
+//! Every start sends the job's own `Reference`. A start whose outcome is unknown (a
+//! timeout, a 5xx after sending) leaves the job `unknown`: it is never started again
+//! until a lookup by Reference has answered for it (`workers::reconciler`).
+//!
+//! Every call goes through the tenant's traffic governor: a call it holds back, a 429
+//! and a tenant-wide outage defer the job without spending an attempt. Only the job's
+//! own failures count; after `max_attempts` of them the job is dead-lettered, which
+//! happens only to a job Orchestrator certainly does not have.
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
 use crate::startup::AppState;
 use crate::storage::connections::ConnectionRow;
+use crate::storage::job_queue::{self, Deferral};
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::processes::ProcessRow;
 
@@ -31,7 +36,7 @@ pub enum Outcome {
         /// The job as recorded now (None if it had already moved on).
         job: Option<Box<JobRow>>,
     },
-    /// Not yet: the job stays queued for another attempt.
+    /// Not yet: the job stays queued for another attempt (or `unknown`, to be looked up).
     Retry { error: String },
     /// Orchestrator refused it for good; the job is `rejected`.
     Rejected {
@@ -50,6 +55,7 @@ pub fn client(state: &AppState, conn: &ConnectionRow) -> OrchestratorClient {
         &conn.settings.orchestrator_url,
         conn.settings.tenant_name_header.clone(),
     )
+    .governed(state.traffic.clone())
 }
 
 /// The release of a process: from the cache, or looked up (and cached) when `fresh`.
@@ -109,6 +115,9 @@ pub async fn release(
         &arg_json,
     )
     .await?;
+    // This instance's copy of the process is now stale; the change notification would
+    // say so too, but maybe only after the next request read the copy.
+    state.lookups.clear();
     Ok((key, args))
 }
 
@@ -170,6 +179,23 @@ async fn started(
     })
 }
 
+/// A lookup by Reference found the job in Orchestrator: the ledger adopts it (and, if it
+/// was stopped meanwhile, it is stopped there too).
+pub async fn adopt(
+    state: &AppState,
+    conn: &ConnectionRow,
+    orch: &OrchestratorClient,
+    folder: &FolderRef,
+    job: &JobRow,
+    found: &Job,
+) -> Result<Outcome, sqlx::Error> {
+    let outcome = started(state, job, found, "found by its Reference after an unknown start").await?;
+    if let Outcome::Started { job: None, .. } = outcome {
+        stop_if_cancelled(state, conn, orch, folder, job, found).await?;
+    }
+    Ok(outcome)
+}
+
 /// `POST /jobs/{id}/stop` cancelled the job while this start was in flight, so the
 /// ledger says stopped and Orchestrator has just created it: stop it there too (`Kill`,
 /// as it was never meant to run), and link it to the ledger's job.
@@ -226,6 +252,104 @@ pub async fn stop(
         .await
 }
 
+/// A start that failed in a way that may pass: the job waits, as `queued` or, when the
+/// start may have reached Orchestrator, as `unknown`. Only a failure of the job itself
+/// (its tenant otherwise healthy) spends an attempt.
+async fn deferred(
+    state: &AppState,
+    job: &JobRow,
+    orch: &OrchestratorClient,
+    e: OrchestratorError,
+) -> Result<Outcome, sqlx::Error> {
+    let d = &state.settings.dispatch;
+    let now = Utc::now();
+    let at = |wait: Duration| now + chrono::Duration::from_std(wait).unwrap_or_default();
+    let message = e.to_string();
+    let retry = Outcome::Retry {
+        error: message.clone(),
+    };
+    // Held back, or refused with 429 (or a 503 with Retry-After): the tenant is paused,
+    // Orchestrator did not act, and the job starts when the pause ends.
+    let pause = match &e {
+        OrchestratorError::Held { wait, reason } => Some((*wait, *reason)),
+        OrchestratorError::RateLimited { retry_after } => Some((
+            retry_after.unwrap_or(Duration::from_secs(state.settings.traffic.call_pause_secs)),
+            "rate_limited",
+        )),
+        OrchestratorError::Unavailable {
+            retry_after: Some(wait),
+            ..
+        } => Some((*wait, "retry_after")),
+        _ => None,
+    };
+    if let Some((wait, reason)) = pause {
+        let next = at(wait + jitter(Duration::from_millis(250)));
+        let detail = json!({"reason": reason, "until": next, "message": message});
+        job_queue::defer(
+            &state.pool,
+            &Deferral {
+                id: job.id,
+                next,
+                error: &message,
+                strike: false,
+                event: Some(("held", detail)),
+            },
+        )
+        .await?;
+        return Ok(retry);
+    }
+    let strike = state.traffic.counts_against_job(orch.tenant());
+    if matches!(e, OrchestratorError::Ambiguous { .. }) {
+        // Orchestrator may have it: look it up before anything else.
+        let next = at(Duration::from_secs(d.reconcile_after_secs));
+        tracing::info!(error = %e, job = %job.id, "start outcome unknown; the job is looked up by its Reference");
+        let reason = format!("the start's outcome is unknown: {message}");
+        job_queue::mark_unknown(
+            &state.pool,
+            &Deferral {
+                id: job.id,
+                next,
+                error: &reason,
+                strike,
+                event: None,
+            },
+        )
+        .await?;
+        return Ok(retry);
+    }
+    // Not sent, or refused before acting: Orchestrator does not have the job.
+    let wait = if strike {
+        backoff(job.attempts, e.retry_after())
+    } else {
+        // The tenant's outage: the circuit paces the retries, not the job.
+        Duration::from_secs(1) + jitter(Duration::from_secs(1))
+    };
+    let next = at(wait);
+    tracing::info!(error = %e, strike, retry_in_ms = wait.as_millis() as u64, "start deferred");
+    let strikes = job_queue::defer(
+        &state.pool,
+        &Deferral {
+            id: job.id,
+            next,
+            error: &message,
+            strike,
+            event: None,
+        },
+    )
+    .await?;
+    if strikes.is_some_and(|n| n >= d.max_attempts) {
+        let error = json!({"message": format!("gave up after {} failed attempts: {e}", d.max_attempts)});
+        if jobs::mark_final(&state.pool, job.id, "dead", error.clone()).await? {
+            return Ok(Outcome::Dead { error });
+        }
+    }
+    Ok(retry)
+}
+
+fn jitter(up_to: Duration) -> Duration {
+    up_to.mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
 fn error_json(e: &OrchestratorError) -> Value {
     json!({"message": e.to_string(), "orchestrator_error_code": e.error_code()})
 }
@@ -269,23 +393,9 @@ pub async fn attempt_with(
     process: &ProcessRow,
     conn: &ConnectionRow,
 ) -> Result<Outcome, sqlx::Error> {
-    let max_attempts = state.settings.dispatch.max_attempts;
     let folder = FolderRef::parse(&process.folder);
     let orch = client(state, conn);
     let result: Result<Job, TokenError> = async {
-        if job.attempts > 1 {
-            // An earlier attempt may have created it: adopt instead of starting twice.
-            let found = state
-                .tokens
-                .with_token(conn, |t| {
-                    let (orch, folder, r) = (orch.clone(), folder.clone(), job.reference.clone());
-                    async move { orch.job_by_reference(&t, &folder, &r).await }
-                })
-                .await?;
-            if let Some(found) = found {
-                return Ok(found);
-            }
-        }
         let mut fresh = false;
         loop {
             let (key, _) = release(state, process, conn, fresh).await?;
@@ -324,7 +434,7 @@ pub async fn attempt_with(
                 job,
                 &found,
                 if job.attempts > 1 {
-                    "adopted or started on retry"
+                    "started on retry"
                 } else {
                     "started"
                 },
@@ -337,19 +447,7 @@ pub async fn attempt_with(
         }
         Err(TokenError::Database(e)) => Err(e),
         Err(TokenError::Orchestrator(e)) if e.is_retryable() => {
-            if job.attempts >= max_attempts {
-                let error =
-                    json!({"message": format!("gave up after {} attempts: {e}", job.attempts)});
-                jobs::mark_final(&state.pool, job.id, "dead", error.clone()).await?;
-                return Ok(Outcome::Dead { error });
-            }
-            let wait = backoff(job.attempts, e.retry_after());
-            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            tracing::info!(error = %e, retry_in_ms = wait.as_millis() as u64, "start deferred");
-            jobs::mark_retry(&state.pool, job.id, next, &e.to_string()).await?;
-            Ok(Outcome::Retry {
-                error: e.to_string(),
-            })
+            deferred(state, job, &orch, e).await
         }
         Err(TokenError::Orchestrator(e)) => {
             let error = error_json(&e);

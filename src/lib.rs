@@ -20,5 +20,6 @@ pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod traffic;
 pub mod waiter;
 pub mod workers;

@@ -8,6 +8,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// The (tenant, state) pairs of the backlog gauge published so far, so one that empties
+/// reads 0 instead of its last value.
+static BACKLOG_LABELS: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// Installs the recorder once per process (later calls reuse it). None if another
 /// recorder was installed first.
 pub fn install() -> Option<PrometheusHandle> {
@@ -36,10 +41,11 @@ pub fn run_latency(seconds: f64, status: u16) {
     histogram!("ugw_run_duration_seconds", "status" => status.to_string()).record(seconds);
 }
 
-/// One call to Orchestrator: `ok`, `client_error`, `rate_limited`, `server_error` or
-/// `transport_error`.
-pub fn orchestrator_call(outcome: &'static str) {
-    counter!("ugw_orchestrator_calls_total", "outcome" => outcome).increment(1);
+/// One call to Orchestrator, by tenant, class (`list`, `start`, `call`) and outcome:
+/// `ok`, `client_error`, `rate_limited`, `server_error` or `transport_error` (calls the
+/// traffic governor held back are counted as `held`).
+pub fn orchestrator_call(tenant: &str, class: &'static str, outcome: &'static str) {
+    counter!("ugw_orchestrator_calls_total", "tenant" => tenant.to_string(), "class" => class, "outcome" => outcome).increment(1);
 }
 
 /// One token request: `ok` or `failed`.
@@ -92,6 +98,23 @@ pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     .fetch_one(pool)
     .await?;
     gauge!("ugw_jobs_queued").set(queued as f64);
+    // The backlog of each tenant: jobs waiting to start, and jobs waiting for a lookup.
+    let backlog: Vec<(String, Option<String>, String, i64)> = sqlx::query_as(
+        "select c.orchestrator_url, c.settings->>'tenant_name_header', j.state, count(*)            from jobs j join processes p on p.id = j.process_id join connections c on c.id = p.connection_id           where j.state in ('queued', 'unknown') group by 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (url, header, state, n) in backlog {
+        let tenant = crate::traffic::tenant_key(&url, header.as_deref());
+        seen.insert((tenant.clone(), state.clone()));
+        gauge!("ugw_traffic_backlog", "tenant" => tenant, "state" => state).set(n as f64);
+    }
+    let mut known = BACKLOG_LABELS.lock().unwrap_or_else(|e| e.into_inner());
+    for (tenant, state) in known.iter().filter(|k| !seen.contains(*k)) {
+        gauge!("ugw_traffic_backlog", "tenant" => tenant.clone(), "state" => state.clone()).set(0.0);
+    }
+    known.extend(seen);
     gauge!("ugw_jobs_in_flight").set(in_flight as f64);
     gauge!("ugw_dead_letters", "kind" => "job").set(dead_jobs as f64);
     gauge!("ugw_dead_letters", "kind" => "callback").set(dead_callbacks as f64);

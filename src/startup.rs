@@ -46,7 +46,7 @@ pub struct AppState {
     /// Short-lived copies of keys, processes, connections and webhook definitions.
     pub lookups: Arc<crate::lookups::Lookups>,
     /// Connections the poller leaves alone while their tenant's list budget is spent.
-    pub poll_pauses: crate::workers::job_sync::Pauses,
+    pub traffic: std::sync::Arc<crate::traffic::Governor>,
     /// Renders `/metrics` (None if another metrics recorder was installed first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -108,7 +108,7 @@ impl Application {
             limits: crate::limits::Limits::new(&settings.rate_limits),
             metrics: crate::metrics::install(),
             lookups: crate::lookups::Lookups::new(),
-            poll_pauses: Default::default(),
+            traffic: crate::traffic::Governor::new(pool.clone(), &settings),
             settings: Arc::new(settings),
         });
         let declared = crate::apply::apply(
@@ -133,6 +133,8 @@ impl Application {
             stop_workers.clone(),
         ));
         tokio::spawn(workers::job_sync::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(workers::reconciler::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(state.traffic.clone().run(stop_workers.clone()));
         tokio::spawn(state.jobs_ended.clone().listen(
             pool.clone(),
             stop_workers.clone(),

@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::error::OrchestratorError;
+use crate::traffic::{Class, Governor, Outcome, Priority};
 use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest, Webhook};
 
 /// How a folder is addressed.
@@ -63,6 +64,8 @@ pub struct OrchestratorClient {
     http: reqwest::Client,
     base: String,
     tenant_name: Option<String>,
+    tenant: String,
+    governor: Option<std::sync::Arc<Governor>>,
 }
 
 /// A builder for every outgoing HTTP client: rustls with the ring provider, which is
@@ -93,8 +96,21 @@ impl OrchestratorClient {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            tenant: crate::traffic::tenant_key(base, tenant_name.as_deref()),
             tenant_name,
+            governor: None,
         }
+    }
+
+    /// Every call goes through the tenant's traffic governor first.
+    pub fn governed(mut self, governor: std::sync::Arc<Governor>) -> Self {
+        self.governor = Some(governor);
+        self
+    }
+
+    /// The key of the tenant this client reaches.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     fn request(
@@ -119,44 +135,77 @@ impl OrchestratorClient {
     }
 
     async fn send<T: DeserializeOwned>(
+        &self,
         req: RequestBuilder,
         write: bool,
+        class: Class,
+        priority: Priority,
     ) -> Result<T, OrchestratorError> {
-        let res = req.send().await.map_err(|e| {
-            crate::metrics::orchestrator_call("transport_error");
-            OrchestratorError::from_transport(&e, write)
-        })?;
+        let ticket = match &self.governor {
+            Some(g) => match g.admit(&self.tenant, class, priority).await {
+                Ok(t) => Some(t),
+                Err(hold) => {
+                    return Err(OrchestratorError::Held {
+                        wait: hold.wait,
+                        reason: hold.reason,
+                    });
+                }
+            },
+            None => None,
+        };
+        let (result, outcome) = self.exchange(req, write).await;
+        crate::metrics::orchestrator_call(&self.tenant, class.label(), outcome.1);
+        if let (Some(g), Some(t)) = (&self.governor, ticket) {
+            g.observe(&self.tenant, class, t, outcome.0).await;
+        }
+        result
+    }
+
+    /// Sends one request; the result, and how it went for the governor and the metrics.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        write: bool,
+    ) -> (Result<T, OrchestratorError>, (Outcome, &'static str)) {
+        let res = match req.send().await {
+            Ok(res) => res,
+            Err(e) => {
+                let err = OrchestratorError::from_transport(&e, write);
+                return (Err(err), (Outcome::Failed, "transport_error"));
+            }
+        };
         let status = res.status().as_u16();
-        crate::metrics::orchestrator_call(match status {
-            200..=299 => "ok",
-            429 => "rate_limited",
-            400..=499 => "client_error",
-            _ => "server_error",
-        });
         let retry_after = res
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| OrchestratorError::from_transport(&e, write))?;
+            .and_then(|v| crate::traffic::parse_retry_after(v, chrono::Utc::now()));
+        let outcome = match status {
+            200..=299 => (Outcome::Ok, "ok"),
+            429 => (Outcome::RateLimited(retry_after), "rate_limited"),
+            400..=499 => (Outcome::Answered, "client_error"),
+            _ => match retry_after {
+                Some(wait) => (Outcome::Busy(wait), "server_error"),
+                None => (Outcome::Failed, "server_error"),
+            },
+        };
+        let body = match res.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let err = OrchestratorError::from_transport(&e, write);
+                return (Err(err), (Outcome::Failed, "transport_error"));
+            }
+        };
         if !(200..300).contains(&status) {
-            return Err(OrchestratorError::from_status(
-                status,
-                &body,
-                retry_after,
-                write,
-            ));
+            let err = OrchestratorError::from_status(status, &body, retry_after, write);
+            return (Err(err), outcome);
         }
         let body = if body.is_empty() {
             &b"null"[..]
         } else {
             &body[..]
         };
-        serde_json::from_slice(body).map_err(|e| {
+        let parsed = serde_json::from_slice(body).map_err(|e| {
             let message = format!("unexpected response shape: {e}");
             if write {
                 OrchestratorError::Ambiguous {
@@ -170,7 +219,8 @@ impl OrchestratorClient {
                     retry_after: None,
                 }
             }
-        })
+        });
+        (parsed, outcome)
     }
 
     /// `GET /odata/Folders` (tenant-level).
@@ -178,7 +228,10 @@ impl OrchestratorClient {
         let req = self
             .request(Method::GET, "/odata/Folders", token, None)
             .query(&[("$top", "1000")]);
-        Ok(Self::send::<ODataList<Folder>>(req, false).await?.value)
+        Ok(self
+            .send::<ODataList<Folder>>(req, false, Class::Call, Priority::Routine)
+            .await?
+            .value)
     }
 
     /// `GET /odata/Releases` in a folder, optionally filtered by an OData `$filter`.
@@ -194,7 +247,10 @@ impl OrchestratorClient {
         if let Some(f) = filter {
             req = req.query(&[("$filter", f)]);
         }
-        Ok(Self::send::<ODataList<Release>>(req, false).await?.value)
+        Ok(self
+            .send::<ODataList<Release>>(req, false, Class::Call, Priority::Routine)
+            .await?
+            .value)
     }
 
     /// `POST .../StartJobs`: the jobs created.
@@ -212,7 +268,10 @@ impl OrchestratorClient {
                 Some(folder),
             )
             .json(body);
-        Ok(Self::send::<ODataList<Job>>(req, true).await?.value)
+        Ok(self
+            .send::<ODataList<Job>>(req, true, Class::Start, Priority::Routine)
+            .await?
+            .value)
     }
 
     /// `GET /odata/Jobs({id})`.
@@ -228,37 +287,39 @@ impl OrchestratorClient {
             token,
             Some(folder),
         );
-        Self::send(req, false).await
+        self.send(req, false, Class::Call, Priority::Routine).await
     }
 
-    /// `GET /odata/Jobs?$filter=...` (counts against the tenant's filtered-list limit).
+    /// `GET /odata/Jobs?$filter=...`: counts against the tenant's filtered-list limit,
+    /// so it takes from the tenant's list budget first.
     pub async fn jobs(
         &self,
         token: &str,
         folder: &FolderRef,
         filter: &str,
         top: u32,
+        priority: Priority,
     ) -> Result<Vec<Job>, OrchestratorError> {
         let top = top.min(1000).to_string();
         let req = self
             .request(Method::GET, "/odata/Jobs", token, Some(folder))
             .query(&[("$filter", filter), ("$top", top.as_str())]);
-        Ok(Self::send::<ODataList<Job>>(req, false).await?.value)
+        Ok(self
+            .send::<ODataList<Job>>(req, false, Class::List, priority)
+            .await?
+            .value)
     }
 
-    /// Looks a job up by our Reference (after an ambiguous StartJobs).
-    pub async fn job_by_reference(
+    /// Looks jobs up by our References (after ambiguous starts), in one filtered list.
+    pub async fn jobs_by_reference(
         &self,
         token: &str,
         folder: &FolderRef,
-        reference: &str,
-    ) -> Result<Option<Job>, OrchestratorError> {
-        let filter = format!("Reference eq '{}'", reference.replace('\'', "''"));
-        Ok(self
-            .jobs(token, folder, &filter, 1)
-            .await?
-            .into_iter()
-            .next())
+        references: &[String],
+    ) -> Result<Vec<Job>, OrchestratorError> {
+        let filter = reference_filter(references);
+        self.jobs(token, folder, &filter, references.len() as u32, Priority::Urgent)
+            .await
     }
 
     /// `POST .../StopJobs`.
@@ -276,7 +337,9 @@ impl OrchestratorClient {
                 Some(folder),
             )
             .json(body);
-        Self::send::<serde_json::Value>(req, true).await.map(|_| ())
+        self.send::<serde_json::Value>(req, true, Class::Call, Priority::Routine)
+            .await
+            .map(|_| ())
     }
 
     /// `GET /odata/Webhooks` (tenant-level).
@@ -284,7 +347,10 @@ impl OrchestratorClient {
         let req = self
             .request(Method::GET, "/odata/Webhooks", token, None)
             .query(&[("$top", "1000")]);
-        Ok(Self::send::<ODataList<Webhook>>(req, false).await?.value)
+        Ok(self
+            .send::<ODataList<Webhook>>(req, false, Class::Call, Priority::Routine)
+            .await?
+            .value)
     }
 
     /// `POST /odata/Webhooks`.
@@ -296,7 +362,7 @@ impl OrchestratorClient {
         let req = self
             .request(Method::POST, "/odata/Webhooks", token, None)
             .json(hook);
-        Self::send(req, true).await
+        self.send(req, true, Class::Call, Priority::Routine).await
     }
 
     /// `PUT /odata/Webhooks({id})`.
@@ -309,7 +375,9 @@ impl OrchestratorClient {
         let req = self
             .request(Method::PUT, &format!("/odata/Webhooks({id})"), token, None)
             .json(hook);
-        Self::send::<serde_json::Value>(req, true).await.map(|_| ())
+        self.send::<serde_json::Value>(req, true, Class::Call, Priority::Routine)
+            .await
+            .map(|_| ())
     }
 
     /// `POST /odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping`: Orchestrator
@@ -317,10 +385,53 @@ impl OrchestratorClient {
     pub async fn ping_webhook(&self, token: &str, id: i64) -> Result<(), OrchestratorError> {
         let path = format!("/odata/Webhooks({id})/UiPath.Server.Configuration.OData.Ping");
         let req = self.request(Method::POST, &path, token, None);
-        Self::send::<serde_json::Value>(req, false)
+        self.send::<serde_json::Value>(req, false, Class::Call, Priority::Routine)
             .await
             .map(|_| ())
     }
+}
+
+/// `Reference eq 'a' or Reference eq 'b' ...`, quotes doubled as OData wants.
+pub fn reference_filter(references: &[String]) -> String {
+    references
+        .iter()
+        .map(|r| format!("Reference eq '{}'", r.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Splits `items` into runs for `... or ...` filters: at most `most` clauses each, and
+/// at most `max_chars` characters of filter (`clause_len` is one clause's length).
+pub fn pack<T>(
+    items: &[T],
+    most: usize,
+    max_chars: usize,
+    clause_len: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut chars) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let len = clause_len(item) + if i > start { 4 } else { 0 };
+        if i > start && (i - start >= most.max(1) || chars + len > max_chars) {
+            runs.push(&items[start..i]);
+            start = i;
+            chars = clause_len(item);
+        } else {
+            chars += len;
+        }
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+/// `Id eq 1 or Id eq 2 ...`.
+pub fn id_filter(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|id| format!("Id eq {id}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 #[cfg(test)]
@@ -380,6 +491,21 @@ CunXrAHCZq+qlFmAAn9Xxy2LQjQrcTOb8+9tsu1Zr1bB8399M/gruwSh
         tls.conn.send_close_notify();
         let _ = tls.flush();
         String::from_utf8_lossy(&head).into_owned()
+    }
+
+    #[test]
+    fn filters_are_packed_by_count_and_by_length() {
+        let ids: Vec<i64> = (1..=120).collect();
+        let runs = pack(&ids, 50, 10_000, |id| format!("Id eq {id}").len());
+        assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [50, 50, 20]);
+        let refs: Vec<String> = (0..10).map(|i| format!("ugw-{i:036}")).collect();
+        let one = format!("Reference eq '{}'", refs[0]).len();
+        let runs = pack(&refs, 50, one * 3 + 8, |r| format!("Reference eq '{r}'").len());
+        assert!(runs.iter().all(|r| r.len() == 3 || r.len() == 1), "{runs:?}");
+        for run in runs {
+            assert!(reference_filter(run).len() <= one * 3 + 8);
+        }
+        assert!(pack::<i64>(&[], 5, 100, |_| 1).is_empty());
     }
 
     /// The one crypto provider (ring) carries a real TLS handshake and request: the

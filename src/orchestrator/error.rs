@@ -44,6 +44,10 @@ pub enum OrchestratorError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The traffic governor held the call back (the tenant is paused, its circuit is
+    /// open, or its list budget is spent): nothing was sent.
+    #[error("held back by the traffic governor ({reason}) for {wait:?}")]
+    Held { wait: Duration, reason: &'static str },
     /// A write was sent but its outcome is unknown (timeout, connection lost, 5xx after
     /// sending): look the job up by its Reference before trying again.
     #[error("the outcome is unknown: {message}")]
@@ -64,7 +68,10 @@ impl OrchestratorError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Ambiguous { .. }
+            Self::RateLimited { .. }
+                | Self::Unavailable { .. }
+                | Self::Ambiguous { .. }
+                | Self::Held { .. }
         )
     }
 
@@ -74,6 +81,7 @@ impl OrchestratorError {
             Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
                 *retry_after
             }
+            Self::Held { wait, .. } => Some(*wait),
             _ => None,
         }
     }

@@ -383,6 +383,7 @@ fn client(state: &AppState, row: &ConnectionRow) -> OrchestratorClient {
         &row.settings.orchestrator_url,
         row.settings.tenant_name_header.clone(),
     )
+    .governed(state.traffic.clone())
 }
 
 /// Authenticate and report who and what the token can see.

@@ -23,7 +23,9 @@ pub struct JobView {
     pub id: Uuid,
     pub process: String,
     /// `queued`, then Orchestrator's state in lower case (`pending`, `running`, `successful`,
-    /// `faulted`, `stopped`...), or `rejected` / `dead` when it never started.
+    /// `faulted`, `stopped`...), or `rejected` / `dead` when it never started. `unknown`:
+    /// its start may have reached Orchestrator (a timeout, a 5xx after sending), and it
+    /// waits for a lookup by its Reference before anything else happens to it.
     pub state: String,
     /// `api`, `hook` or `replay`.
     pub source: String,
@@ -700,7 +702,8 @@ pub async fn stop_job(
             "strategy must be SoftStop or Kill",
         ));
     }
-    let cancelled = job.state == "queued"
+    let waiting = matches!(job.state.as_str(), "queued" | "unknown");
+    let cancelled = waiting
         && store::mark_final(
             &state.pool,
             job.id,
@@ -711,7 +714,7 @@ pub async fn stop_job(
     if !cancelled {
         // In Orchestrator, or started there meanwhile (its start was in flight when the
         // job was read): stop it there.
-        let job = if job.state == "queued" {
+        let job = if waiting {
             store::get(&state.pool, job.id).await?.unwrap_or(job)
         } else {
             job

@@ -38,6 +38,9 @@ pub struct Scenario {
     pub token_lifetimes: TokenLifetimes,
     /// Filtered `GET /odata/Jobs` calls allowed per tenant per minute.
     pub jobs_filter_rate_per_minute: u32,
+    /// The window that limit is counted over, in seconds (60, as Orchestrator; shorter
+    /// windows let a test see several "minutes" quickly).
+    pub jobs_filter_window_secs: u32,
     /// How long a webhook stays disabled after a failed delivery, in seconds.
     pub webhook_breaker_seconds: u64,
     /// When true, jobs move only when stepped through `/__sim/jobs/{id}/advance`.
@@ -389,6 +392,7 @@ impl Default for Scenario {
             default_behaviour: JobBehaviour::default(),
             token_lifetimes: TokenLifetimes::default(),
             jobs_filter_rate_per_minute: 100,
+            jobs_filter_window_secs: 60,
             webhook_breaker_seconds: 3600,
             manual_jobs: false,
             list_omits_arguments: false,

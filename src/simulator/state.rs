@@ -335,16 +335,14 @@ impl SimState {
     pub fn take_filter_budget(&mut self, tenant: &str) -> Option<u64> {
         let now = self.now();
         let limit = self.scenario.jobs_filter_rate_per_minute as usize;
+        let span = chrono::Duration::seconds(self.scenario.jobs_filter_window_secs.max(1) as i64);
         let window = self.filter_calls.entry(tenant.to_string()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now - *t >= chrono::Duration::seconds(60))
-        {
+        while window.front().is_some_and(|t| now - *t >= span) {
             window.pop_front();
         }
         if window.len() >= limit {
             let oldest = *window.front().expect("a full window is not empty");
-            let wait = (oldest + chrono::Duration::seconds(60) - now)
+            let wait = (oldest + span - now)
                 .num_seconds()
                 .max(1) as u64;
             self.counters.rate_limited += 1;

@@ -47,10 +47,10 @@ pub struct EventRow {
     pub occurred_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
+pub(super) const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
     output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
 
-fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+pub(super) fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
     Ok(JobRow {
         id: r.try_get("id")?,
         process_id: r.try_get("process_id")?,
@@ -405,7 +405,7 @@ fn started_ctes(first: usize) -> String {
            update jobs set state = t.u_state, orchestrator_job_id = t.u_orch, orchestrator_job_key = t.u_key, \
              lease_owner = null, lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
            from unnest(${ids}::uuid[], ${states}::text[], ${orch}::int8[], ${keys}::uuid[]) as t(u_id, u_state, u_orch, u_key) \
-           where id = t.u_id and state = 'queued' \
+           where id = t.u_id and state in ('queued', 'unknown') \
            returning {COLUMNS}), \
          upd_events as (insert into job_events (job_id, state, source, detail) \
            select e.u_id, e.u_state, 'dispatcher', e.u_detail \
@@ -501,46 +501,6 @@ pub async fn claim_idempotency(
     Ok(existing.map(|id| (id, stored == hash)))
 }
 
-/// Takes up to `limit` queued jobs whose time has come and whose lease (if any) has
-/// expired, leasing them to `owner`. Other instances skip the rows locked here.
-pub async fn claim_due(
-    pool: &PgPool,
-    owner: Uuid,
-    limit: i64,
-    lease_secs: i64,
-) -> Result<Vec<JobRow>, sqlx::Error> {
-    let sql = format!(
-        "update jobs set lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3), attempts = attempts + 1 \
-         where id in (select id from jobs where state = 'queued' and coalesce(next_attempt_at, created_at) <= now() \
-           and (lease_expires_at is null or lease_expires_at < now()) order by coalesce(next_attempt_at, created_at) \
-           limit $2 for update skip locked) \
-         returning {COLUMNS}"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(owner)
-        .bind(limit)
-        .bind(lease_secs as f64)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// The attempt failed in a way that may pass: try again at `next`.
-pub async fn mark_retry(
-    pool: &PgPool,
-    id: Uuid,
-    next: DateTime<Utc>,
-    error: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3 where id = $1 and state = 'queued'")
-        .bind(id)
-        .bind(next)
-        .bind(error)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 /// The job ends without running: `rejected` (Orchestrator refused it) or `dead`
 /// (out of attempts).
 /// Ends a job that is still queued (it never reached Orchestrator). False, changing
@@ -554,7 +514,7 @@ pub async fn mark_final(
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "update jobs set state = $2, error = $3, last_error = $3->>'message', lease_owner = null, lease_expires_at = null, \
-         next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state = 'queued'",
+         next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state in ('queued', 'unknown')",
     )
     .bind(id)
     .bind(state)
@@ -712,7 +672,7 @@ pub async fn cache_release(
 
 /// The order of states: a state change is recorded only if it moves forward, so a
 /// late or repeated event never overwrites a later state (a terminal one least of all).
-const RANK: &str = "case {s} when 'queued' then 0 when 'pending' then 1 when 'running' then 2 when 'suspended' then 2 \
+const RANK: &str = "case {s} when 'queued' then 0 when 'unknown' then 0 when 'pending' then 1 when 'running' then 2 when 'suspended' then 2 \
     when 'resumed' then 2 when 'stopping' then 3 when 'terminating' then 3 else 4 end";
 
 /// What Orchestrator says about a job.
@@ -806,8 +766,8 @@ pub struct PollCadence {
 }
 
 /// Takes up to `limit` unfinished jobs whose last news (a state change or a poll) is
-/// older than their cadence, marking them asked; instances skip each other's rows, and
-/// `paused_connections` are left out.
+/// older than their cadence, marking them asked; instances skip each other's rows.
+/// Only jobs of `connections` (one tenant) are taken.
 /// Connections take turns, oldest first within each: a tenant with a backlog its list
 /// budget can't clear does not starve the others.
 ///
@@ -819,7 +779,7 @@ pub async fn claim_for_polling(
     pool: &PgPool,
     limit: i64,
     cadence: PollCadence,
-    paused_connections: &[Uuid],
+    connections: &[Uuid],
 ) -> Result<Vec<ToPoll>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The planner's estimate (every process times `limit` rows) can pass
@@ -833,7 +793,7 @@ pub async fn claim_for_polling(
                select p.id as process_id, p.connection_id, now() - make_interval(secs => \
                  case when w.last_event_at > now() - make_interval(secs => $4) then $3 else $2 end) as due_before \
                from processes p left join connection_webhooks w on w.connection_id = p.connection_id \
-               where p.connection_id <> all($5)) pw \
+               where p.connection_id = any($5)) pw \
              cross join lateral ( \
                select j.id, coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) as news \
                from jobs j \
@@ -854,7 +814,7 @@ pub async fn claim_for_polling(
     .bind(cadence.every_secs as f64)
     .bind(cadence.with_webhooks_secs as f64)
     .bind(cadence.quiet_secs as f64)
-    .bind(paused_connections)
+    .bind(connections)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -922,7 +882,7 @@ pub async fn dead(pool: &PgPool, limit: i64) -> Result<Vec<JobRow>, sqlx::Error>
 pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
-        "update jobs set state = 'queued', attempts = 0, next_attempt_at = now(), lease_owner = null, lease_expires_at = null, \
+        "update jobs set state = 'queued', attempts = 0, strikes = 0, next_attempt_at = now(), lease_owner = null, lease_expires_at = null, \
          error = null, finished_at = null, state_changed_at = now() where id = $1 and state = 'dead'",
     )
     .bind(id)

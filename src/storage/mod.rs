@@ -6,9 +6,10 @@ pub mod batch;
 pub mod callbacks;
 pub mod connections;
 pub mod hooks;
+pub mod job_queue;
 pub mod jobs;
 pub mod keys;
-pub mod poll_budget;
+pub mod traffic;
 pub mod processes;
 
 use std::collections::BTreeSet;

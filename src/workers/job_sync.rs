@@ -4,20 +4,20 @@
 //! - A job is asked about `poll_every_secs` after its last news, or only every
 //!   `poll_every_secs_with_webhooks` while its connection's webhooks are healthy.
 //! - Small groups (same connection and folder) use the single-job GET, which the
-//!   filtered-list limit does not cover. Larger ones are batched into
-//!   `$filter=Id eq 1 or Id eq 2 ...` calls, each taken from the tenant's budget
-//!   (`poll_budget`, shared by every instance).
-//! - A 429 blocks the tenant's lists for `Retry-After` (60 s when absent); jobs that
-//!   could not be asked are given back and stay due.
-//! - Once a tenant's budget is spent (or blocked), this instance stops claiming its
-//!   connections' jobs until a list is free again (at most a minute), instead of claiming
-//!   and giving back a whole batch every pass.
+//!   filtered-list limit does not cover. Larger ones are packed into
+//!   `$filter=Id eq 1 or Id eq 2 ...` lists (as many ids as a filter may hold), each
+//!   taken from the tenant's list budget by the traffic governor (`crate::traffic`),
+//!   shared by every instance, after the reconciler's lookups.
+//! - Once the budget is spent (or lists are paused after a 429), jobs are read one by
+//!   one, at most `single_reads_per_second`, so tracking keeps up without webhooks;
+//!   the rest are given back and stay due.
+//! - A tenant whose other calls are paused, or whose circuit is open, is left alone.
 //! - A list may leave out the arguments: a job that ended successfully (or faulted)
 //!   without them is read once more with the single-job GET.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -25,42 +25,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::dispatch;
+use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::startup::AppState;
 use crate::storage::connections::{self, ConnectionRow};
 use crate::storage::jobs::{self, Observed, PollCadence, ToPoll};
-use crate::storage::poll_budget;
 use crate::storage::processes::{self, ProcessRow};
-
-/// How long the lists of a tenant pause after a 429 without `Retry-After`.
-const DEFAULT_BACKOFF: Duration = Duration::from_secs(60);
-
-/// The longest a connection is left alone after its tenant's budget ran out.
-const MAX_PAUSE: Duration = Duration::from_secs(60);
-
-/// Connections whose tenant has no list left, and until when (this instance's view).
-#[derive(Debug, Default)]
-pub struct Pauses(Mutex<HashMap<Uuid, Instant>>);
-
-impl Pauses {
-    /// The connections paused now.
-    pub fn current(&self) -> Vec<Uuid> {
-        let now = Instant::now();
-        let mut paused = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        paused.retain(|_, until| *until > now);
-        paused.keys().copied().collect()
-    }
-
-    fn pause(&self, connections: impl IntoIterator<Item = Uuid>, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_PAUSE);
-        let mut paused = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in connections {
-            paused.insert(id, until);
-        }
-    }
-}
+use crate::traffic::{Class, Priority};
 
 /// What a JobDto says, in ledger terms.
 pub fn observed(job: &Job) -> Observed {
@@ -84,13 +57,9 @@ pub fn observed(job: &Job) -> Observed {
 /// The key of the tenant a connection reaches: Orchestrator counts its limits per tenant,
 /// and two connections may share one.
 pub fn tenant_key(conn: &ConnectionRow) -> String {
-    format!(
-        "{}#{}",
-        conn.settings
-            .orchestrator_url
-            .trim_end_matches('/')
-            .to_ascii_lowercase(),
-        conn.settings.tenant_name_header.as_deref().unwrap_or("")
+    crate::traffic::tenant_key(
+        &conn.settings.orchestrator_url,
+        conn.settings.tenant_name_header.as_deref(),
     )
 }
 
@@ -105,6 +74,8 @@ pub struct PassReport {
     pub lists: usize,
     /// Jobs given back because the tenant's budget was spent or blocked.
     pub deferred: usize,
+    /// Of `single_reads`, those made because no list could be (budget spent or paused).
+    pub paced_reads: usize,
 }
 
 struct Group<'a> {
@@ -136,16 +107,15 @@ async fn read_list(
     ids: &[i64],
 ) -> Result<Vec<Job>, TokenError> {
     let orch = dispatch::client(state, conn);
-    let filter = ids
-        .iter()
-        .map(|id| format!("Id eq {id}"))
-        .collect::<Vec<_>>()
-        .join(" or ");
+    let filter = id_filter(ids);
     state
         .tokens
         .with_token(conn, |t| {
             let (orch, folder, filter) = (orch.clone(), folder.clone(), filter.clone());
-            async move { orch.jobs(&t, &folder, &filter, ids.len() as u32).await }
+            async move {
+                orch.jobs(&t, &folder, &filter, ids.len() as u32, Priority::Routine)
+                    .await
+            }
         })
         .await
 }
@@ -164,88 +134,73 @@ async fn read_and_record(
     record(state, job, &found).await
 }
 
-/// Reads a group one job at a time.
-async fn singles(state: &AppState, group: &Group<'_>, report: &mut PassReport) {
+/// Reads jobs one at a time (at most `single_get_max` or the paced allowance, so all at
+/// once). A job that could not be read is given back and stays due.
+async fn singles(
+    state: &AppState,
+    group: &Group<'_>,
+    jobs: &[&ToPoll],
+    report: &mut PassReport,
+) -> anyhow::Result<()> {
     let folder = FolderRef::parse(&group.process.folder);
-    // Groups are small (at most `single_get_max`), so they are read all at once.
     let results = join_all(
-        group
-            .jobs
-            .iter()
+        jobs.iter()
             .map(|job| read_and_record(state, group.conn, &folder, job)),
     )
     .await;
-    report.single_reads += group.jobs.len();
-    for r in results {
+    report.single_reads += jobs.len();
+    let mut failed = Vec::new();
+    for (job, r) in jobs.iter().zip(results) {
         match r {
             Ok(true) => report.changed += 1,
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "polling a job failed"),
+            Err(e) => {
+                tracing::debug!(error = format!("{e:#}"), "polling a job failed");
+                failed.push(*job);
+            }
         }
     }
+    jobs::unclaim(&state.pool, &failed).await?;
+    Ok(())
 }
 
-/// Reads a group with filtered lists, within the tenant's budget. Fails when the budget is
-/// spent or blocked, with how long until a list is free when that is known; the rest of
-/// the group was given back.
-async fn lists(
+/// Reads a group with filtered lists. Returns the jobs no list could be made for (the
+/// budget is spent, or lists are paused).
+async fn lists<'a>(
     state: &AppState,
-    group: &Group<'_>,
+    group: &Group<'a>,
     report: &mut PassReport,
-) -> Result<(), Option<Duration>> {
-    let t = &state.settings.tracking;
-    let tenant = tenant_key(group.conn);
+) -> anyhow::Result<Vec<&'a ToPoll>> {
+    let t = &state.settings;
     let folder = FolderRef::parse(&group.process.folder);
-    let chunks: Vec<_> = group.jobs.chunks(t.ids_per_list).collect();
-    for (n, chunk) in chunks.iter().enumerate() {
-        let give_back = |report: &mut PassReport| {
-            let rest: Vec<&ToPoll> = chunks[n..].iter().flat_map(|c| c.iter().copied()).collect();
-            report.deferred += rest.len();
-            rest
-        };
-        match poll_budget::take(&state.pool, &tenant, t.list_budget_per_minute).await {
-            Ok(Ok(())) => {}
-            Ok(Err(wait)) => {
-                let rest = give_back(report);
-                tracing::debug!(
-                    tenant,
-                    wait_ms = wait.as_millis() as u64,
-                    deferred = rest.len(),
-                    "list budget spent"
-                );
-                if let Err(e) = jobs::unclaim(&state.pool, &rest).await {
-                    tracing::warn!(error = %e, "giving jobs back failed");
-                }
-                return Err(Some(wait));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the list budget failed");
-                let _ = jobs::unclaim(&state.pool, &give_back(report)).await;
-                return Err(None);
-            }
-        }
-        let ids: Vec<i64> = chunk.iter().map(|j| j.orchestrator_job_id).collect();
-        report.lists += 1;
+    let runs = pack(
+        &group.jobs,
+        t.tracking.ids_per_list,
+        t.traffic.max_filter_chars,
+        |j| format!("Id eq {}", j.orchestrator_job_id).len(),
+    );
+    for (n, run) in runs.iter().enumerate() {
+        let ids: Vec<i64> = run.iter().map(|j| j.orchestrator_job_id).collect();
         let found = match read_list(state, group.conn, &folder, &ids).await {
             Ok(found) => found,
-            Err(TokenError::Orchestrator(e @ OrchestratorError::RateLimited { .. })) => {
-                let wait = e.retry_after().unwrap_or(DEFAULT_BACKOFF);
-                tracing::warn!(
-                    tenant,
-                    wait_s = wait.as_secs(),
-                    "Orchestrator rate-limited the job list; backing off"
-                );
-                let _ = poll_budget::block(&state.pool, &tenant, wait).await;
-                let _ = jobs::unclaim(&state.pool, &give_back(report)).await;
-                return Err(Some(wait));
+            Err(TokenError::Orchestrator(
+                e @ (OrchestratorError::Held { .. } | OrchestratorError::RateLimited { .. }),
+            )) => {
+                if matches!(e, OrchestratorError::RateLimited { .. }) {
+                    report.lists += 1;
+                }
+                tracing::debug!(error = %e, "no list for now");
+                return Ok(runs[n..].iter().flat_map(|r| r.iter().copied()).collect());
             }
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "listing jobs failed");
+                jobs::unclaim(&state.pool, run).await?;
                 continue;
             }
         };
+        report.lists += 1;
         let by_id: HashMap<i64, &Job> = found.iter().map(|j| (j.id, j)).collect();
-        for job in chunk.iter() {
+        for job in run.iter() {
             let Some(seen) = by_id.get(&job.orchestrator_job_id) else {
                 continue;
             };
@@ -270,30 +225,51 @@ async fn lists(
             }
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
-/// One pass.
-pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
+/// Single reads allowed per pass for one tenant once its lists are spent.
+fn paced_reads_per_pass(state: &AppState) -> usize {
     let t = &state.settings.tracking;
+    if t.single_reads_per_second == 0 {
+        return 0;
+    }
+    ((t.single_reads_per_second as u64 * t.pass_interval_ms.max(10)) / 1000).max(1) as usize
+}
+
+/// One pass for one tenant.
+async fn tenant_pass(
+    state: &AppState,
+    tenant: &str,
+    conns: &[Uuid],
+    report: &mut PassReport,
+) -> anyhow::Result<()> {
+    let t = &state.settings.tracking;
+    if state.traffic.blocked(tenant, Class::Call).is_some() {
+        return Ok(());
+    }
+    let mut paced = paced_reads_per_pass(state);
+    let mut lists_open = state.traffic.lists_open(tenant);
+    let limit = if lists_open { t.batch_size } else { paced as i64 };
+    if limit == 0 {
+        return Ok(());
+    }
     let cadence = PollCadence {
         every_secs: t.poll_every_secs,
         with_webhooks_secs: t.poll_every_secs_with_webhooks,
         quiet_secs: t.webhook_quiet_secs,
     };
-    let paused = state.poll_pauses.current();
-    let due = jobs::claim_for_polling(&state.pool, t.batch_size, cadence, &paused).await?;
-    let mut report = PassReport::default();
+    let due = jobs::claim_for_polling(&state.pool, limit, cadence, conns).await?;
     if due.is_empty() {
-        return Ok(report);
+        return Ok(());
     }
-    let mut conns = HashMap::new();
+    let mut conn_rows = HashMap::new();
     let mut procs = HashMap::new();
     for job in &due {
-        if !conns.contains_key(&job.connection_id)
+        if !conn_rows.contains_key(&job.connection_id)
             && let Some(c) = connections::get(&state.pool, job.connection_id).await?
         {
-            conns.insert(job.connection_id, c);
+            conn_rows.insert(job.connection_id, c);
         }
         if !procs.contains_key(&job.process_id)
             && let Some(p) = processes::get_by_id(&state.pool, job.process_id).await?
@@ -301,17 +277,15 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             procs.insert(job.process_id, p);
         }
     }
-    // Group by tenant, then by (connection, folder): a list reads one folder.
-    let mut tenants: BTreeMap<String, BTreeMap<(Uuid, String), Group>> = BTreeMap::new();
+    // Group by (connection, folder): a list reads one folder.
+    let mut groups: BTreeMap<(Uuid, String), Group> = BTreeMap::new();
     for job in &due {
         let (Some(conn), Some(process)) =
-            (conns.get(&job.connection_id), procs.get(&job.process_id))
+            (conn_rows.get(&job.connection_id), procs.get(&job.process_id))
         else {
             continue;
         };
-        tenants
-            .entry(tenant_key(conn))
-            .or_default()
+        groups
             .entry((conn.id, process.folder.clone()))
             .or_insert_with(|| Group {
                 conn,
@@ -321,25 +295,33 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             .jobs
             .push(job);
     }
-    for groups in tenants.values() {
-        let mut budget_left = true;
-        for group in groups.values() {
-            if group.jobs.len() <= t.single_get_max {
-                singles(state, group, &mut report).await;
-            } else if budget_left {
-                if let Err(wait) = lists(state, group, &mut report).await {
-                    budget_left = false;
-                    if let Some(wait) = wait {
-                        state
-                            .poll_pauses
-                            .pause(groups.values().map(|g| g.conn.id), wait);
-                    }
-                }
-            } else {
-                report.deferred += group.jobs.len();
-                jobs::unclaim(&state.pool, &group.jobs).await?;
-            }
-        }
+    for group in groups.values() {
+        let left = if group.jobs.len() <= t.single_get_max {
+            singles(state, group, &group.jobs, report).await?;
+            continue;
+        } else if lists_open {
+            let left = lists(state, group, report).await?;
+            lists_open = left.is_empty();
+            left
+        } else {
+            group.jobs.clone()
+        };
+        // No list for these: read some one by one, give the rest back.
+        let now = left.len().min(paced);
+        paced -= now;
+        report.paced_reads += now;
+        singles(state, group, &left[..now], report).await?;
+        report.deferred += left.len() - now;
+        jobs::unclaim(&state.pool, &left[now..]).await?;
+    }
+    Ok(())
+}
+
+/// One pass over every tenant.
+pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
+    let mut report = PassReport::default();
+    for (tenant, conns) in super::dispatcher::tenants(state).await? {
+        tenant_pass(state, &tenant, &conns, &mut report).await?;
     }
     Ok(report)
 }

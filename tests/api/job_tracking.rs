@@ -8,7 +8,7 @@ use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 use uipath_gateway::config::Settings;
-use uipath_gateway::storage::{connections, poll_budget};
+use uipath_gateway::storage::{connections, traffic};
 use uipath_gateway::workers::webhook_registration::{self, Registration};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
@@ -335,7 +335,7 @@ async fn with_webhooks_lost_the_poller_batches_ids_and_reads_the_output_it_lacks
     }
     let conn = connections::find(&app.pool, "sim").await.unwrap().unwrap();
     assert_eq!(
-        poll_budget::used(&app.pool, &job_sync::tenant_key(&conn))
+        traffic::used(&app.pool, &job_sync::tenant_key(&conn), 60)
             .await
             .unwrap(),
         1
@@ -347,7 +347,10 @@ async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
     let (_, url) = test_db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
-    let same_keys = |s: &mut Settings| s.encryption_keys = Some(keys.clone());
+    let same_keys = |s: &mut Settings| {
+        s.encryption_keys = Some(keys.clone());
+        s.tracking.single_reads_per_second = 0;
+    };
     let (app, key) = setup_on(&sim, url.clone(), same_keys).await;
     for _ in 0..4 {
         run(&app, &key, "").await;
@@ -372,14 +375,15 @@ async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
             .await
             .unwrap();
     assert_eq!(never_asked, 4);
-    // Another instance, which has not met the 429 itself, claims them and gives them back:
-    // the block is shared through the database.
+    // Another instance, which has not met the 429 itself, leaves them alone too: the
+    // pause is shared through the database.
     let other = spawn_app_on(url, same_keys).await;
+    other.state.traffic.refresh().await.unwrap();
     let third = job_sync::try_execute_task(&other.state).await.unwrap();
-    assert_eq!((third.lists, third.deferred), (0, 4), "{third:?}");
+    assert_eq!(third, job_sync::PassReport::default());
     assert!(sim.calls("/odata/Jobs").await.is_empty());
     let blocked: f64 = sqlx::query_scalar(
-        "select extract(epoch from blocked_until - now())::float8 from poll_budget",
+        "select extract(epoch from lists_paused_until - now())::float8 from orchestrator_tenants",
     )
     .fetch_one(&app.pool)
     .await
@@ -393,6 +397,8 @@ async fn two_thousand_jobs_in_flight_stay_under_the_list_budget() {
     let (app, key) = setup(&sim, |s| {
         s.tracking.batch_size = 2_000;
         s.tracking.poll_every_secs = 5;
+        s.tracking.ids_per_list = 20;
+        s.tracking.single_reads_per_second = 0;
         s.database.max_connections = 10;
         // One key sends 2,000 runs as fast as it can: its rate limit is not under test.
         s.rate_limits.api_key_per_second = 0;
@@ -478,6 +484,8 @@ async fn a_tenant_whose_backlog_outruns_its_budget_does_not_starve_another_tenan
         s.tracking.poll_every_secs = 5;
         s.tracking.ids_per_list = 5;
         s.tracking.list_budget_per_minute = 1;
+        // Lists only: the paced single reads that follow a spent budget are not under test.
+        s.tracking.single_reads_per_second = 0;
     })
     .await;
     lose_webhooks(&sim).await;

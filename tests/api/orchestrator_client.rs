@@ -288,8 +288,9 @@ async fn orchestrator_failures_are_typed_for_retry_decisions() {
         "{err:?}"
     );
 
-    orch.job_by_reference(&token, &ap, "x").await.unwrap();
-    let err = orch.job_by_reference(&token, &ap, "x").await.unwrap_err();
+    let x = ["x".to_string()];
+    orch.jobs_by_reference(&token, &ap, &x).await.unwrap();
+    let err = orch.jobs_by_reference(&token, &ap, &x).await.unwrap_err();
     assert!(
         matches!(
             err,

@@ -92,6 +92,17 @@ impl Setup {
         try_execute_task(&self.app.state).await.unwrap()
     }
 
+    /// Looks every `unknown` job up now.
+    async fn reconcile(&self) -> uipath_gateway::workers::reconciler::PassReport {
+        sqlx::query("update jobs set next_attempt_at = now() where state = 'unknown'")
+            .execute(&self.app.pool)
+            .await
+            .unwrap();
+        uipath_gateway::workers::reconciler::try_execute_task(&self.app.state)
+            .await
+            .unwrap()
+    }
+
     async fn start_calls(&self) -> Vec<Value> {
         self.sim.calls("StartJobs").await
     }
@@ -242,11 +253,16 @@ async fn a_502_after_create_leads_to_exactly_one_job() {
         "accepted: the outcome was ambiguous, the job is queued"
     );
     let job: Value = res.json().await.unwrap();
-    assert_eq!(job["state"], "queued");
-    assert_eq!(s.dispatch().await, 1);
+    assert_eq!(job["state"], "unknown", "it may be in Orchestrator: {job}");
+    assert_eq!(s.dispatch().await, 0, "never started again before a lookup");
     let id = job["id"].as_str().unwrap();
     let read = s.job(id).await;
+    let timeline = read["timeline"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["state"], "unknown", "{read}");
+    assert_eq!(s.reconcile().await.found, 1);
+    let read = s.job(id).await;
     assert_eq!(read["state"], "pending", "adopted: {read}");
+    assert_eq!(read["orchestrator_job_id"], s.sim.sim.with_state(|st| *st.jobs.keys().max().unwrap()));
     let reference = format!("ugw-{id}");
     let in_sim = s.sim.sim.with_state(|st| {
         st.jobs
@@ -275,8 +291,23 @@ async fn an_outage_queues_jobs_and_starts_each_once_afterwards() {
         assert!(job["next_attempt_at"].is_string());
         ids.push(job["id"].as_str().unwrap().to_string());
     }
+    for id in &ids {
+        let job = s.job(id).await;
+        let held = &job["timeline"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(held["state"], "held", "the 503's Retry-After paused the tenant: {job}");
+        assert_eq!(job["attempts"], 1, "{job}");
+    }
     s.sim.control(Method::DELETE, "/faults", None).await;
-    assert_eq!(s.dispatch().await, 3);
+    // Starts are paused for the second the 503 asked for; then all three go.
+    let paused = s.dispatch().await;
+    let mut started = paused;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while started < 3 && std::time::Instant::now() < deadline {
+        s.app.state.traffic.refresh().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        started += s.dispatch().await;
+    }
+    assert_eq!(started, 3);
     for id in &ids {
         assert_eq!(s.job(id).await["state"], "pending");
     }
@@ -314,7 +345,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
         read["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("gave up after 2 attempts")
+            .contains("gave up after 2 failed attempts")
     );
 }
 
@@ -358,6 +389,9 @@ async fn orchestrator_refusals_are_recorded_and_passed_on() {
 async fn a_redeploy_is_followed_by_one_fresh_release_lookup() {
     let s = setup(|_| {}).await;
     assert_eq!(s.run("Invoices", invoice(), None).await.status(), 202);
+    // The release is now cached in the process row; read it from there (as the config
+    // change notification would make every instance do).
+    s.app.state.lookups.clear();
     let mut release = s
         .sim
         .sim

@@ -189,7 +189,13 @@ pub async fn adopt(
     job: &JobRow,
     found: &Job,
 ) -> Result<Outcome, sqlx::Error> {
-    let outcome = started(state, job, found, "found by its Reference after an unknown start").await?;
+    let outcome = started(
+        state,
+        job,
+        found,
+        "found by its Reference after an unknown start",
+    )
+    .await?;
     if let Outcome::Started { job: None, .. } = outcome {
         stop_if_cancelled(state, conn, orch, folder, job, found).await?;
     }
@@ -338,7 +344,8 @@ async fn deferred(
     )
     .await?;
     if strikes.is_some_and(|n| n >= d.max_attempts) {
-        let error = json!({"message": format!("gave up after {} failed attempts: {e}", d.max_attempts)});
+        let error =
+            json!({"message": format!("gave up after {} failed attempts: {e}", d.max_attempts)});
         if jobs::mark_final(&state.pool, job.id, "dead", error.clone()).await? {
             return Ok(Outcome::Dead { error });
         }

@@ -112,7 +112,8 @@ pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     }
     let mut known = BACKLOG_LABELS.lock().unwrap_or_else(|e| e.into_inner());
     for (tenant, state) in known.iter().filter(|k| !seen.contains(*k)) {
-        gauge!("ugw_traffic_backlog", "tenant" => tenant.clone(), "state" => state.clone()).set(0.0);
+        gauge!("ugw_traffic_backlog", "tenant" => tenant.clone(), "state" => state.clone())
+            .set(0.0);
     }
     known.extend(seen);
     gauge!("ugw_jobs_in_flight").set(in_flight as f64);

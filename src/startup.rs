@@ -133,7 +133,10 @@ impl Application {
             stop_workers.clone(),
         ));
         tokio::spawn(workers::job_sync::run(state.clone(), stop_workers.clone()));
-        tokio::spawn(workers::reconciler::run(state.clone(), stop_workers.clone()));
+        tokio::spawn(workers::reconciler::run(
+            state.clone(),
+            stop_workers.clone(),
+        ));
         tokio::spawn(state.traffic.clone().run(stop_workers.clone()));
         tokio::spawn(state.jobs_ended.clone().listen(
             pool.clone(),

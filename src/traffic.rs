@@ -317,8 +317,12 @@ impl Governor {
                 };
                 let wait = after.unwrap_or(Duration::from_secs(default));
                 let row = store::pause(&self.pool, tenant, class.column(), wait, "429").await?;
-                tracing::warn!(tenant, class = class.label(), wait_ms = wait.as_millis() as u64,
-                    "Orchestrator answered 429: the tenant's calls of this class pause");
+                tracing::warn!(
+                    tenant,
+                    class = class.label(),
+                    wait_ms = wait.as_millis() as u64,
+                    "Orchestrator answered 429: the tenant's calls of this class pause"
+                );
                 self.set_row(row);
                 if class == Class::List {
                     let budget = store::learn_list_budget(
@@ -335,15 +339,16 @@ impl Governor {
                 }
             }
             Outcome::Busy(wait) => {
-                let row = store::pause(&self.pool, tenant, class.column(), wait, "retry_after").await?;
+                let row =
+                    store::pause(&self.pool, tenant, class.column(), wait, "retry_after").await?;
                 self.set_row(row);
                 if ticket.probe {
                     self.set_row(store::close_circuit(&self.pool, tenant).await?);
                 }
             }
             Outcome::Failed => {
-                let storm = calls >= self.s.circuit_min_calls
-                    && share >= self.s.circuit_failure_share;
+                let storm =
+                    calls >= self.s.circuit_min_calls && share >= self.s.circuit_failure_share;
                 if ticket.probe || (storm && !open) {
                     let reason = if ticket.probe {
                         "the probe failed"
@@ -366,7 +371,10 @@ impl Governor {
             }
             Outcome::Ok | Outcome::Answered => {
                 if ticket.probe {
-                    tracing::info!(tenant, "the probe was answered: the tenant's circuit closes");
+                    tracing::info!(
+                        tenant,
+                        "the probe was answered: the tenant's circuit closes"
+                    );
                     self.set_row(store::close_circuit(&self.pool, tenant).await?);
                     self.with(tenant, |l| {
                         l.window = 1;
@@ -445,8 +453,13 @@ impl Governor {
                 gauge!("ugw_traffic_paused_seconds", "tenant" => t.clone(), "class" => class.label())
                     .set(secs);
             }
-            gauge!("ugw_traffic_circuit_open", "tenant" => t.clone())
-                .set(if row.circuit_open_until.is_some() { 1.0 } else { 0.0 });
+            gauge!("ugw_traffic_circuit_open", "tenant" => t.clone()).set(
+                if row.circuit_open_until.is_some() {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
             let window = self.with(&t, |l| {
                 l.row = row;
                 l.window
@@ -486,7 +499,11 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -496,7 +513,10 @@ mod tests {
     #[test]
     fn retry_after_is_read_as_seconds_or_as_an_http_date() {
         let now: DateTime<Utc> = "2015-10-21T07:28:00Z".parse().unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(Duration::from_secs(30))

@@ -8,8 +8,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use super::error::OrchestratorError;
-use crate::traffic::{Class, Governor, Outcome, Priority};
 use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest, Webhook};
+use crate::traffic::{Class, Governor, Outcome, Priority};
 
 /// How a folder is addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,8 +318,14 @@ impl OrchestratorClient {
         references: &[String],
     ) -> Result<Vec<Job>, OrchestratorError> {
         let filter = reference_filter(references);
-        self.jobs(token, folder, &filter, references.len() as u32, Priority::Urgent)
-            .await
+        self.jobs(
+            token,
+            folder,
+            &filter,
+            references.len() as u32,
+            Priority::Urgent,
+        )
+        .await
     }
 
     /// `POST .../StopJobs`.
@@ -497,11 +503,19 @@ CunXrAHCZq+qlFmAAn9Xxy2LQjQrcTOb8+9tsu1Zr1bB8399M/gruwSh
     fn filters_are_packed_by_count_and_by_length() {
         let ids: Vec<i64> = (1..=120).collect();
         let runs = pack(&ids, 50, 10_000, |id| format!("Id eq {id}").len());
-        assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [50, 50, 20]);
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [50, 50, 20]
+        );
         let refs: Vec<String> = (0..10).map(|i| format!("ugw-{i:036}")).collect();
         let one = format!("Reference eq '{}'", refs[0]).len();
-        let runs = pack(&refs, 50, one * 3 + 8, |r| format!("Reference eq '{r}'").len());
-        assert!(runs.iter().all(|r| r.len() == 3 || r.len() == 1), "{runs:?}");
+        let runs = pack(&refs, 50, one * 3 + 8, |r| {
+            format!("Reference eq '{r}'").len()
+        });
+        assert!(
+            runs.iter().all(|r| r.len() == 3 || r.len() == 1),
+            "{runs:?}"
+        );
         for run in runs {
             assert!(reference_filter(run).len() <= one * 3 + 8);
         }

@@ -47,7 +47,10 @@ pub enum OrchestratorError {
     /// The traffic governor held the call back (the tenant is paused, its circuit is
     /// open, or its list budget is spent): nothing was sent.
     #[error("held back by the traffic governor ({reason}) for {wait:?}")]
-    Held { wait: Duration, reason: &'static str },
+    Held {
+        wait: Duration,
+        reason: &'static str,
+    },
     /// A write was sent but its outcome is unknown (timeout, connection lost, 5xx after
     /// sending): look the job up by its Reference before trying again.
     #[error("the outcome is unknown: {message}")]

@@ -342,9 +342,7 @@ impl SimState {
         }
         if window.len() >= limit {
             let oldest = *window.front().expect("a full window is not empty");
-            let wait = (oldest + span - now)
-                .num_seconds()
-                .max(1) as u64;
+            let wait = (oldest + span - now).num_seconds().max(1) as u64;
             self.counters.rate_limited += 1;
             return Some(wait);
         }

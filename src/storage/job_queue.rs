@@ -72,7 +72,10 @@ pub async fn claim(
     let (attempts, free) = if state == "queued" {
         ("attempts + 1", "lease_owner is null")
     } else {
-        ("attempts", "(lease_owner is null or lease_expires_at < now())")
+        (
+            "attempts",
+            "(lease_owner is null or lease_expires_at < now())",
+        )
     };
     let sql = format!(
         "update jobs set lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3), attempts = {attempts} \
@@ -151,11 +154,7 @@ pub async fn mark_unknown(pool: &PgPool, d: &Deferral<'_>) -> Result<bool, sqlx:
 /// A lookup by Reference found nothing: Orchestrator does not have these jobs. Each goes
 /// back to `queued` to be started again, or, once out of attempts, to `dead`.
 /// Returns how many were dead-lettered.
-pub async fn not_found(
-    pool: &PgPool,
-    ids: &[Uuid],
-    max_attempts: i32,
-) -> Result<u64, sqlx::Error> {
+pub async fn not_found(pool: &PgPool, ids: &[Uuid], max_attempts: i32) -> Result<u64, sqlx::Error> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -181,12 +180,11 @@ pub async fn not_found(
     .await?;
     if dead > 0 {
         // Dead jobs end: their waiters wake and their callbacks go out.
-        let ended: Vec<Uuid> = sqlx::query_scalar(
-            "select id from jobs where id = any($1) and state = 'dead'",
-        )
-        .bind(ids)
-        .fetch_all(pool)
-        .await?;
+        let ended: Vec<Uuid> =
+            sqlx::query_scalar("select id from jobs where id = any($1) and state = 'dead'")
+                .bind(ids)
+                .fetch_all(pool)
+                .await?;
         let mut tx = pool.begin().await?;
         for id in ended {
             super::jobs::ended(&mut tx, id).await?;

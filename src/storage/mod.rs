@@ -9,8 +9,8 @@ pub mod hooks;
 pub mod job_queue;
 pub mod jobs;
 pub mod keys;
-pub mod traffic;
 pub mod processes;
+pub mod traffic;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -17,9 +17,7 @@ use crate::storage::job_queue::{self, Scope};
 use crate::{dispatch, traffic};
 
 /// The connections of each tenant, by tenant key.
-pub async fn tenants(
-    state: &AppState,
-) -> Result<BTreeMap<String, Vec<Uuid>>, sqlx::Error> {
+pub async fn tenants(state: &AppState) -> Result<BTreeMap<String, Vec<Uuid>>, sqlx::Error> {
     let mut by_tenant: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
     for c in connections::list(&state.pool).await? {
         let key = traffic::tenant_key(
@@ -40,7 +38,10 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
     let d = &state.settings.dispatch;
     let interrupted = job_queue::interrupted_to_unknown(&state.pool).await?;
     if interrupted > 0 {
-        tracing::warn!(jobs = interrupted, "start attempts were interrupted; those jobs are looked up by Reference");
+        tracing::warn!(
+            jobs = interrupted,
+            "start attempts were interrupted; those jobs are looked up by Reference"
+        );
     }
     let mut claimed = job_queue::claim(
         &state.pool,
@@ -52,7 +53,10 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
     )
     .await?;
     for (tenant, conns) in tenants(state).await? {
-        let allowance = state.traffic.start_allowance(&tenant).min(d.batch_size as usize);
+        let allowance = state
+            .traffic
+            .start_allowance(&tenant)
+            .min(d.batch_size as usize);
         if allowance == 0 {
             continue;
         }

@@ -250,7 +250,11 @@ async fn tenant_pass(
     }
     let mut paced = paced_reads_per_pass(state);
     let mut lists_open = state.traffic.lists_open(tenant);
-    let limit = if lists_open { t.batch_size } else { paced as i64 };
+    let limit = if lists_open {
+        t.batch_size
+    } else {
+        paced as i64
+    };
     if limit == 0 {
         return Ok(());
     }
@@ -280,9 +284,10 @@ async fn tenant_pass(
     // Group by (connection, folder): a list reads one folder.
     let mut groups: BTreeMap<(Uuid, String), Group> = BTreeMap::new();
     for job in &due {
-        let (Some(conn), Some(process)) =
-            (conn_rows.get(&job.connection_id), procs.get(&job.process_id))
-        else {
+        let (Some(conn), Some(process)) = (
+            conn_rows.get(&job.connection_id),
+            procs.get(&job.process_id),
+        ) else {
             continue;
         };
         groups

@@ -116,7 +116,10 @@ async fn group(
                 );
                 let wait = e.retry_after().unwrap_or(AFTER_FAILURE);
                 let rest: Vec<Uuid> = if paused {
-                    runs[n..].iter().flat_map(|r| r.iter().map(|j| j.id)).collect()
+                    runs[n..]
+                        .iter()
+                        .flat_map(|r| r.iter().map(|j| j.id))
+                        .collect()
                 } else {
                     run.iter().map(|j| j.id).collect()
                 };
@@ -169,17 +172,20 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
                 None => None,
             };
             let conn = match &process {
-                Some(p) => state.lookups.connection(&state.pool, p.connection_id).await?,
+                Some(p) => {
+                    state
+                        .lookups
+                        .connection(&state.pool, p.connection_id)
+                        .await?
+                }
                 None => None,
             };
             match (process, conn) {
-                (Some(p), Some(c)) => {
-                    groups
-                        .entry((c.id, p.folder.clone()))
-                        .or_insert_with(|| (c, Vec::new()))
-                        .1
-                        .push(job)
-                }
+                (Some(p), Some(c)) => groups
+                    .entry((c.id, p.folder.clone()))
+                    .or_insert_with(|| (c, Vec::new()))
+                    .1
+                    .push(job),
                 _ => unusable.push(job.id),
             }
         }

@@ -28,3 +28,4 @@ mod sim_helpers;
 mod sim_jobs;
 mod test_db;
 mod tracking;
+mod traffic;

@@ -262,7 +262,10 @@ async fn a_502_after_create_leads_to_exactly_one_job() {
     assert_eq!(s.reconcile().await.found, 1);
     let read = s.job(id).await;
     assert_eq!(read["state"], "pending", "adopted: {read}");
-    assert_eq!(read["orchestrator_job_id"], s.sim.sim.with_state(|st| *st.jobs.keys().max().unwrap()));
+    assert_eq!(
+        read["orchestrator_job_id"],
+        s.sim.sim.with_state(|st| *st.jobs.keys().max().unwrap())
+    );
     let reference = format!("ugw-{id}");
     let in_sim = s.sim.sim.with_state(|st| {
         st.jobs
@@ -294,7 +297,10 @@ async fn an_outage_queues_jobs_and_starts_each_once_afterwards() {
     for id in &ids {
         let job = s.job(id).await;
         let held = &job["timeline"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!(held["state"], "held", "the 503's Retry-After paused the tenant: {job}");
+        assert_eq!(
+            held["state"], "held",
+            "the 503's Retry-After paused the tenant: {job}"
+        );
         assert_eq!(job["attempts"], 1, "{job}");
     }
     s.sim.control(Method::DELETE, "/faults", None).await;

@@ -3,7 +3,7 @@
 //! the secrets of a whole run looked for in its logs and its database dump. Every
 //! request that got a 2xx ends as exactly one job in the simulator.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -642,4 +642,114 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
             &s[..4]
         );
     }
+}
+
+/// The scenario of a one-minute outage at scale, compressed to what a test run holds:
+/// four clients post for ~30 s (each with its own job); 10 s in, StartJobs answers 503
+/// with `Retry-After: 2` for 10 s, then every `/odata/` call fails half the time with
+/// 500, a StartJobs creates its job and answers 502, and calls take 100 ms more, for
+/// 10 s; then Orchestrator heals. Thousands of jobs are accepted: none is lost, started
+/// twice or dead-lettered, the ledger's Orchestrator ids are Orchestrator's, the
+/// backlog drains within a minute of healing, and the tenant sees no 429.
+#[tokio::test]
+async fn an_outage_at_scale_loses_none_starts_none_twice_and_dead_letters_none() {
+    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
+    let (_, db) = crate::test_db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("scale");
+    let app = live_app(db, keys, |s| {
+        s.orchestrator.timeout_ms = 2_000;
+        s.database.max_connections = 20;
+    })
+    .await;
+    let key = provision(&app.client, &app.address, &sim, "client_credentials").await;
+    let load = Load::start(vec![app.address.clone()], key.clone(), 4);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = load.count();
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 503, "path_contains": "StartJobs", "retry_after": 2}]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"latency_ms": 100, "start_then_502": 200,
+            "errors": [{"status": 500, "path_contains": "/odata/", "rate": 0.5}]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let counters: Value = sim.read("/counters").await;
+    let limited_before_heal = counters["rate_limited"].as_u64().unwrap();
+    sim.control(Method::DELETE, "/faults", None).await;
+    let healed = Instant::now();
+    let during = load.count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acknowledged = load.stop().await;
+    eprintln!(
+        "accepted {} ({before} before the outage, {} during it)",
+        acknowledged.len(),
+        during - before
+    );
+    assert!(
+        acknowledged.len() >= 2_000,
+        "only {} jobs",
+        acknowledged.len()
+    );
+    every_job_started_once(&app.pool, &sim, &acknowledged).await;
+    let drained = healed.elapsed();
+    let (dead, unknown, queued): (i64, i64, i64) = sqlx::query_as(
+        "select count(*) filter (where state = 'dead'), count(*) filter (where state = 'unknown'), \
+         count(*) filter (where state = 'queued') from jobs",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let counters: Value = sim.read("/counters").await;
+    let limited_after_heal = counters["rate_limited"].as_u64().unwrap() - limited_before_heal;
+    let reconciled: i64 =
+        sqlx::query_scalar("select count(distinct job_id) from job_events where state = 'unknown'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    eprintln!(
+        "dead {dead}, unknown {unknown}, queued {queued}, looked up by Reference {reconciled}, \
+         all started {drained:?} after healing, 429s after healing {limited_after_heal}"
+    );
+    assert_eq!((dead, unknown, queued), (0, 0, 0));
+    assert!(
+        reconciled > 0,
+        "some starts were ambiguous (502 after create)"
+    );
+    assert_eq!(limited_after_heal, 0, "no 429 after healing");
+    assert!(drained < Duration::from_secs(60), "{drained:?} to drain");
+    // The ledger's Orchestrator id of every job is the id of Orchestrator's job with its
+    // Reference.
+    let jobs: Vec<Value> = sim.read("/jobs").await;
+    let by_reference: HashMap<String, i64> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["Reference"].as_str().unwrap_or_default().to_string(),
+                j["Id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let ledger: Vec<(String, i64)> =
+        sqlx::query_as("select reference, orchestrator_job_id from jobs where id = any($1)")
+            .bind(&acknowledged)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let wrong: Vec<_> = ledger
+        .iter()
+        .filter(|(r, id)| by_reference.get(r) != Some(id))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} jobs disagree: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }

@@ -86,25 +86,14 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
 /// Runs until cancelled, passing again at once while there is work.
 pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
     let idle = Duration::from_millis(state.settings.dispatch.poll_interval_ms);
-    tokio::select! {
-        () = stop.cancelled() => return,
-        () = tokio::time::sleep(idle) => {}
-    }
-    loop {
-        let busy = match try_execute_task(&state).await {
+    super::repeat(stop, idle, || async {
+        match try_execute_task(&state).await {
             Ok(n) => n > 0,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "dispatcher pass failed");
                 false
             }
-        };
-        if !busy {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(idle) => {}
-            }
-        } else if stop.is_cancelled() {
-            return;
         }
-    }
+    })
+    .await
 }

@@ -216,8 +216,8 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
 /// Runs until cancelled, passing again at once while there is work.
 pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
     let idle = Duration::from_millis(state.settings.dispatch.poll_interval_ms.max(100));
-    loop {
-        let busy = match try_execute_task(&state).await {
+    super::repeat(stop, idle, || async {
+        match try_execute_task(&state).await {
             Ok(r) => {
                 if r != PassReport::default() {
                     tracing::info!(?r, "reconciler pass");
@@ -228,14 +228,7 @@ pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
                 tracing::warn!(error = format!("{e:#}"), "reconciler pass failed");
                 false
             }
-        };
-        if !busy {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(idle) => {}
-            }
-        } else if stop.is_cancelled() {
-            return;
         }
-    }
+    })
+    .await
 }

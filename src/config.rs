@@ -157,42 +157,7 @@ pub struct TrackingSettings {
     pub webhook_check_secs: u64,
 }
 
-/// The traffic governor (see `docs/traffic-governor.md`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrafficSettings {
-    /// The window over which the filtered-list budget is counted, in seconds
-    /// (Orchestrator counts per minute).
-    pub list_window_secs: u64,
-    /// Share of the list budget that routine polling leaves while reconciliation of
-    /// ambiguous starts is waiting for a list (0 to 1).
-    pub list_reserve_share: f64,
-    /// After a 429 taught the governor a lower list budget, it tries one more list a
-    /// window (up to the configured budget) after this many seconds. 0 never raises it.
-    pub budget_probe_secs: u64,
-    /// How long a tenant's lists pause after a 429 without `Retry-After`, in seconds.
-    pub list_pause_secs: u64,
-    /// How long other calls pause after a 429 without `Retry-After`, in seconds.
-    pub call_pause_secs: u64,
-    /// Recent calls to a tenant that decide whether it is healthy, in seconds.
-    pub health_window_secs: u64,
-    /// Calls in that window needed before a failure share is trusted.
-    pub circuit_min_calls: usize,
-    /// Share of failed calls (5xx, timeouts, refused connections) that opens the circuit.
-    pub circuit_failure_share: f64,
-    /// A job's own failure counts towards `dispatch.max_attempts` only while its tenant's
-    /// failure share is below this.
-    pub strike_failure_share: f64,
-    /// How long the circuit stays open the first time, in milliseconds; it doubles each
-    /// time a probe fails.
-    pub circuit_open_ms: u64,
-    /// The longest the circuit stays open before a probe, in seconds.
-    pub circuit_open_max_secs: u64,
-    /// How often each instance reads the shared state of every tenant, in milliseconds.
-    pub refresh_ms: u64,
-    /// Longest `$filter` sent in one list, in characters (URL length limits).
-    pub max_filter_chars: usize,
-}
+pub use crate::traffic::TrafficSettings;
 
 /// Inbound webhooks.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -108,7 +108,13 @@ impl Application {
             limits: crate::limits::Limits::new(&settings.rate_limits),
             metrics: crate::metrics::install(),
             lookups: crate::lookups::Lookups::new(),
-            traffic: crate::traffic::Governor::new(pool.clone(), &settings),
+            traffic: crate::traffic::Governor::new(
+                pool.clone(),
+                settings.traffic.clone(),
+                settings.tracking.list_budget_per_minute,
+                settings.dispatch.batch_size as usize,
+                Duration::from_millis(settings.orchestrator.timeout_ms),
+            ),
             settings: Arc::new(settings),
         });
         let declared = crate::apply::apply(

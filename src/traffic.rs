@@ -28,8 +28,8 @@ use metrics::{counter, gauge};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
 use crate::storage::traffic::{self as store, ListBudget, PauseColumn, TenantRow};
+use serde::{Deserialize, Serialize};
 
 /// A class of outgoing call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,6 +98,43 @@ pub struct Ticket {
     probe: bool,
 }
 
+/// The traffic governor (see `docs/traffic-governor.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSettings {
+    /// The window over which the filtered-list budget is counted, in seconds
+    /// (Orchestrator counts per minute).
+    pub list_window_secs: u64,
+    /// Share of the list budget that routine polling leaves while reconciliation of
+    /// ambiguous starts is waiting for a list (0 to 1).
+    pub list_reserve_share: f64,
+    /// After a 429 taught the governor a lower list budget, it tries one more list a
+    /// window (up to the configured budget) after this many seconds. 0 never raises it.
+    pub budget_probe_secs: u64,
+    /// How long a tenant's lists pause after a 429 without `Retry-After`, in seconds.
+    pub list_pause_secs: u64,
+    /// How long other calls pause after a 429 without `Retry-After`, in seconds.
+    pub call_pause_secs: u64,
+    /// Recent calls to a tenant that decide whether it is healthy, in seconds.
+    pub health_window_secs: u64,
+    /// Calls in that window needed before a failure share is trusted.
+    pub circuit_min_calls: usize,
+    /// Share of failed calls (5xx, timeouts, refused connections) that opens the circuit.
+    pub circuit_failure_share: f64,
+    /// A job's own failure counts towards `dispatch.max_attempts` only while its tenant's
+    /// failure share is below this.
+    pub strike_failure_share: f64,
+    /// How long the circuit stays open the first time, in milliseconds; it doubles each
+    /// time a probe fails.
+    pub circuit_open_ms: u64,
+    /// The longest the circuit stays open before a probe, in seconds.
+    pub circuit_open_max_secs: u64,
+    /// How often each instance reads the shared state of every tenant, in milliseconds.
+    pub refresh_ms: u64,
+    /// Longest `$filter` sent in one list, in characters (URL length limits).
+    pub max_filter_chars: usize,
+}
+
 /// The key of the tenant a connection reaches: Orchestrator counts its limits per tenant,
 /// and two connections may share one.
 pub fn tenant_key(orchestrator_url: &str, tenant_name_header: Option<&str>) -> String {
@@ -125,7 +162,7 @@ struct Local {
 #[derive(Debug)]
 pub struct Governor {
     pool: PgPool,
-    s: crate::config::TrafficSettings,
+    s: TrafficSettings,
     list_budget: i64,
     max_window: usize,
     probe_hold: Duration,
@@ -139,14 +176,22 @@ fn left(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
 }
 
 impl Governor {
-    pub fn new(pool: PgPool, settings: &Settings) -> Arc<Self> {
+    /// `list_budget`: lists per window (`tracking.list_budget_per_minute`); `max_window`:
+    /// starts per dispatcher pass (`dispatch.batch_size`); `call_timeout`: the
+    /// Orchestrator timeout, which bounds how long a probe is out.
+    pub fn new(
+        pool: PgPool,
+        s: TrafficSettings,
+        list_budget: i64,
+        max_window: usize,
+        call_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pool,
-            s: settings.traffic.clone(),
-            list_budget: settings.tracking.list_budget_per_minute,
-            max_window: settings.dispatch.batch_size.max(1) as usize,
-            probe_hold: Duration::from_millis(settings.orchestrator.timeout_ms)
-                + Duration::from_secs(5),
+            s,
+            list_budget,
+            max_window: max_window.max(1),
+            probe_hold: call_timeout + Duration::from_secs(5),
             tenants: Mutex::new(HashMap::new()),
         })
     }

@@ -16,8 +16,12 @@ pub enum Shape {
     String,
     /// An integer type, with its range.
     Integer { min: i128, max: i128 },
-    /// `System.Double`, `System.Single`, `System.Decimal`.
-    Number,
+    /// `System.Double` (`max` f64::MAX) and `System.Single` (`max` f32::MAX): any finite
+    /// number within that magnitude.
+    Float { max: f64 },
+    /// `System.Decimal`: at most 28 digits after the point and a 96-bit mantissa, kept
+    /// exactly as written (never through a float).
+    Decimal,
     /// `System.Boolean`.
     Boolean,
     /// `System.DateTime`, `System.DateTimeOffset`: an ISO 8601 string.
@@ -84,7 +88,11 @@ pub fn shape(type_name: &str) -> Shape {
         "System.UInt16" => int(0, u16::MAX.into()),
         "System.UInt32" => int(0, u32::MAX.into()),
         "System.UInt64" => int(0, u64::MAX.into()),
-        "System.Double" | "System.Single" | "System.Decimal" => Shape::Number,
+        "System.Double" => Shape::Float { max: f64::MAX },
+        "System.Single" => Shape::Float {
+            max: f32::MAX.into(),
+        },
+        "System.Decimal" => Shape::Decimal,
         "System.Boolean" => Shape::Boolean,
         "System.DateTime" | "System.DateTimeOffset" => Shape::DateTime,
         "Newtonsoft.Json.Linq.JArray" => Shape::Array(Box::new(Shape::Any)),
@@ -96,7 +104,7 @@ fn describe(s: &Shape) -> String {
     match s {
         Shape::String => "a string".into(),
         Shape::Integer { .. } => "an integer".into(),
-        Shape::Number => "a number".into(),
+        Shape::Float { .. } | Shape::Decimal => "a number".into(),
         Shape::Boolean => "true or false".into(),
         Shape::DateTime => "an ISO 8601 date-time string".into(),
         Shape::Array(inner) => format!(
@@ -117,17 +125,23 @@ fn check(s: &Shape, v: &Value) -> Option<String> {
         (Shape::String, Value::String(_))
         | (Shape::Boolean, Value::Bool(_))
         | (Shape::Object, Value::Object(_)) => true,
-        (Shape::Number, Value::Number(_)) => true,
+        (Shape::Float { max }, Value::Number(n)) => {
+            // The text as sent (serde_json keeps it exactly: `arbitrary_precision`).
+            return match n.to_string().parse::<f64>() {
+                Ok(f) if f.is_finite() && f.abs() <= *max => None,
+                _ => Some(format!("{n} is out of range (at most ±{max:e})")),
+            };
+        }
+        (Shape::Decimal, Value::Number(n)) => return decimal_problem(&n.to_string()),
         (Shape::Integer { min, max }, Value::Number(n)) => {
-            let i = n
-                .as_i64()
-                .map(i128::from)
-                .or_else(|| n.as_u64().map(i128::from));
-            match i {
-                Some(i) if i >= *min && i <= *max => true,
-                Some(_) => return Some(format!("{n} is out of range ({min} to {max})")),
-                None => false,
+            let text = n.to_string();
+            if text.contains(['.', 'e', 'E']) {
+                return Some(format!("expected an integer, got {text}"));
             }
+            return match text.parse::<i128>() {
+                Ok(i) if i >= *min && i <= *max => None,
+                _ => Some(format!("{text} is out of range ({min} to {max})")),
+            };
         }
         (Shape::DateTime, Value::String(t)) => {
             chrono::DateTime::parse_from_rfc3339(t).is_ok()
@@ -145,6 +159,54 @@ fn check(s: &Shape, v: &Value) -> Option<String> {
         _ => false,
     };
     (!fits).then(|| format!("expected {}, got {}", describe(s), kind(v)))
+}
+
+/// The largest mantissa of a .NET `System.Decimal` (2^96 - 1), and its largest scale.
+const DECIMAL_MAX: u128 = (1 << 96) - 1;
+const DECIMAL_MAX_SCALE: i64 = 28;
+
+/// Why the JSON number `text` is not an exact `System.Decimal`, if it is not: more than
+/// 28 digits after the point, or a magnitude beyond ±79228162514264337593543950335.
+fn decimal_problem(text: &str) -> Option<String> {
+    let out_of_range = || {
+        Some(format!(
+            "{text} is out of range for System.Decimal (at most ±{DECIMAL_MAX}, 28 digits after the point)"
+        ))
+    };
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => match e.parse::<i64>() {
+            Ok(e) => (m, e),
+            Err(_) => return out_of_range(),
+        },
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = format!("{whole}{fraction}");
+    let mut scale = fraction.len() as i64 - exponent;
+    // Trailing zeros after the point carry no value (1.50 is 1.5).
+    while scale > 0 && digits.ends_with('0') {
+        digits.pop();
+        scale -= 1;
+    }
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return None;
+    }
+    if scale > DECIMAL_MAX_SCALE {
+        return Some(format!(
+            "{text} has more digits after the point than System.Decimal keeps (28)"
+        ));
+    }
+    // A negative scale multiplies by ten: the mantissa grows.
+    let Ok(zeros) = usize::try_from(-scale.min(0)) else {
+        return out_of_range();
+    };
+    if digits.len() + zeros > 29 {
+        return out_of_range();
+    }
+    let value: u128 = format!("{digits}{}", "0".repeat(zeros)).parse().ok()?;
+    (value > DECIMAL_MAX).then(out_of_range).flatten()
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -318,6 +380,80 @@ mod tests {
             &obj(json!({"s": fits})),
         )
         .unwrap();
+    }
+
+    /// Parses like a request body: numbers keep their text.
+    fn body(text: &str) -> Map<String, Value> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn decimals_and_int64s_stay_exact_and_out_of_range_values_are_named() {
+        let defs = [
+            def("d", "System.Decimal", false),
+            def("l", "System.Int64", false),
+            def("f", "System.Single", false),
+            def("x", "System.Double", false),
+        ];
+        let ok = validate(
+            &defs,
+            &Map::new(),
+            &body(r#"{"d": 12345678901234567.89, "l": 9223372036854775807, "f": 1.5, "x": 1e300}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(ok).to_string(),
+            r#"{"d":12345678901234567.89,"f":1.5,"l":9223372036854775807,"x":1e+300}"#
+        );
+        for good in [
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "1.50000000000000000000000000000000",
+            "7.9228162514264337593543950335e28",
+            "0",
+            "-0.0",
+        ] {
+            assert_eq!(decimal_problem(good), None, "{good}");
+        }
+        for (field, text, says) in [
+            (
+                "d",
+                "1606938044258990275541962092341162602522202993782792835301376",
+                "out of range for System.Decimal",
+            ),
+            ("d", "79228162514264337593543950336", "out of range"),
+            ("d", "1e29", "out of range"),
+            (
+                "d",
+                "0.00000000000000000000000000001",
+                "more digits after the point",
+            ),
+            ("l", "9223372036854775808", "out of range"),
+            (
+                "l",
+                "100000000000000000000000000000000000000000",
+                "out of range",
+            ),
+            ("l", "1.5", "expected an integer"),
+            ("f", "3.5e38", "out of range"),
+            ("x", "1e400", "out of range"),
+        ] {
+            let problems = validate(
+                &defs,
+                &Map::new(),
+                &body(&format!(r#"{{"{field}": {text}}}"#)),
+            )
+            .unwrap_err();
+            assert_eq!(problems[0].field, field);
+            // The value as JSON writes it back (an exponent gets its sign: 1e29 is 1e+29).
+            let written = serde_json::from_str::<Value>(text).unwrap().to_string();
+            assert!(
+                problems[0].problem.contains(&written) && problems[0].problem.contains(says),
+                "{field}={text}: {}",
+                problems[0].problem
+            );
+        }
     }
 
     #[test]

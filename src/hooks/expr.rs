@@ -75,13 +75,40 @@ impl<'a> Context<'a> {
 
     fn converted(&self) -> Result<&jmespath::Rcvar, String> {
         self.converted
-            .get_or_init(|| {
-                jmespath::Variable::from_serializable(self.value)
-                    .map(jmespath::Rcvar::new)
-                    .map_err(|e| e.to_string())
-            })
+            .get_or_init(|| Ok::<_, String>(variable(self.value)))
             .as_ref()
             .map_err(Clone::clone)
+    }
+}
+
+/// A JSON value as JMESPath's, converted directly: jmespath's own conversion goes
+/// through serde, which sees a number kept as its exact text (`arbitrary_precision`)
+/// as a map.
+fn variable(v: &Value) -> jmespath::Rcvar {
+    use jmespath::Variable as V;
+    jmespath::Rcvar::new(match v {
+        Value::Null => V::Null,
+        Value::Bool(b) => V::Bool(*b),
+        Value::Number(n) => V::Number(n.clone()),
+        Value::String(s) => V::String(s.clone()),
+        Value::Array(items) => V::Array(items.iter().map(variable).collect()),
+        Value::Object(map) => {
+            V::Object(map.iter().map(|(k, v)| (k.clone(), variable(v))).collect())
+        }
+    })
+}
+
+/// A JMESPath value as JSON (the inverse of `variable`).
+fn json(v: &jmespath::Variable) -> Value {
+    use jmespath::Variable as V;
+    match v {
+        V::Null => Value::Null,
+        V::Bool(b) => Value::Bool(*b),
+        V::Number(n) => Value::Number(n.clone()),
+        V::String(s) => Value::String(s.clone()),
+        V::Array(items) => Value::Array(items.iter().map(|i| json(i)).collect()),
+        V::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), json(v))).collect()),
+        V::Expref(_) => Value::Null,
     }
 }
 
@@ -112,10 +139,13 @@ fn compiled(expression: &str) -> Result<Rc<jmespath::Expression<'static>>, Strin
 
 /// Evaluates an expression; `null` when it selects nothing.
 pub fn eval(expression: &str, context: &Context) -> Result<Value, String> {
-    let result = compiled(expression)?
-        .search(context.converted()?)
+    let compiled = compiled(expression)?;
+    // `interpret` takes the converted context as it is; `search` would convert it again
+    // through serde (and lose exact numbers).
+    let mut ctx = jmespath::Context::new(expression, &jmespath::DEFAULT_RUNTIME);
+    let result = jmespath::interpret(context.converted()?, compiled.as_ast(), &mut ctx)
         .map_err(|e| e.to_string())?;
-    serde_json::to_value(&*result).map_err(|e| e.to_string())
+    Ok(json(&result))
 }
 
 /// Whether a value counts as true for a filter (JMESPath's truthiness: not null, false,
@@ -154,6 +184,11 @@ mod tests {
         assert!(truthy(&eval("body.action == 'opened'", &ctx).unwrap()));
         assert!(!truthy(&eval("body.action == 'closed'", &ctx).unwrap()));
         assert_eq!(eval("body.pull_request.number", &ctx).unwrap(), json!(42));
+        // Numbers keep their exact text through an expression.
+        let exact: Value =
+            serde_json::from_str(r#"{"body": {"amount": 12345678901234567.89}}"#).unwrap();
+        let amount = eval("body.amount", &Context::new(&exact)).unwrap();
+        assert_eq!(amount.to_string(), "12345678901234567.89");
         assert_eq!(
             eval("headers.\"x-github-event\"", &ctx).unwrap(),
             json!("pull_request")

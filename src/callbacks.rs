@@ -48,25 +48,44 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> anyhow::
 }
 
 /// Whether an address is on the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast, unspecified or otherwise reserved).
+/// shared, documentation, multicast, unspecified or otherwise reserved). An IPv6 address
+/// that embeds an IPv4 one (IPv4-compatible `::/96`, mapped `::ffff:0:0/96`, SIIT
+/// `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) is judged by that IPv4
+/// address; Teredo (`2001::/32`) and local NAT64 (`64:ff9b:1::/48`) are refused, and
+/// otherwise only global unicast (`2000::/3`) counts.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_public_v4(v4);
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (first & 0xffc0) == 0xfec0 // site-local fec0::/10
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-                || first == 0x0064 // NAT64 64:ff9b::/96 reaches v4 space
-                || v6 == Ipv6Addr::from(1u128))
+            let s = v6.segments();
+            (s[0] & 0xe000) == 0x2000 // global unicast 2000::/3
+                && !(s[0] == 0x2001 && s[1] == 0x0000) // Teredo: the client's address is hidden
+                && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                && !(s[0] == 0x2001 && (0x0010..0x0030).contains(&s[1])) // ORCHID
+                && !(s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking
+                && !(s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1) // local NAT64 (not in 2000::/3 anyway)
         }
+    }
+}
+
+/// The IPv4 address an IPv6 transition form carries, when it carries one.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let low = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    match s {
+        // IPv4-compatible ::a.b.c.d (also :: and ::1, which judge as 0.0.0.0 and 0.0.0.1).
+        [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        // Mapped ::ffff:a.b.c.d and SIIT ::ffff:0:a.b.c.d.
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        // NAT64 well-known prefix.
+        [0x0064, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        // 6to4: 2002:aabb:ccdd::/48.
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
+        _ => None,
     }
 }
 
@@ -89,6 +108,10 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 /// Checks a callback URL when it is given: absolute http(s), with a host that is not a
 /// private address or `localhost` (unless private targets are allowed).
 pub fn check_target(url: &str, allow_private: bool) -> Result<reqwest::Url, String> {
+    // The URL parser would silently drop a tab, CR or LF; refuse them instead.
+    if url.chars().any(char::is_control) {
+        return Err("contains a control character (such as CR, LF, tab or NUL)".into());
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must be an http or https URL".into());
@@ -192,7 +215,35 @@ mod tests {
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "::127.0.0.1",
+            "::10.1.2.3",
+            "::",
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:c0a8:101::",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "::ffff:0:127.0.0.1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "2001:10::1",
+            "100::1",
+            "4000::1",
+            "ff02::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2002:808:808::1",
+            "64:ff9b::808:808",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -208,10 +259,19 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://intranet/",
             "not a url",
+            "http://[::127.0.0.1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://example.com/\r\nX-Injected: 1",
+            "https://exam\tple.com/",
+            "https://example.com/a\0b",
         ] {
             assert!(check_target(bad, false).is_err(), "{bad}");
         }
         assert!(check_target("http://127.0.0.1:9/", true).is_ok());
+        // Control characters are refused even where private targets are allowed.
+        assert!(check_target("http://127.0.0.1:9/\n", true).is_err());
     }
 
     #[test]

@@ -225,7 +225,7 @@ pub fn valid_name(name: &str) -> bool {
 fn valid_url(u: &str) -> bool {
     (u.starts_with("https://") || u.starts_with("http://"))
         && u.len() <= 2000
-        && !u.chars().any(char::is_whitespace)
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// True when a value holds a control character (a NUL, a newline...): never part of a

@@ -107,7 +107,7 @@ pub async fn run(
             "demo",
             &key[..12],
             &auth::hash(&key),
-            &["*".into(), "jobs:read".into()],
+            &["run:*".into(), "jobs:read".into()],
             None,
         )
         .await;
@@ -121,7 +121,7 @@ pub async fn run(
                 "demo",
                 &key[..12],
                 &auth::hash(&key),
-                &["*".into(), "jobs:read".into()],
+                &["run:*".into(), "jobs:read".into()],
                 None,
             )
             .await?;

@@ -16,11 +16,13 @@ use crate::storage::api_keys::{self as store, ApiKeyRow};
 /// A new key's name, scopes and optional expiry.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "erp", "scopes": ["Invoices", "jobs:read"]}))]
+#[schema(example = json!({"name": "erp", "scopes": ["run:Invoices", "jobs:read"]}))]
 pub struct ApiKeyInput {
     /// What the key is for.
     pub name: String,
-    /// Process names (or `*` for all) it may start, `jobs:read` to read jobs, `admin` for the admin API.
+    /// `run:<process>` for each process it may start (`run:*` for all), `jobs:read` to read
+    /// jobs, `admin` for the admin API. Process scopes have their own `run:` namespace, so
+    /// no process name can grant `admin` or `jobs:read`.
     pub scopes: Vec<String>,
     /// When it stops working.
     pub expires_at: Option<DateTime<Utc>>,
@@ -70,8 +72,22 @@ impl From<ApiKeyRow> for ApiKeyView {
     }
 }
 
-fn valid_scope(s: &str) -> bool {
-    matches!(s, "*" | "jobs:read" | "admin") || valid_name(s)
+/// Why `s` is not a scope, if it is not.
+fn scope_problem(s: &str) -> Option<String> {
+    if matches!(s, "run:*" | "jobs:read" | "admin") {
+        return None;
+    }
+    if let Some(process) = s.strip_prefix("run:") {
+        return (!valid_name(process)).then(|| {
+            format!("`{s}`: after `run:` comes a process name (letters, digits, `-`, `_`) or `*`")
+        });
+    }
+    Some(if s == "*" || valid_name(s) {
+        let process = if s == "*" { "*" } else { s };
+        format!("`{s}` is not a scope; to let the key start processes, write `run:{process}`")
+    } else {
+        format!("`{s}` is not a scope: use `run:<process>`, `run:*`, `jobs:read` or `admin`")
+    })
 }
 
 /// Create an API key.
@@ -101,10 +117,10 @@ pub async fn create_api_key(
         );
     }
     if input.scopes.is_empty() {
-        errors.push(serde_json::json!({"field": "scopes", "problem": "give at least one: a process name, `*`, `jobs:read` or `admin`"}));
+        errors.push(serde_json::json!({"field": "scopes", "problem": "give at least one: `run:<process>`, `run:*`, `jobs:read` or `admin`"}));
     }
-    for s in input.scopes.iter().filter(|s| !valid_scope(s)) {
-        errors.push(serde_json::json!({"field": "scopes", "problem": format!("`{s}` is not a process name, `*`, `jobs:read` or `admin`")}));
+    for problem in input.scopes.iter().filter_map(|s| scope_problem(s)) {
+        errors.push(serde_json::json!({"field": "scopes", "problem": problem}));
     }
     if !errors.is_empty() {
         return Err(ApiError::Unprocessable {

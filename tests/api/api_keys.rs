@@ -95,7 +95,7 @@ async fn scopes_are_checked_and_named_when_missing() {
     let app = spawn_app().await;
     let created: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "erp", "scopes": ["Invoices", "jobs:read"]}))
+        .json(&json!({"name": "erp", "scopes": ["run:Invoices", "jobs:read"]}))
         .send()
         .await
         .unwrap()

@@ -92,7 +92,7 @@ async fn setup(receiver: &MockServer) -> (TestApp, Sim, String, String) {
     assert!(again.get("callback_secret").is_none(), "never shown again");
     let key: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
         .send()
         .await
         .unwrap()
@@ -353,7 +353,7 @@ async fn private_targets_are_refused_unless_allowed() {
     assert_eq!(res.status(), 201);
     let key: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["*"]}))
+        .json(&json!({"name": "k", "scopes": ["run:*"]}))
         .send()
         .await
         .unwrap()

@@ -32,7 +32,7 @@ async fn setup() -> (TestApp, Sim, String) {
         .unwrap();
     let key: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
         .send()
         .await
         .unwrap()

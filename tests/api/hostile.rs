@@ -60,7 +60,7 @@ fn bodies(sim: &Sim) -> Vec<(Method, String, Value, bool)> {
         (
             Method::POST,
             "/api-keys".into(),
-            json!({"name": "hostile", "scopes": ["Invoices"]}),
+            json!({"name": "hostile", "scopes": ["run:Invoices"]}),
             true,
         ),
         (
@@ -116,6 +116,17 @@ async fn refused_cleanly(res: reqwest::Response, what: &str) -> u16 {
         );
         let p: Value = res.json().await.unwrap();
         assert!(p["code"].is_string(), "{what}: {p}");
+        // Answered in our own words, never PostgreSQL's.
+        let detail = p["detail"].as_str().unwrap_or_default();
+        for theirs in [
+            "UTF8",
+            "byte sequence",
+            "0x00",
+            "escape sequence",
+            "SQLSTATE",
+        ] {
+            assert!(!detail.contains(theirs), "{what}: {detail}");
+        }
     }
     status
 }

@@ -46,7 +46,7 @@ pub async fn setup_on(
     assert_eq!(res.status(), 201);
     let key: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
         .send()
         .await
         .unwrap()

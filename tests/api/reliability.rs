@@ -72,7 +72,7 @@ pub async fn provision(http: &reqwest::Client, base: &str, sim: &Sim, kind: &str
         .unwrap();
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let key: Value = admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "load", "scopes": ["*", "jobs:read"]}))
+        .json(&json!({"name": "load", "scopes": ["run:*", "jobs:read"]}))
         .send()
         .await
         .unwrap()

@@ -52,7 +52,7 @@ async fn setup(adjust: impl FnOnce(&mut uipath_gateway::config::Settings)) -> Se
             201
         );
     }
-    let key = key(&app, json!(["*", "jobs:read"])).await;
+    let key = key(&app, json!(["run:*", "jobs:read"])).await;
     Setup { app, sim, key }
 }
 
@@ -442,7 +442,7 @@ async fn a_redeploy_is_followed_by_one_fresh_release_lookup() {
 #[tokio::test]
 async fn scopes_decide_who_runs_and_who_reads() {
     let s = setup(|_| {}).await;
-    let orders_only = key(&s.app, json!(["Orders"])).await;
+    let orders_only = key(&s.app, json!(["run:Orders"])).await;
     let res = s
         .app
         .client
@@ -457,7 +457,7 @@ async fn scopes_decide_who_runs_and_who_reads() {
         res.json::<Value>().await.unwrap()["detail"]
             .as_str()
             .unwrap()
-            .contains("`Invoices`")
+            .contains("`run:Invoices`")
     );
     let res = s
         .app
@@ -491,6 +491,96 @@ async fn scopes_decide_who_runs_and_who_reads() {
         401
     );
     assert_eq!(s.run("Nope", json!({}), None).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_process_named_admin_grants_no_admin_rights_and_old_scopes_are_renamed() {
+    let s = setup(|_| {}).await;
+    let body = json!({"name": "admin", "connection": "sim", "folder": "Finance/AP",
+        "release": {"process_key": "InvoiceBot"}, "default_input": {}});
+    let res = s
+        .app
+        .admin(Method::POST, "/processes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // A key for the process `admin` starts it, and nothing more.
+    let runner = key(&s.app, json!(["run:admin"])).await;
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/run/admin"))
+        .bearer_auth(&runner)
+        .json(&invoice())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    for (method, path) in [(Method::POST, "/api-keys"), (Method::GET, "/processes")] {
+        let res = s
+            .app
+            .client
+            .request(method, s.app.url(path))
+            .bearer_auth(&runner)
+            .json(&json!({"name": "minted", "scopes": ["admin"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    // The other direction: `admin` and `jobs:read` do not name a process to run.
+    let reader = key(&s.app, json!(["jobs:read"])).await;
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/run/Invoices"))
+        .bearer_auth(&reader)
+        .json(&invoice())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // A bare process name is no longer a scope: the 422 says how to write it.
+    let res = s
+        .app
+        .admin(Method::POST, "/api-keys")
+        .json(&json!({"name": "old", "scopes": ["Invoices", "*", "run:bad name"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.unwrap();
+    let text = problem["errors"].to_string();
+    assert!(
+        text.contains("run:Invoices") && text.contains("run:*"),
+        "{text}"
+    );
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 3);
+    // Keys stored before `run:` existed are renamed by the migration, keeping their rights.
+    sqlx::query(
+        "insert into api_keys (id, name, prefix, key_hash, scopes) values \
+         (gen_random_uuid(), 'legacy', 'ugw_legacy', '\\x00', array['Invoices', '*', 'admin', 'jobs:read', 'run:Orders'])",
+    )
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../../migrations/20261206000011_run_scopes.sql"
+    ))
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let scopes: Vec<String> =
+        sqlx::query_scalar("select scopes from api_keys where name = 'legacy'")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        scopes,
+        ["run:Invoices", "run:*", "admin", "jobs:read", "run:Orders"]
+    );
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ async fn keys_rotate_reseals_everything_and_the_old_key_can_go() {
 }
 
 #[tokio::test]
-async fn readyz_lists_unhealthy_connections_with_the_reason() {
+async fn status_lists_unhealthy_connections_with_the_reason_and_readyz_names_none() {
     let sim = spawn_sim(|_| {}).await;
     let app = crate::helpers::spawn_app().await;
     let mut body = input(&sim, "client_credentials", "broken");
@@ -98,13 +98,37 @@ async fn readyz_lists_unhealthy_connections_with_the_reason() {
         200,
         "one broken connection does not make the instance unready"
     );
-    let ready: Value = res.json().await.unwrap();
-    let listed = ready["checks"]["unhealthy_connections"][0]
-        .as_str()
-        .unwrap();
+    let ready = res.text().await.unwrap();
     assert!(
-        listed.starts_with("broken: ") && listed.contains("invalid_client"),
+        !ready.contains("broken") && !ready.contains("invalid_client"),
+        "/readyz needs no credentials, so it names no connection and no reason: {ready}"
+    );
+    let status: Value = app
+        .admin(Method::GET, "/status")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["ready"], true);
+    let listed = &status["unhealthy_connections"][0];
+    assert_eq!(listed["name"], "broken");
+    assert!(
+        listed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_client"),
         "{listed}"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
     );
 }
 

@@ -27,7 +27,7 @@ async fn setup() -> (TestApp, Sim, String) {
     }
     let created: Value = app
         .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["*", "jobs:read"]}))
+        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
         .send()
         .await
         .unwrap()

@@ -52,6 +52,8 @@ pub struct Settings {
     pub hooks: HookSettings,
     /// Requests per second allowed per API key and per webhook slug.
     pub rate_limits: RateLimitSettings,
+    /// What one client address may hold open: connections, body bytes, slow bodies.
+    pub limits: ClientLimitSettings,
     /// The gateway's address as Orchestrator can reach it (e.g. `https://gw.example.com`).
     /// When set, the gateway registers its job webhook in each connection's tenant.
     pub public_url: Option<String>,
@@ -92,6 +94,10 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// How long a request waits for a free connection before answering 503, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// How long a request waits for its write (a job, a delivery) to be committed before
+    /// answering 503, in milliseconds. A write not yet sent by then is dropped, so the 503
+    /// means nothing was recorded.
+    pub write_timeout_ms: u64,
 }
 
 /// How the gateway talks to Orchestrator.
@@ -163,8 +169,35 @@ pub use crate::traffic::TrafficSettings;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookSettings {
-    /// A repeated delivery id within this many seconds answers with the first job.
+    /// A repeated delivery id (or, for schemes without a signed timestamp, the same signed
+    /// body) within this many seconds answers with the first job.
     pub dedup_retention_secs: i64,
+    /// Largest delivery body of a webhook that sets no `max_body_bytes` of its own.
+    pub max_body_bytes: usize,
+    /// Refused deliveries (bad signature, over the rate) are kept this long, in seconds.
+    pub refused_retention_secs: i64,
+    /// At most this many refused deliveries per webhook are recorded per minute (per
+    /// instance); the rest are only counted in `/metrics`.
+    pub refused_per_minute: u32,
+}
+
+/// What one client address may hold open. Behind a proxy or load balancer every client
+/// shares its address: raise these there, or set them to 0 (off) and limit at the proxy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitSettings {
+    /// Open connections per client address; over it, a request is answered 429 and its
+    /// connection closed. 0 turns it off.
+    pub connections_per_address: usize,
+    /// Bytes of request bodies one client address may have being read at once; over
+    /// it, the request is answered 429. 0 turns it off.
+    pub body_bytes_per_address: usize,
+    /// A request body may pause at most this long, in seconds, and must arrive at
+    /// `body_min_bytes_per_sec` on average after its first this-many seconds; otherwise
+    /// it is answered 408 and its connection closed.
+    pub body_timeout_secs: u64,
+    /// The slowest average rate a request body may arrive at, after `body_timeout_secs`.
+    pub body_min_bytes_per_sec: u64,
 }
 
 /// Rate limits, per instance (each gateway instance counts on its own). 0 turns one off.
@@ -238,9 +271,37 @@ impl std::error::Error for ConfigError {}
 impl Default for Settings {
     fn default() -> Self {
         // The defaults live in one place: the serialized layer below.
-        Figment::from(Serialized::defaults(defaults()))
+        Figment::from(Serialized::defaults(figment_value(&defaults())))
             .extract()
             .expect("built-in defaults are valid")
+    }
+}
+
+/// A JSON value as figment's own: serde_json keeps numbers as their text
+/// (`arbitrary_precision`, for exact arguments), which other serializers would see as a map.
+fn figment_value(v: &serde_json::Value) -> figment::value::Value {
+    use figment::value::{Num, Value as F};
+    use serde_json::Value as J;
+    let tag = figment::value::Tag::Default;
+    match v {
+        J::Null => F::from(figment::value::Empty::None),
+        J::Bool(b) => F::Bool(tag, *b),
+        J::Number(n) => F::Num(
+            tag,
+            match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Num::U64(u),
+                (None, Some(i)) => Num::I64(i),
+                _ => Num::F64(n.as_f64().unwrap_or_default()),
+            },
+        ),
+        J::String(s) => F::String(tag, s.clone()),
+        J::Array(items) => F::Array(tag, items.iter().map(figment_value).collect()),
+        J::Object(map) => F::Dict(
+            tag,
+            map.iter()
+                .map(|(k, v)| (k.clone(), figment_value(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -255,6 +316,7 @@ pub fn defaults() -> serde_json::Value {
             max_connections: 20,
             min_connections: 1,
             acquire_timeout_ms: 3_000,
+            write_timeout_ms: 5_000,
         },
         "pg_bin": null,
         "embedded": EmbeddedSettings { run_as: "postgres".into() },
@@ -299,7 +361,18 @@ pub fn defaults() -> serde_json::Value {
             poll_interval_ms: 1_000,
             batch_size: 20,
         },
-        "hooks": HookSettings { dedup_retention_secs: 7 * 24 * 3600 },
+        "hooks": HookSettings {
+            dedup_retention_secs: 7 * 24 * 3600,
+            max_body_bytes: 256 * 1024,
+            refused_retention_secs: 3 * 24 * 3600,
+            refused_per_minute: 60,
+        },
+        "limits": ClientLimitSettings {
+            connections_per_address: 256,
+            body_bytes_per_address: 8 * 1024 * 1024,
+            body_timeout_secs: 5,
+            body_min_bytes_per_sec: 16 * 1024,
+        },
         "rate_limits": RateLimitSettings {
             api_key_per_second: 100,
             api_key_burst: 200,
@@ -330,7 +403,7 @@ pub fn defaults() -> serde_json::Value {
 impl Settings {
     /// Loads defaults, then the optional TOML file, then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        let mut figment = Figment::from(Serialized::defaults(figment_value(&defaults())));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError {
@@ -423,6 +496,29 @@ impl Settings {
         }
         if self.tracking.list_budget_per_minute < 0 {
             return bad("tracking.list_budget_per_minute", "must not be negative");
+        }
+        if self.database.write_timeout_ms == 0 {
+            return bad("database.write_timeout_ms", "must be greater than 0");
+        }
+        if self.limits.body_timeout_secs == 0 || self.limits.body_min_bytes_per_sec == 0 {
+            return bad(
+                "limits.body_timeout_secs",
+                "body_timeout_secs and body_min_bytes_per_sec must be greater than 0",
+            );
+        }
+        if self.limits.body_bytes_per_address != 0
+            && self.limits.body_bytes_per_address < self.body_limit_bytes
+        {
+            return bad(
+                "limits.body_bytes_per_address",
+                "must be 0 (off) or at least body_limit_bytes, so one largest body fits",
+            );
+        }
+        if self.hooks.max_body_bytes == 0 || self.hooks.max_body_bytes > self.body_limit_bytes {
+            return bad(
+                "hooks.max_body_bytes",
+                "must be greater than 0 and at most body_limit_bytes",
+            );
         }
         if self.database.acquire_timeout_ms == 0 {
             return bad("database.acquire_timeout_ms", "must be greater than 0");

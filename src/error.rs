@@ -90,9 +90,18 @@ pub enum ApiError {
     /// 413: the body is larger than `GATEWAY_BODY_LIMIT_BYTES`.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    /// 429: this API key or webhook sent more than its rate allows.
+    /// 429: this API key or webhook sent more than its rate allows (`rate_limited`), or
+    /// this client address holds too many connections (`too_many_connections`) or body
+    /// bytes (`too_many_bodies`) at once.
     #[error("{detail}")]
-    TooManyRequests { detail: String, retry_after: u64 },
+    TooManyRequests {
+        code: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
+    /// 408: the request body stalled or arrived too slowly; the connection is closed.
+    #[error("{detail}")]
+    BodyTimeout { detail: String },
     /// 415: the body's Content-Type is not accepted here.
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
@@ -137,14 +146,29 @@ impl From<sqlx::Error> for ApiError {
             }
             // Class 22 (data exception): a value from the request that PostgreSQL cannot
             // store, such as a NUL byte in text or JSON. The caller's fault, never a 500.
+            // Said in our own words: PostgreSQL's message is not for callers.
             sqlx::Error::Database(ref e) if e.code().is_some_and(|c| c.starts_with("22")) => {
+                tracing::info!(sqlstate = ?e.code(), "a value in the request cannot be stored");
                 ApiError::BadRequest {
                     code: "invalid_value",
-                    detail: format!("a value in the request cannot be stored: {}", e.message()),
+                    detail: data_exception(e.code().as_deref().unwrap_or_default()).into(),
                 }
             }
             other => ApiError::Internal(other.into()),
         }
+    }
+}
+
+/// What a PostgreSQL data exception (SQLSTATE class 22) means for the caller.
+fn data_exception(sqlstate: &str) -> &'static str {
+    match sqlstate {
+        "22021" | "22P05" => {
+            "a text value in the request holds a NUL character (`\\u0000`) or bytes that are not UTF-8, which cannot be stored"
+        }
+        "22001" => "a value in the request is longer than can be stored",
+        "22003" => "a number in the request is out of the range that can be stored",
+        "22007" | "22008" => "a date or time in the request is invalid or out of range",
+        _ => "a value in the request cannot be stored",
     }
 }
 
@@ -202,12 +226,13 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Unavailable { code, .. }
             | ApiError::Status { code, .. }
+            | ApiError::TooManyRequests { code, .. }
             | ApiError::SignatureRefused { code, .. } => code,
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Upstream { .. } => "orchestrator_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -271,6 +296,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

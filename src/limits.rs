@@ -69,6 +69,7 @@ impl Limits {
             let wait = not_until.wait_time_from(self.clock.now());
             crate::metrics::rate_limited(who);
             ApiError::TooManyRequests {
+                code: "rate_limited",
                 detail: format!(
                     "{who} sent more requests than its rate limit allows; retry after the time in Retry-After"
                 ),

@@ -41,6 +41,8 @@ pub struct AppState {
     pub callback_http: reqwest::Client,
     /// Rate limits per API key and per webhook.
     pub limits: crate::limits::Limits,
+    /// Connections and body bytes per client address.
+    pub client_limits: Arc<crate::routes::gate::ClientLimits>,
     /// Group-committed job writes.
     pub ledger: crate::storage::jobs::Ledger,
     /// Short-lived copies of keys, processes, connections and webhook definitions.
@@ -106,6 +108,7 @@ impl Application {
             jobs_ended: crate::waiter::JobWatch::new(),
             callback_http,
             limits: crate::limits::Limits::new(&settings.rate_limits),
+            client_limits: crate::routes::gate::ClientLimits::new(settings.limits.clone()),
             metrics: crate::metrics::install(),
             lookups: crate::lookups::Lookups::new(),
             traffic: crate::traffic::Governor::new(
@@ -214,9 +217,11 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
         n => n,
     };
     let shutdown_timeout = settings.shutdown_timeout_secs;
+    let client_limits = state.client_limits.clone();
     let state = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(routes::gate::gate))
             .wrap(TracingLogger::<GatewayRootSpan>::new())
             .wrap(from_fn(request_id))
             .app_data(state.clone())
@@ -229,6 +234,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             .route("/docs", web::get().to(routes::docs_redirect))
             .default_service(web::to(routes::not_found))
     })
+    .on_connect(move |conn, ext| client_limits.on_connect(conn, ext))
     .workers(workers)
     .shutdown_timeout(shutdown_timeout)
     .disable_signals()

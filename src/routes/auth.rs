@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -43,6 +43,10 @@ pub fn presented_key(req: &HttpRequest) -> Option<&str> {
         .filter(|k| k.starts_with(KEY_PREFIX))
 }
 
+/// What a caller without a live API key is told.
+pub const NO_KEY: &str =
+    "send a live API key as `Authorization: Bearer ugw_...` (create one with POST /api-keys)";
+
 /// A caller holding a live API key.
 pub struct Caller(pub ApiKeyRow);
 
@@ -52,15 +56,17 @@ impl Caller {
         self.0.scopes.iter().any(|s| s == scope || s == "admin")
     }
 
-    /// Checks that the key may start `process`: its name, `*` or `admin`.
+    /// Checks that the key may start `process`: `run:<process>`, `run:*` or `admin`.
+    /// Process scopes live under `run:`, so no process name can pass for another scope.
     pub fn require_process(&self, process: &str) -> Result<(), ApiError> {
-        if self.has(process) || self.has("*") {
+        let scope = format!("run:{process}");
+        if self.has(&scope) || self.has("run:*") {
             return Ok(());
         }
         Err(ApiError::Forbidden {
             code: "missing_scope",
             detail: format!(
-                "this API key lacks the scope `{process}` (or `*`) needed to start this process"
+                "this API key lacks the scope `{scope}` (or `run:*`) needed to start this process"
             ),
         })
     }
@@ -77,8 +83,14 @@ impl Caller {
     }
 }
 
-/// Looks up the presented key.
+/// The presented key: as the gate found it, else looked up.
 pub async fn caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
+    let checked = req.extensions().get::<super::gate::Principal>().cloned();
+    match checked {
+        Some(super::gate::Principal::Key(row)) => return Ok(Some(Caller(row))),
+        Some(super::gate::Principal::AdminToken) => return Ok(None),
+        None => {}
+    }
     let Some(key) = presented_key(req) else {
         return Ok(None);
     };
@@ -100,7 +112,7 @@ impl FromRequest for Caller {
         let req = req.clone();
         Box::pin(async move {
             caller(&req).await?.ok_or_else(|| ApiError::Unauthorized {
-                detail: "send a live API key as `Authorization: Bearer ugw_...` (create one with POST /api-keys)".into(),
+                detail: NO_KEY.into(),
             })
         })
     }

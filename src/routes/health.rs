@@ -33,19 +33,21 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Can this instance serve requests? The database must be reachable and every
-/// migration applied.
+/// migration applied. Needs no credentials, so it says only which check failed, in fixed
+/// words; the admin's `GET /status` has the details.
 #[utoipa::path(
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "Not ready; `checks` says why",
+        (status = 503, description = "Not ready; `checks` says which check failed",
             body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let checks = storage::readiness(&state.pool).await;
-    if checks.is_ready() {
+    let found = storage::readiness(&state.pool).await;
+    let checks = found.checks();
+    if found.is_ready() {
         return Ok(HttpResponse::Ok().json(HealthStatus {
             status: "ready",
             checks: Some(checks),
@@ -53,10 +55,70 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
     Err(ApiError::Unavailable {
         code: "not_ready",
-        detail: checks.summary(),
+        detail: format!(
+            "not ready (database: {}, migrations: {})",
+            checks.database, checks.migrations
+        ),
         retry_after: 5,
         checks: Some(serde_json::to_value(&checks).map_err(anyhow::Error::from)?),
     })
+}
+
+/// What the admin's `GET /status` shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    /// Whether `/readyz` answers 200.
+    pub ready: bool,
+    /// `ok`, or why the database could not be queried.
+    #[schema(example = "ok")]
+    pub database: String,
+    /// Versions of the embedded migrations not yet applied.
+    pub missing_migrations: Vec<String>,
+    /// Connections whose credentials failed for good, with the reason: they do not make
+    /// the instance unready (other connections still work), but need an operator.
+    pub unhealthy_connections: Vec<UnhealthyConnection>,
+}
+
+/// A connection that needs an operator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnhealthyConnection {
+    pub name: String,
+    /// The last failure, as the identity server or Orchestrator gave it.
+    pub reason: String,
+}
+
+/// The readiness checks in full, and the connections that need an operator (admin).
+#[utoipa::path(
+    tag = "operations",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The checks, ready or not", body = StatusView),
+        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is closed, or the key lacks `admin`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/status")]
+pub async fn status(
+    _admin: super::admin::Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let found = storage::readiness(&state.pool).await;
+    let unhealthy_connections = if found.database_error.is_none() {
+        storage::connections::unhealthy(&state.pool)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, reason)| UnhealthyConnection { name, reason })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(HttpResponse::Ok().json(StatusView {
+        ready: found.is_ready(),
+        database: found.database_error.clone().unwrap_or_else(|| "ok".into()),
+        missing_migrations: found.missing_migrations,
+        unhealthy_connections,
+    }))
 }
 
 /// Prometheus metrics: requests by route and status, `/run` latency, Orchestrator calls

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod dead_letters;
 pub mod events;
 pub mod extractors;
+pub mod gate;
 pub mod health;
 pub mod hook_admin;
 pub mod hooks;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(events::orchestrator_event)
         .service(health::healthz)
         .service(health::readyz)
+        .service(health::status)
         .service(health::metrics)
         .service(connections::create_connection)
         .service(connections::list_connections)
@@ -67,43 +69,74 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(audit::list_audit);
 }
 
-/// Every path we serve and its methods, to tell a 405 from a 404.
-pub struct RouteTable(Vec<(ResourceDef, Vec<String>)>);
+/// Every path we serve, its methods, and which of them need credentials: to tell a 405
+/// from a 404, and to refuse a call without credentials before its body is read.
+pub struct RouteTable(Vec<Route>);
+
+struct Route {
+    def: ResourceDef,
+    methods: Vec<String>,
+    /// Methods whose operation declares a security requirement, and whether that is the
+    /// admin token's.
+    protected: Vec<(String, bool)>,
+}
 
 impl RouteTable {
     /// Built from the OpenAPI document, plus the Swagger UI routes it does not list.
     pub fn from_spec(spec: &OpenApi) -> Self {
-        let mut routes: Vec<(ResourceDef, Vec<String>)> = spec
+        let mut routes: Vec<Route> = spec
             .paths
             .paths
             .iter()
             .map(|(path, item)| {
                 let methods = [
-                    ("GET", item.get.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                    ("PATCH", item.patch.is_some()),
+                    ("GET", &item.get),
+                    ("PUT", &item.put),
+                    ("POST", &item.post),
+                    ("DELETE", &item.delete),
+                    ("PATCH", &item.patch),
                 ];
-                let allowed = methods
-                    .iter()
-                    .filter(|m| m.1)
-                    .map(|m| m.0.to_string())
-                    .collect();
-                (ResourceDef::new(path.as_str()), allowed)
+                let present = || methods.iter().filter(|m| m.1.is_some());
+                Route {
+                    def: ResourceDef::new(path.as_str()),
+                    methods: present().map(|m| m.0.to_string()).collect(),
+                    protected: present()
+                        .filter_map(|m| {
+                            let security = m.1.as_ref()?.security.as_ref()?;
+                            let text = serde_json::to_string(security).ok()?;
+                            (!security.is_empty())
+                                .then(|| (m.0.to_string(), text.contains("admin_token")))
+                        })
+                        .collect(),
+                }
             })
             .collect();
         for path in ["/openapi.json", "/docs", "/docs/{_:.*}"] {
-            routes.push((ResourceDef::new(path), vec!["GET".into()]));
+            routes.push(Route {
+                def: ResourceDef::new(path),
+                methods: vec!["GET".into()],
+                protected: Vec::new(),
+            });
         }
         Self(routes)
     }
 
+    fn route(&self, path: &str) -> Option<&Route> {
+        self.0.iter().find(|r| r.def.is_match(path))
+    }
+
     fn allowed(&self, path: &str) -> Option<&[String]> {
-        self.0
+        self.route(path).map(|r| r.methods.as_slice())
+    }
+
+    /// Whether `method path` is an operation that needs credentials: None when it needs
+    /// none, else whether they are the admin token's.
+    pub fn credentials(&self, method: &str, path: &str) -> Option<bool> {
+        self.route(path)?
+            .protected
             .iter()
-            .find(|(def, _)| def.is_match(path))
-            .map(|(_, m)| m.as_slice())
+            .find(|(m, _)| m == method)
+            .map(|(_, admin)| *admin)
     }
 }
 

@@ -233,7 +233,7 @@ pub async fn set_health(
     Ok(())
 }
 
-/// Unhealthy connections and why, for `/readyz`.
+/// Unhealthy connections and why, for the admin's `GET /status`.
 pub async fn unhealthy(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = sqlx::query("select name, coalesce(health_reason, '') as reason from connections where health = 'unhealthy' order by name")
         .fetch_all(pool)

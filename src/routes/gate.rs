@@ -1,0 +1,378 @@
+//! The gate every request passes before a handler reads it. It bounds what one client
+//! address can hold (connections, and body bytes being read), gives every request body a
+//! deadline and a minimum rate, and checks credentials before any body is read, so a
+//! caller without them costs a header parse and no more.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+use super::RouteTable;
+use crate::config::ClientLimitSettings;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::storage::api_keys::ApiKeyRow;
+
+/// Who the credentials of a request name, once checked (in the request's extensions).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The holder of `GATEWAY_ADMIN_TOKEN`.
+    AdminToken,
+    /// A live API key.
+    Key(ApiKeyRow),
+}
+
+/// What each client address holds now.
+#[derive(Debug, Default)]
+struct Usage {
+    connections: usize,
+    body_bytes: usize,
+}
+
+/// Connections and body bytes per client address, shared by every worker thread.
+pub struct ClientLimits {
+    settings: ClientLimitSettings,
+    by_address: Mutex<HashMap<IpAddr, Usage>>,
+}
+
+/// Kept in a connection's extensions while it is open: its place in the count.
+pub struct ConnectionSlot {
+    ip: IpAddr,
+    /// This connection is over its address's limit: its requests are refused.
+    over: bool,
+    limits: Arc<ClientLimits>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.limits.update(self.ip, |u| u.connections -= 1);
+    }
+}
+
+impl ClientLimits {
+    /// Limits with these settings.
+    pub fn new(settings: ClientLimitSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            by_address: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn update(&self, ip: IpAddr, f: impl FnOnce(&mut Usage)) {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = map.entry(ip).or_default();
+        f(usage);
+        if usage.connections == 0 && usage.body_bytes == 0 {
+            map.remove(&ip);
+        }
+    }
+
+    /// `HttpServer::on_connect`: counts the connection against its address.
+    pub fn on_connect(self: &Arc<Self>, conn: &dyn Any, ext: &mut Extensions) {
+        let limit = self.settings.connections_per_address;
+        let Some(ip) = conn
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|s| s.peer_addr().ok())
+            .map(|a| a.ip())
+        else {
+            return;
+        };
+        if limit == 0 {
+            return;
+        }
+        let mut over = false;
+        self.update(ip, |u| {
+            u.connections += 1;
+            over = u.connections > limit;
+        });
+        ext.insert(ConnectionSlot {
+            ip,
+            over,
+            limits: self.clone(),
+        });
+    }
+
+    /// Takes `n` more body bytes for `ip`; false (taking nothing) when over its share.
+    fn take_body(&self, ip: IpAddr, n: usize) -> bool {
+        let limit = self.settings.body_bytes_per_address;
+        if limit == 0 {
+            return true;
+        }
+        let mut taken = false;
+        self.update(ip, |u| {
+            if u.body_bytes + n <= limit {
+                u.body_bytes += n;
+                taken = true;
+            }
+        });
+        taken
+    }
+
+    fn give_back_body(&self, ip: IpAddr, n: usize) {
+        if n > 0 && self.settings.body_bytes_per_address > 0 {
+            self.update(ip, |u| u.body_bytes = u.body_bytes.saturating_sub(n));
+        }
+    }
+
+    /// Open connections of an address (for tests and metrics).
+    pub fn connections(&self, ip: IpAddr) -> usize {
+        self.by_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ip)
+            .map_or(0, |u| u.connections)
+    }
+}
+
+/// Why a body was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// It paused longer than the timeout, or fell below the minimum rate.
+    Slow,
+    /// Its address has too many body bytes being read.
+    Crowded,
+}
+
+impl Cut {
+    fn error(self, s: &ClientLimitSettings) -> ApiError {
+        match self {
+            Cut::Slow => ApiError::BodyTimeout {
+                detail: format!(
+                    "the request body stalled or arrived too slowly (a body may pause at most {} s and must average {} bytes/s); the connection is closed",
+                    s.body_timeout_secs, s.body_min_bytes_per_sec
+                ),
+            },
+            Cut::Crowded => ApiError::TooManyRequests {
+                code: "too_many_bodies",
+                detail: format!(
+                    "this client address has more than {} bytes of request bodies being read at once; retry after the time in Retry-After",
+                    s.body_bytes_per_address
+                ),
+                retry_after: 1,
+            },
+        }
+    }
+}
+
+/// A request body read under a deadline and its address's share of body bytes.
+struct Guarded {
+    inner: Payload,
+    limits: Arc<ClientLimits>,
+    ip: Option<IpAddr>,
+    /// Bytes taken from the address's share (given back when the request ends).
+    taken: Rc<Cell<usize>>,
+    cut: Rc<Cell<Option<Cut>>>,
+    started: Instant,
+    received: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Guarded {
+    /// The next moment the body is too slow: a pause of `body_timeout_secs`, or an
+    /// average below `body_min_bytes_per_sec` after the first `body_timeout_secs`.
+    fn deadline(&self) -> Instant {
+        let s = &self.limits.settings;
+        let pause = Duration::from_secs(s.body_timeout_secs);
+        let earned =
+            Duration::from_secs_f64(self.received as f64 / s.body_min_bytes_per_sec as f64);
+        (Instant::now() + pause).min(self.started + pause + earned)
+    }
+
+    fn fail(&mut self, cut: Cut) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.cut.set(Some(cut));
+        let kind = match cut {
+            Cut::Slow => std::io::ErrorKind::TimedOut,
+            Cut::Crowded => std::io::ErrorKind::Other,
+        };
+        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+            kind,
+            "request body refused by the gate",
+        )))))
+    }
+}
+
+impl Stream for Guarded {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.cut.get().is_some() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(ip) = this.ip {
+                    if !this.limits.take_body(ip, chunk.len()) {
+                        return this.fail(Cut::Crowded);
+                    }
+                    this.taken.set(this.taken.get() + chunk.len());
+                }
+                this.received += chunk.len() as u64;
+                let next = this.deadline();
+                this.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => this.fail(Cut::Slow),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+/// True when the request says it has a body.
+fn has_body(req: &ServiceRequest) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Routes that never need credentials and never count against an address (health,
+/// readiness, metrics, the document and its UI), and those that check their own
+/// (webhook deliveries, Orchestrator's events).
+fn public(path: &str) -> (bool, bool) {
+    let unlimited = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+        || path == "/docs"
+        || path.starts_with("/docs/");
+    let own_check = path.starts_with("/hooks/") || path.starts_with("/orchestrator/events/");
+    (unlimited, unlimited || own_check)
+}
+
+/// Checks the credentials a request presents. `Ok(None)` when it presents none.
+async fn credentials(
+    req: &ServiceRequest,
+    state: &AppState,
+) -> Result<Option<Principal>, ApiError> {
+    let http = req.request();
+    if let Some(key) = super::auth::presented_key(http) {
+        let row = state
+            .lookups
+            .api_key(&state.pool, &super::auth::hash(key))
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized {
+                detail: "the API key is not valid, revoked or expired".into(),
+            })?;
+        state.limits.api_key(row.id)?;
+        return Ok(Some(Principal::Key(row)));
+    }
+    let bearer = http
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
+    if bearer {
+        super::admin::check(http)?;
+        return Ok(Some(Principal::AdminToken));
+    }
+    Ok(None)
+}
+
+/// The middleware: the connection's share, credentials, then the body under its guard.
+pub async fn gate(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (unlimited, no_credentials) = public(req.path());
+    if !unlimited
+        && let Some(slot) = req.conn_data::<ConnectionSlot>()
+        && slot.over
+    {
+        let limit = slot.limits.settings.connections_per_address;
+        let refusal = ApiError::TooManyRequests {
+            code: "too_many_connections",
+            detail: format!(
+                "this client address has more than {limit} connections open; close some, or retry after the time in Retry-After"
+            ),
+            retry_after: 1,
+        };
+        return Ok(req.into_response(closing(refusal.error_response())));
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    if !no_credentials {
+        match credentials(&req, &state).await {
+            Ok(Some(principal)) => {
+                req.extensions_mut().insert(principal);
+            }
+            outcome => {
+                // Only an operation that needs credentials is refused here: an unknown
+                // path still gets its 404, a known one with another method its 405.
+                let needed = req
+                    .app_data::<web::Data<RouteTable>>()
+                    .and_then(|t| t.credentials(req.method().as_str(), req.path()));
+                if let Some(admin) = needed {
+                    let refusal = match outcome {
+                        Err(e) => e,
+                        // None presented: say what this operation takes.
+                        Ok(_) if admin => match super::admin::check(req.request()) {
+                            Err(e) => e,
+                            Ok(_) => anyhow::anyhow!("an admin token passed unseen").into(),
+                        },
+                        Ok(_) => ApiError::Unauthorized {
+                            detail: super::auth::NO_KEY.into(),
+                        },
+                    };
+                    return Ok(req.into_response(closing(refusal.error_response())));
+                }
+            }
+        }
+    }
+    if unlimited || !has_body(&req) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let limits = state.client_limits.clone();
+    let ip = req.peer_addr().map(|a| a.ip());
+    let taken = Rc::new(Cell::new(0));
+    let cut = Rc::new(Cell::new(None));
+    let mut guarded = Guarded {
+        inner: req.take_payload(),
+        limits: limits.clone(),
+        ip,
+        taken: taken.clone(),
+        cut: cut.clone(),
+        started: Instant::now(),
+        received: 0,
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+    };
+    let first = guarded.deadline();
+    guarded.timer.as_mut().reset(first);
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(guarded),
+    });
+    let outcome = next.call(req).await;
+    if let Some(ip) = ip {
+        limits.give_back_body(ip, taken.get());
+    }
+    let res = outcome?.map_into_boxed_body();
+    Ok(match cut.get() {
+        // Whatever the handler made of the broken body, the answer says what happened.
+        Some(c) => res.into_response(closing(c.error(&limits.settings).error_response())),
+        None => res,
+    })
+}
+
+/// The response, with the connection closed after it (the body was not read to its end).
+fn closing(mut res: HttpResponse) -> HttpResponse {
+    res.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    res
+}

@@ -174,6 +174,7 @@ pub async fn apply(
                 && o.public == new.public
                 && o.enabled == new.enabled
                 && o.tolerance_seconds == new.tolerance_seconds
+                && o.max_body_bytes == new.max_body_bytes
                 && o.dedup == new.dedup
                 && o.filter == new.filter
                 && o.mapping == new.mapping

@@ -186,8 +186,8 @@ pub struct HookSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientLimitSettings {
-    /// Open connections per client address; over it, a request is answered 429 and its
-    /// connection closed. 0 turns it off.
+    /// Open connections per client address; one over it is answered 429 and closed
+    /// before anything of it is read. 0 turns it off.
     pub connections_per_address: usize,
     /// Bytes of request bodies one client address may have being read at once; over
     /// it, the request is answered 429. 0 turns it off.
@@ -368,8 +368,8 @@ pub fn defaults() -> serde_json::Value {
             refused_per_minute: 60,
         },
         "limits": ClientLimitSettings {
-            connections_per_address: 256,
-            body_bytes_per_address: 8 * 1024 * 1024,
+            connections_per_address: 64,
+            body_bytes_per_address: 4 * 1024 * 1024,
             body_timeout_secs: 5,
             body_min_bytes_per_sec: 16 * 1024,
         },

@@ -16,6 +16,8 @@ pub struct Limits {
     hooks: Option<DefaultKeyedRateLimiter<Uuid>>,
     /// Once a second per connection: noting that its Orchestrator webhooks arrive.
     heard: Option<DefaultKeyedRateLimiter<Uuid>>,
+    /// Refused deliveries recorded per webhook per minute.
+    refused: Option<DefaultKeyedRateLimiter<Uuid>>,
     clock: DefaultClock,
 }
 
@@ -28,12 +30,17 @@ fn limiter(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<Uuid>>
 }
 
 impl Limits {
-    /// Limiters from the settings (0 turns one off).
-    pub fn new(s: &RateLimitSettings) -> Self {
+    /// Limiters from the settings (0 turns one off); at most `refused_per_minute`
+    /// refused deliveries per webhook are recorded.
+    pub fn new(s: &RateLimitSettings, refused_per_minute: u32) -> Self {
         Limits {
             keys: limiter(s.api_key_per_second, s.api_key_burst),
             hooks: limiter(s.hook_per_second, s.hook_burst),
             heard: limiter(1, 1),
+            refused: Some(RateLimiter::dashmap(
+                NonZeroU32::new(refused_per_minute)
+                    .map_or(Quota::per_minute(NonZeroU32::MIN), Quota::per_minute),
+            )),
             clock: DefaultClock::default(),
         }
     }
@@ -54,6 +61,16 @@ impl Limits {
         self.heard
             .as_ref()
             .is_none_or(|l| l.check_key(&connection).is_ok())
+    }
+
+    /// True when a refused delivery to webhook `id` may be recorded (at most
+    /// `hooks.refused_per_minute` a minute); the others are only counted in `/metrics`.
+    pub fn record_refused(&self, id: Uuid, per_minute: u32) -> bool {
+        per_minute > 0
+            && self
+                .refused
+                .as_ref()
+                .is_none_or(|l| l.check_key(&id).is_ok())
     }
 
     fn check(
@@ -80,7 +97,10 @@ impl Limits {
 
     /// Forgets idle keys (run now and then so removed keys do not stay in memory).
     pub fn shrink(&self) {
-        for l in [&self.keys, &self.hooks, &self.heard].into_iter().flatten() {
+        for l in [&self.keys, &self.hooks, &self.heard, &self.refused]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }

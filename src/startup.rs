@@ -107,7 +107,10 @@ impl Application {
             ),
             jobs_ended: crate::waiter::JobWatch::new(),
             callback_http,
-            limits: crate::limits::Limits::new(&settings.rate_limits),
+            limits: crate::limits::Limits::new(
+                &settings.rate_limits,
+                settings.hooks.refused_per_minute,
+            ),
             client_limits: crate::routes::gate::ClientLimits::new(settings.limits.clone()),
             metrics: crate::metrics::install(),
             lookups: crate::lookups::Lookups::new(),
@@ -153,7 +156,7 @@ impl Application {
             state.lookups.clone(),
         ));
         tokio::spawn(workers::callbacks::run(state.clone(), stop_workers.clone()));
-        tokio::spawn(forget_idle_limits(state.clone(), stop_workers.clone()));
+        tokio::spawn(housekeeping(state.clone(), stop_workers.clone()));
         tokio::spawn(workers::webhook_registration::run(
             state.clone(),
             stop_workers.clone(),
@@ -196,13 +199,26 @@ impl Application {
     }
 }
 
-/// Every minute, drops the rate-limit state of keys and webhooks that went quiet.
-async fn forget_idle_limits(state: Arc<AppState>, stop: CancellationToken) {
+/// Every minute: drops the rate-limit state of keys and webhooks that went quiet, and
+/// deletes refused deliveries past `hooks.refused_retention_secs`.
+async fn housekeeping(state: Arc<AppState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => state.limits.shrink(),
+            _ = tick.tick() => {}
+        }
+        state.limits.shrink();
+        match storage::hooks::purge_refused(
+            &state.pool,
+            state.settings.hooks.refused_retention_secs,
+            10_000,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "refused webhook deliveries purged"),
+            Err(e) => tracing::warn!(error = %e, "purging refused webhook deliveries failed"),
         }
     }
 }

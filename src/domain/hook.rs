@@ -49,6 +49,9 @@ pub struct HookInput {
     pub enabled: Option<bool>,
     /// Accepted clock difference for timestamped schemes, in seconds (default 300).
     pub tolerance_seconds: Option<i32>,
+    /// Largest delivery body accepted, in bytes (default `hooks.max_body_bytes`, 256 KiB;
+    /// at most `body_limit_bytes`). A larger one is refused with 413 before it is read.
+    pub max_body_bytes: Option<i32>,
     /// JMESPath for the delivery id used to drop repeats, over `{headers, body, query}`.
     /// Defaults by scheme: GitHub `X-GitHub-Delivery`, Stripe `body.id`, Slack
     /// `body.event_id`, Shopify `X-Shopify-Webhook-Id`, Standard Webhooks `webhook-id`,
@@ -75,6 +78,7 @@ pub struct NewHook {
     pub public: bool,
     pub enabled: bool,
     pub tolerance_seconds: i32,
+    pub max_body_bytes: Option<i32>,
     pub dedup: Option<String>,
     pub filter: Option<String>,
     pub mapping: Option<BTreeMap<String, String>>,
@@ -163,6 +167,9 @@ impl HookInput {
         if !(1..=86_400).contains(&tolerance_seconds) {
             bad("tolerance_seconds", "must be between 1 and 86400");
         }
+        if self.max_body_bytes.is_some_and(|n| n < 1) {
+            bad("max_body_bytes", "must be at least 1 (bytes)");
+        }
         let dedup = match self.dedup {
             Some(d) if d.trim().is_empty() => None,
             Some(d) => Some(d),
@@ -206,6 +213,7 @@ impl HookInput {
             public,
             enabled: self.enabled.unwrap_or(true),
             tolerance_seconds,
+            max_body_bytes: self.max_body_bytes,
             dedup,
             filter: self.filter,
             mapping: self.mapping,

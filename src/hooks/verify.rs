@@ -41,6 +41,16 @@ pub trait Verifier: Send + Sync {
     /// Checks the request against any of the secrets (several may be active while one
     /// is rotated). `tolerance` is the accepted clock difference, in seconds.
     fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal>;
+
+    /// What can be checked from the headers alone, before the body is read: the
+    /// signature header is there and well formed, a timestamp is inside the window, the
+    /// provider's delivery id is there, a token is right. A delivery that fails here
+    /// costs the gateway no body. (`req.body` is empty.)
+    fn precheck(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal>;
+
+    /// Whether the signature covers a timestamp. Without one, a captured delivery can be
+    /// sent again: the gateway then drops repeats of the same signed bytes.
+    fn signs_a_timestamp(&self) -> bool;
 }
 
 /// Settings of the `hmac` and `token` schemes.
@@ -149,6 +159,19 @@ fn required(req: &Request, name: &str) -> Result<String, Refusal> {
         .ok_or_else(|| refuse("signature_missing", format!("the {name} header is missing")))
 }
 
+/// The provider's delivery id, which it always sends: a delivery without one is not theirs.
+fn delivery_id(req: &Request, name: &str) -> Result<(), Refusal> {
+    (req.header)(name)
+        .filter(|v| !v.trim().is_empty())
+        .map(|_| ())
+        .ok_or_else(|| {
+            refuse(
+                "delivery_id_missing",
+                format!("the {name} header is missing (the provider sends it with every delivery)"),
+            )
+        })
+}
+
 fn timestamp(req: &Request, name: &str, tolerance: i64) -> Result<i64, Refusal> {
     let raw = (req.header)(name)
         .ok_or_else(|| refuse("timestamp_missing", format!("the {name} header is missing")))?;
@@ -189,8 +212,8 @@ fn mismatch(what: &str) -> Refusal {
 
 /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
 struct GitHub;
-impl Verifier for GitHub {
-    fn verify(&self, req: &Request, secrets: &[String], _: i64) -> Result<(), Refusal> {
+impl GitHub {
+    fn signature(req: &Request) -> Result<Vec<u8>, Refusal> {
         let h = required(req, "X-Hub-Signature-256")?;
         let sig = h.strip_prefix("sha256=").ok_or_else(|| {
             refuse(
@@ -198,7 +221,19 @@ impl Verifier for GitHub {
                 "X-Hub-Signature-256 must start with sha256=",
             )
         })?;
-        let given = hex_value(sig, "X-Hub-Signature-256")?;
+        hex_value(sig, "X-Hub-Signature-256")
+    }
+}
+impl Verifier for GitHub {
+    fn precheck(&self, req: &Request, _: &[String], _: i64) -> Result<(), Refusal> {
+        Self::signature(req)?;
+        delivery_id(req, "X-GitHub-Delivery")
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        false
+    }
+    fn verify(&self, req: &Request, secrets: &[String], _: i64) -> Result<(), Refusal> {
+        let given = Self::signature(req)?;
         any_sha256(secrets, &[req.body], &given)
             .then_some(())
             .ok_or_else(|| mismatch("X-Hub-Signature-256"))
@@ -207,8 +242,9 @@ impl Verifier for GitHub {
 
 /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=...]` over `{t}.{body}`.
 struct Stripe;
-impl Verifier for Stripe {
-    fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
+impl Stripe {
+    /// The `t=` value (as sent) and the `v1=` signatures, once the window is checked.
+    fn header(req: &Request, tolerance: i64) -> Result<(String, Vec<String>), Refusal> {
         let h = required(req, "Stripe-Signature")?;
         let mut t = None;
         let mut v1 = Vec::new();
@@ -236,6 +272,18 @@ impl Verifier for Stripe {
                 format!("Stripe-Signature's t= is outside the {tolerance}-second window"),
             ));
         }
+        Ok((t, v1))
+    }
+}
+impl Verifier for Stripe {
+    fn precheck(&self, req: &Request, _: &[String], tolerance: i64) -> Result<(), Refusal> {
+        Self::header(req, tolerance).map(|_| ())
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        true
+    }
+    fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
+        let (t, v1) = Self::header(req, tolerance)?;
         let prefix = format!("{t}.");
         for sig in &v1 {
             let Ok(given) = hex::decode(sig) else {
@@ -252,8 +300,8 @@ impl Verifier for Stripe {
 /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{ts}:{body}`, with
 /// `X-Slack-Request-Timestamp` inside the window.
 struct Slack;
-impl Verifier for Slack {
-    fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
+impl Slack {
+    fn header(req: &Request, tolerance: i64) -> Result<(i64, Vec<u8>), Refusal> {
         let h = required(req, "X-Slack-Signature")?;
         let ts = timestamp(req, "X-Slack-Request-Timestamp", tolerance)?;
         let sig = h.strip_prefix("v0=").ok_or_else(|| {
@@ -262,7 +310,18 @@ impl Verifier for Slack {
                 "X-Slack-Signature must start with v0=",
             )
         })?;
-        let given = hex_value(sig, "X-Slack-Signature")?;
+        Ok((ts, hex_value(sig, "X-Slack-Signature")?))
+    }
+}
+impl Verifier for Slack {
+    fn precheck(&self, req: &Request, _: &[String], tolerance: i64) -> Result<(), Refusal> {
+        Self::header(req, tolerance).map(|_| ())
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        true
+    }
+    fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
+        let (ts, given) = Self::header(req, tolerance)?;
         let base = format!("v0:{ts}:");
         any_sha256(secrets, &[base.as_bytes(), req.body], &given)
             .then_some(())
@@ -273,6 +332,16 @@ impl Verifier for Slack {
 /// Shopify: `X-Shopify-Hmac-SHA256`, Base64 over the body.
 struct Shopify;
 impl Verifier for Shopify {
+    fn precheck(&self, req: &Request, _: &[String], _: i64) -> Result<(), Refusal> {
+        base64_value(
+            &required(req, "X-Shopify-Hmac-SHA256")?,
+            "X-Shopify-Hmac-SHA256",
+        )?;
+        delivery_id(req, "X-Shopify-Webhook-Id")
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        false
+    }
     fn verify(&self, req: &Request, secrets: &[String], _: i64) -> Result<(), Refusal> {
         let h = required(req, "X-Shopify-Hmac-SHA256")?;
         let given = base64_value(&h, "X-Shopify-Hmac-SHA256")?;
@@ -285,6 +354,12 @@ impl Verifier for Shopify {
 /// UiPath Orchestrator: `X-UiPath-Signature`, Base64 over the body.
 struct UiPath;
 impl Verifier for UiPath {
+    fn precheck(&self, req: &Request, _: &[String], _: i64) -> Result<(), Refusal> {
+        base64_value(&required(req, "X-UiPath-Signature")?, "X-UiPath-Signature").map(|_| ())
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        false
+    }
     fn verify(&self, req: &Request, secrets: &[String], _: i64) -> Result<(), Refusal> {
         let h = required(req, "X-UiPath-Signature")?;
         let given = base64_value(&h, "X-UiPath-Signature")?;
@@ -298,6 +373,14 @@ impl Verifier for UiPath {
 /// with the Base64 after `whsec_` (signed with the `standardwebhooks` crate).
 struct StandardWebhooks;
 impl Verifier for StandardWebhooks {
+    fn precheck(&self, req: &Request, _: &[String], tolerance: i64) -> Result<(), Refusal> {
+        required(req, "webhook-id")?;
+        required(req, "webhook-signature")?;
+        timestamp(req, "webhook-timestamp", tolerance).map(|_| ())
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        true
+    }
     fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
         let id = required(req, "webhook-id")?;
         let sigs = required(req, "webhook-signature")?;
@@ -336,6 +419,21 @@ impl Verifier for StandardWebhooks {
 /// Any HMAC: configurable header, algorithm, encoding, prefix and timestamp.
 struct Generic(SchemeConfig);
 impl Verifier for Generic {
+    fn precheck(&self, req: &Request, _: &[String], tolerance: i64) -> Result<(), Refusal> {
+        required(req, self.0.header.as_deref().unwrap_or("X-Signature"))?;
+        match &self.0.timestamp_header {
+            Some(th) => timestamp(req, th, tolerance).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        self.0.timestamp_header.is_some()
+            && self
+                .0
+                .signed_payload
+                .as_deref()
+                .is_some_and(|p| p.contains("{timestamp}"))
+    }
     fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
         let c = &self.0;
         let name = c.header.as_deref().unwrap_or("X-Signature");
@@ -386,6 +484,14 @@ impl Verifier for Generic {
 /// A shared secret in a named header.
 struct Token(SchemeConfig);
 impl Verifier for Token {
+    fn precheck(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
+        self.verify(req, secrets, tolerance)
+    }
+    /// A token signs nothing; repeats of a body are not dropped (anyone holding the
+    /// token can send any body anyway).
+    fn signs_a_timestamp(&self) -> bool {
+        true
+    }
     fn verify(&self, req: &Request, secrets: &[String], _: i64) -> Result<(), Refusal> {
         let name = self.0.header.as_deref().unwrap_or("X-Webhook-Token");
         let h = required(req, name)?;
@@ -410,6 +516,12 @@ impl Verifier for Token {
 /// No verification (only for webhooks marked public).
 struct Public;
 impl Verifier for Public {
+    fn precheck(&self, _: &Request, _: &[String], _: i64) -> Result<(), Refusal> {
+        Ok(())
+    }
+    fn signs_a_timestamp(&self) -> bool {
+        true
+    }
     fn verify(&self, _: &Request, _: &[String], _: i64) -> Result<(), Refusal> {
         Ok(())
     }

@@ -55,8 +55,6 @@ pub struct ClientLimits {
 /// Kept in a connection's extensions while it is open: its place in the count.
 pub struct ConnectionSlot {
     ip: IpAddr,
-    /// This connection is over its address's limit: its requests are refused.
-    over: bool,
     limits: Arc<ClientLimits>,
 }
 
@@ -65,6 +63,26 @@ impl Drop for ConnectionSlot {
         self.limits.update(self.ip, |u| u.connections -= 1);
     }
 }
+
+/// What a connection over its address's limit is told, before it is closed unread: the
+/// whole HTTP answer, written straight to the socket.
+static TOO_MANY_CONNECTIONS: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let problem = ApiError::TooManyRequests {
+        code: "too_many_connections",
+        detail: "this client address has too many connections open; close some and retry".into(),
+        retry_after: 1,
+    }
+    .problem();
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: {}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        crate::error::PROBLEM_JSON,
+        body.len()
+    )
+    .into_bytes();
+    answer.extend(body);
+    answer
+});
 
 impl ClientLimits {
     /// Limits with these settings.
@@ -84,14 +102,15 @@ impl ClientLimits {
         }
     }
 
-    /// `HttpServer::on_connect`: counts the connection against its address.
+    /// `HttpServer::on_connect`: counts the connection against its address. One over
+    /// the limit is answered 429 and shut down at once, before a byte of it is read (so
+    /// it costs no buffer), and the server sees only its end.
     pub fn on_connect(self: &Arc<Self>, conn: &dyn Any, ext: &mut Extensions) {
         let limit = self.settings.connections_per_address;
-        let Some(ip) = conn
-            .downcast_ref::<actix_web::rt::net::TcpStream>()
-            .and_then(|s| s.peer_addr().ok())
-            .map(|a| a.ip())
-        else {
+        let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+            return;
+        };
+        let Some(ip) = stream.peer_addr().ok().map(|a| a.ip()) else {
             return;
         };
         if limit == 0 {
@@ -104,9 +123,15 @@ impl ClientLimits {
         });
         ext.insert(ConnectionSlot {
             ip,
-            over,
             limits: self.clone(),
         });
+        if over {
+            crate::metrics::rate_limited("this client address");
+            let socket = socket2::SockRef::from(stream);
+            // Non-blocking and far smaller than a socket buffer: sent whole, or not at all.
+            let _ = socket.send(&TOO_MANY_CONNECTIONS);
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Takes `n` more body bytes for `ip`; false (taking nothing) when over its share.
@@ -246,9 +271,9 @@ fn has_body(req: &ServiceRequest) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-/// Routes that never need credentials and never count against an address (health,
+/// Routes that never need credentials and whose bodies are not guarded (health,
 /// readiness, metrics, the document and its UI), and those that check their own
-/// (webhook deliveries, Orchestrator's events).
+/// credentials (webhook deliveries, Orchestrator's events).
 fn public(path: &str) -> (bool, bool) {
     let unlimited = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
         || path == "/docs"
@@ -291,20 +316,6 @@ pub async fn gate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let (unlimited, no_credentials) = public(req.path());
-    if !unlimited
-        && let Some(slot) = req.conn_data::<ConnectionSlot>()
-        && slot.over
-    {
-        let limit = slot.limits.settings.connections_per_address;
-        let refusal = ApiError::TooManyRequests {
-            code: "too_many_connections",
-            detail: format!(
-                "this client address has more than {limit} connections open; close some, or retry after the time in Retry-After"
-            ),
-            retry_after: 1,
-        };
-        return Ok(req.into_response(closing(refusal.error_response())));
-    }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };

@@ -30,6 +30,8 @@ pub struct HookView {
     pub public: bool,
     pub enabled: bool,
     pub tolerance_seconds: i32,
+    /// Largest delivery body accepted, in bytes (this webhook's own, else `hooks.max_body_bytes`).
+    pub max_body_bytes: usize,
     pub dedup: Option<String>,
     pub filter: Option<String>,
     pub mapping: Option<std::collections::BTreeMap<String, String>>,
@@ -48,6 +50,7 @@ pub fn view(state: &AppState, r: HookRow) -> HookView {
     let secrets_count = store::open_secrets(&state.keys, &r)
         .map(|s| s.len())
         .unwrap_or(0);
+    let max_body_bytes = body_limit(state, &r);
     HookView {
         id: r.id,
         path: format!("/hooks/{}", r.slug),
@@ -59,6 +62,7 @@ pub fn view(state: &AppState, r: HookRow) -> HookView {
         public: r.public,
         enabled: r.enabled,
         tolerance_seconds: r.tolerance_seconds,
+        max_body_bytes,
         dedup: r.dedup,
         filter: r.filter,
         mapping: r.mapping,
@@ -66,6 +70,14 @@ pub fn view(state: &AppState, r: HookRow) -> HookView {
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
+}
+
+/// The largest delivery body a webhook accepts.
+pub fn body_limit(state: &AppState, r: &HookRow) -> usize {
+    r.max_body_bytes
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(state.settings.hooks.max_body_bytes)
+        .min(state.settings.body_limit_bytes)
 }
 
 fn write_error(e: WriteError, slug: &str) -> ApiError {

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -177,10 +179,13 @@ fn decide(
     responses(
         (status = 202, description = "A job was recorded (and is being started)", body = HookReceipt),
         (status = 200, description = "A repeat of an earlier delivery (its job is named), a filtered-out delivery, or a Slack challenge / GitHub ping answered", body = HookReceipt),
-        (status = 401, description = "Missing or wrong signature or token, or a timestamp outside the window; nothing was started", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong signature or token, a missing delivery id, or a timestamp outside the window; nothing was started", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No enabled webhook with this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or arrived too slowly", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than this webhook's `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The filter or mapping failed on this delivery, or the arguments are invalid; recorded as failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer in time; nothing was recorded", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/hooks/{slug}")]
@@ -188,8 +193,11 @@ pub async fn receive(
     state: web::Data<AppState>,
     slug: web::Path<String>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Everything up to the body read is decided from the path and the headers: an
+    // unknown slug, an unsigned or stale delivery costs no body (and the connection is
+    // closed with the body unread).
     let hook = state
         .lookups
         .hook(&state.pool, &slug)
@@ -208,8 +216,6 @@ pub async fn receive(
         dedup: "none".into(),
         ..Default::default()
     };
-
-    // 1. Verification, over the raw bytes.
     let secrets = store::open_secrets(&state.keys, &hook)
         .map_err(|e| ApiError::Internal(e.context("opening webhook secrets")))?;
     let lookup = |name: &str| {
@@ -220,43 +226,115 @@ pub async fn receive(
     };
     let verifier = verify::verifier(&hook.scheme, &hook.config)
         .ok_or_else(|| anyhow::anyhow!("unknown scheme {} stored", hook.scheme))?;
+    let now = chrono::Utc::now().timestamp();
+    let tolerance = hook.tolerance_seconds.into();
+    let headers_only = verify::Request {
+        header: &lookup,
+        body: &[],
+        now,
+    };
+    if let Err(refusal) = verifier.precheck(&headers_only, &secrets, tolerance) {
+        return refuse(&state, &hook, delivery, refusal).await;
+    }
+
+    // The body, up to this webhook's own limit.
+    let limit = super::hook_admin::body_limit(&state, &hook);
+    let body = read_body(&req, payload, limit).await?;
+
+    // Verification, over the raw bytes.
     let checked = verifier.verify(
         &verify::Request {
             header: &lookup,
             body: &body,
-            now: chrono::Utc::now().timestamp(),
+            now,
         },
         &secrets,
-        hook.tolerance_seconds.into(),
-    );
-    crate::metrics::webhook_verification(
-        &hook.scheme,
-        match &checked {
-            Ok(()) if hook.scheme == "none" => "public",
-            Ok(()) => "ok",
-            Err(r) => r.code,
-        },
+        tolerance,
     );
     if let Err(refusal) = checked {
-        delivery.verification = "failed".into();
-        delivery.verification_detail = Some(format!("{}: {}", refusal.code, refusal.detail));
-        delivery.outcome = "refused".into();
-        store::record(&state.pool, &delivery).await?;
-        return Err(ApiError::SignatureRefused {
-            code: refusal.code,
-            detail: refusal.detail,
-        });
+        return refuse(&state, &hook, delivery, refusal).await;
     }
+    crate::metrics::webhook_verification(
+        &hook.scheme,
+        if hook.scheme == "none" {
+            "public"
+        } else {
+            "ok"
+        },
+    );
     delivery.verification = if hook.scheme == "none" {
         "public"
     } else {
         "ok"
     }
     .into();
+    // Without a signed timestamp, the same signed bytes sent again are a replay, whatever
+    // delivery id comes with them.
+    if !verifier.signs_a_timestamp() {
+        delivery.body_sha256 = Some(Sha256::digest(&body).to_vec());
+    }
     delivery.request_body = Some(body.to_vec());
     let ct = lookup("content-type").unwrap_or_default();
     let context = json!({"headers": headers, "body": parse_body(&ct, &body), "query": query_map(req.query_string())});
     handle(&state, &hook, delivery, &context).await
+}
+
+/// Reads a delivery's body, refusing one larger than `limit` (before reading, when its
+/// length is declared).
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // Grown as bytes arrive, never reserved from the declared length (a stalled body
+    // would hold memory it never sent).
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A delivery whose signature, token, timestamp or id failed: counted, recorded (at most
+/// `hooks.refused_per_minute` a minute per webhook, kept `hooks.refused_retention_secs`),
+/// and answered 401.
+async fn refuse(
+    state: &AppState,
+    hook: &HookRow,
+    mut delivery: Delivery,
+    refusal: verify::Refusal,
+) -> Result<HttpResponse, ApiError> {
+    crate::metrics::webhook_verification(&hook.scheme, refusal.code);
+    if state
+        .limits
+        .record_refused(hook.id, state.settings.hooks.refused_per_minute)
+    {
+        delivery.verification = "failed".into();
+        delivery.verification_detail = Some(format!("{}: {}", refusal.code, refusal.detail));
+        delivery.outcome = "refused".into();
+        store::record(&state.pool, &delivery).await?;
+    }
+    Err(ApiError::SignatureRefused {
+        code: refusal.code,
+        detail: refusal.detail,
+    })
 }
 
 /// Dedup, filter, mapping and the job: shared by deliveries and admin replays.
@@ -296,7 +374,7 @@ pub async fn handle(
             delivery.filter_result = Some("rejected".into());
             delivery.outcome = "filtered".into();
             delivery.error = Some(reason.clone());
-            if key.is_some() {
+            if key.is_some() || delivery.body_sha256.is_some() {
                 delivery.dedup = "first".into();
             }
             if !record_first(state, hook, &delivery).await? {
@@ -363,7 +441,7 @@ pub async fn handle(
     };
     delivery.job_id = Some(new.id);
     delivery.outcome = "accepted".into();
-    if key.is_some() {
+    if key.is_some() || delivery.body_sha256.is_some() {
         delivery.dedup = "first".into();
     }
     // Group-committed with other deliveries; the pair is stored only if the key is free.
@@ -375,7 +453,7 @@ pub async fn handle(
         })
         .await?;
     let Some(job) = stored else {
-        if expire_if_stale(state, hook, key.as_deref()).await? {
+        if expire_if_stale(state, hook, &delivery).await? {
             // The earlier delivery is past the retention window: this one counts anew.
             return Box::pin(handle(
                 state,
@@ -428,31 +506,44 @@ async fn record_first(state: &AppState, hook: &HookRow, d: &Delivery) -> Result<
     if store::record(&state.pool, d).await? {
         return Ok(true);
     }
-    if expire_if_stale(state, hook, d.delivery_key.as_deref()).await? {
+    if expire_if_stale(state, hook, d).await? {
         return Ok(store::record(&state.pool, d).await?);
     }
     Ok(false)
 }
 
-/// Frees a key whose first delivery is older than the retention window.
-async fn expire_if_stale(
-    state: &AppState,
-    hook: &HookRow,
-    key: Option<&str>,
-) -> Result<bool, ApiError> {
-    let Some(key) = key else { return Ok(false) };
-    let Some(first) = store::first_with_key(&state.pool, hook.id, key).await? else {
-        return Ok(false);
-    };
-    let retention = chrono::Duration::seconds(state.settings.hooks.dedup_retention_secs);
-    if first
-        .received_at
-        .is_some_and(|t| t < chrono::Utc::now() - retention)
-    {
-        store::expire(&state.pool, first.id).await?;
-        return Ok(true);
+/// The first deliveries holding `d`'s key or signed-body hash (the key's first).
+async fn firsts(state: &AppState, hook: &HookRow, d: &Delivery) -> Result<Vec<Delivery>, ApiError> {
+    let mut found = Vec::new();
+    if let Some(k) = &d.delivery_key {
+        found.extend(store::first_with_key(&state.pool, hook.id, k).await?);
     }
-    Ok(false)
+    if let Some(h) = &d.body_sha256 {
+        found.extend(
+            store::first_with_body(&state.pool, hook.id, h)
+                .await?
+                .filter(|f| found.iter().all(|g| g.id != f.id)),
+        );
+    }
+    Ok(found)
+}
+
+/// Frees the key and body hash of `d` when every first delivery holding them is older
+/// than the retention window. False (a repeat) when one is not.
+async fn expire_if_stale(state: &AppState, hook: &HookRow, d: &Delivery) -> Result<bool, ApiError> {
+    let found = firsts(state, hook, d).await?;
+    let retention = chrono::Duration::seconds(state.settings.hooks.dedup_retention_secs);
+    let stale = |f: &Delivery| {
+        f.received_at
+            .is_some_and(|t| t < chrono::Utc::now() - retention)
+    };
+    if found.is_empty() || !found.iter().all(stale) {
+        return Ok(false);
+    }
+    for f in &found {
+        store::expire(&state.pool, f.id).await?;
+    }
+    Ok(true)
 }
 
 /// A repeat: record it, start nothing, and name the first delivery's job.
@@ -461,10 +552,7 @@ async fn duplicate(
     hook: &HookRow,
     mut d: Delivery,
 ) -> Result<HttpResponse, ApiError> {
-    let first = match &d.delivery_key {
-        Some(k) => store::first_with_key(&state.pool, hook.id, k).await?,
-        None => None,
-    };
+    let first = firsts(state, hook, &d).await?.into_iter().next();
     d.dedup = "duplicate".into();
     d.outcome = "duplicate".into();
     d.job_id = first.as_ref().and_then(|f| f.job_id);

@@ -22,6 +22,8 @@ pub struct HookRow {
     pub public: bool,
     pub enabled: bool,
     pub tolerance_seconds: i32,
+    /// The webhook's own body limit, if it sets one.
+    pub max_body_bytes: Option<i32>,
     pub dedup: Option<String>,
     pub filter: Option<String>,
     pub mapping: Option<std::collections::BTreeMap<String, String>>,
@@ -36,7 +38,7 @@ pub fn aad(id: Uuid) -> String {
 }
 
 const SELECT: &str = "select w.id, w.slug, w.process_id, p.name as process_name, w.scheme, w.scheme_config, w.secrets_sealed, \
-    w.public, w.enabled, w.tolerance_seconds, w.dedup_source, w.filter, w.mapping, w.response, w.created_at, w.updated_at \
+    w.public, w.enabled, w.tolerance_seconds, w.max_body_bytes, w.dedup_source, w.filter, w.mapping, w.response, w.created_at, w.updated_at \
     from webhooks w join processes p on p.id = w.process_id";
 
 fn from_row(r: &sqlx::postgres::PgRow) -> Result<HookRow, sqlx::Error> {
@@ -56,6 +58,7 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<HookRow, sqlx::Error> {
         tolerance_seconds: r
             .try_get::<Option<i32>, _>("tolerance_seconds")?
             .unwrap_or(300),
+        max_body_bytes: r.try_get("max_body_bytes")?,
         dedup: r.try_get("dedup_source")?,
         filter: r.try_get("filter")?,
         mapping: serde_json::from_value(json("mapping")?).unwrap_or_default(),
@@ -120,11 +123,11 @@ pub async fn upsert(
     let response = serde_json::to_value(&h.response).expect("response serializes");
     sqlx::query(
         "insert into webhooks (id, slug, process_id, scheme, scheme_config, secrets_sealed, secrets_key_id, public, enabled, \
-           tolerance_seconds, dedup_source, filter, mapping, response) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+           tolerance_seconds, dedup_source, filter, mapping, response, max_body_bytes) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          on conflict (id) do update set slug = $2, process_id = $3, scheme = $4, scheme_config = $5, \
            secrets_sealed = coalesce($6, webhooks.secrets_sealed), secrets_key_id = case when $6 is null then webhooks.secrets_key_id else $7 end, \
-           public = $8, enabled = $9, tolerance_seconds = $10, dedup_source = $11, filter = $12, mapping = $13, response = $14",
+           public = $8, enabled = $9, tolerance_seconds = $10, dedup_source = $11, filter = $12, mapping = $13, response = $14, max_body_bytes = $15",
     )
     .bind(id)
     .bind(&h.slug)
@@ -140,6 +143,7 @@ pub async fn upsert(
     .bind(&h.filter)
     .bind(mapping)
     .bind(response)
+    .bind(h.max_body_bytes)
     .execute(pool)
     .await?;
     Ok(get(pool, &h.slug).await?)
@@ -198,10 +202,13 @@ pub struct Delivery {
     pub request_body: Option<Vec<u8>>,
     pub replay_of: Option<Uuid>,
     pub received_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the signed body, for schemes whose signature has no timestamp: a
+    /// second delivery of the same bytes is a repeat (a replay), whatever its id says.
+    pub body_sha256: Option<Vec<u8>>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, mapped_input, \
-    job_id, error, outcome, request_headers, request_query, request_body, replay_of, received_at";
+    job_id, error, outcome, request_headers, request_query, request_body, replay_of, received_at, body_sha256";
 
 fn delivery_from_row(r: &sqlx::postgres::PgRow) -> Result<Delivery, sqlx::Error> {
     Ok(Delivery {
@@ -221,17 +228,18 @@ fn delivery_from_row(r: &sqlx::postgres::PgRow) -> Result<Delivery, sqlx::Error>
         request_body: r.try_get("request_body")?,
         replay_of: r.try_get("replay_of")?,
         received_at: r.try_get("received_at")?,
+        body_sha256: r.try_get("body_sha256")?,
     })
 }
 
-/// Records a delivery. With `dedup = "first"` and a key, returns false (and records
-/// nothing) when that key was already recorded first: the caller treats it as a repeat.
+/// Records a delivery. With `dedup = "first"` and a key or a body hash, returns false
+/// (and records nothing) when either was already recorded first: a repeat.
 pub async fn record<'e, E: sqlx::PgExecutor<'e>>(ex: E, d: &Delivery) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, \
-           mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-         on conflict (webhook_id, delivery_key) where delivery_key is not null and dedup = 'first' do nothing",
+           mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of, body_sha256) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         on conflict do nothing",
     )
     .bind(d.id)
     .bind(d.webhook_id)
@@ -248,6 +256,7 @@ pub async fn record<'e, E: sqlx::PgExecutor<'e>>(ex: E, d: &Delivery) -> Result<
     .bind(&d.request_query)
     .bind(&d.request_body)
     .bind(d.replay_of)
+    .bind(&d.body_sha256)
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -268,6 +277,42 @@ pub async fn first_with_key(
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(delivery_from_row).transpose()
+}
+
+/// The first delivery recorded with a body hash.
+pub async fn first_with_body(
+    pool: &PgPool,
+    webhook_id: Uuid,
+    sha256: &[u8],
+) -> Result<Option<Delivery>, sqlx::Error> {
+    let sql = format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries where webhook_id = $1 and body_sha256 = $2 and dedup = 'first'"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(webhook_id)
+        .bind(sha256)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(delivery_from_row).transpose()
+}
+
+/// Deletes refused deliveries older than `retention_secs`, at most `limit` at a time;
+/// answers how many went.
+pub async fn purge_refused(
+    pool: &PgPool,
+    retention_secs: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from webhook_deliveries where id in ( \
+           select id from webhook_deliveries where outcome = 'refused' \
+             and received_at < now() - make_interval(secs => $1) limit $2)",
+    )
+    .bind(retention_secs as f64)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A first delivery older than the retention window no longer blocks its key.

@@ -300,15 +300,15 @@ async fn insert_hooks_many(
     let ctes = format!(
         "d as ( \
            insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, \
-             filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of) \
+             filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of, body_sha256) \
            select * from unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
-             $19::jsonb[], $20::uuid[], $21::text[], $22::text[], $23::jsonb[], $24::text[], $25::bytea[], $26::uuid[]) \
+             $19::jsonb[], $20::uuid[], $21::text[], $22::text[], $23::jsonb[], $24::text[], $25::bytea[], $26::uuid[], $27::bytea[]) \
            on conflict do nothing \
            returning job_id), \
          {}",
         insert_jobs_ctes("where t.id in (select job_id from d)")
     );
-    let sql = with_marks(&ctes, !marks.is_empty(), 27);
+    let sql = with_marks(&ctes, !marks.is_empty(), 28);
     let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
     let d: Vec<&Delivery> = items.iter().map(|i| &i.delivery).collect();
     let q = bind_new_jobs(
@@ -363,7 +363,12 @@ async fn insert_hooks_many(
             .map(|d| d.request_body.as_deref())
             .collect::<Vec<_>>(),
     )
-    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>());
+    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.body_sha256.as_deref())
+            .collect::<Vec<_>>(),
+    );
     let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
     let (rows, marked) = split_marked(rows, marks)?;
     let stored = in_order(conn, items.iter().map(|i| i.job.id), rows).await?;

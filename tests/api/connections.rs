@@ -404,7 +404,12 @@ async fn folders_concurrently(app: &TestApp, id: &str, n: usize) {
 #[tokio::test]
 async fn two_hundred_concurrent_calls_after_expiry_make_one_token_request() {
     let sim = spawn_sim(|_| {}).await;
-    let app = spawn_app_with(|s| s.database.max_connections = 10).await;
+    let app = spawn_app_with(|s| {
+        s.database.max_connections = 10;
+        // 200 callers at once from one address: above the per-address default.
+        s.limits.connections_per_address = 0;
+    })
+    .await;
     let id = create(&app, &input(&sim, "client_credentials", "cc")).await["id"]
         .as_str()
         .unwrap()
@@ -423,8 +428,11 @@ async fn two_instances_share_one_refresh_and_a_restart_reuses_the_stored_token()
     let sim = spawn_sim(|_| {}).await;
     let (_, url) = test_db::server().fresh_database().await;
     let keys = KeyRing::generate_spec("shared");
-    let same_keys =
-        |s: &mut uipath_gateway::config::Settings| s.encryption_keys = Some(keys.clone());
+    let same_keys = |s: &mut uipath_gateway::config::Settings| {
+        s.encryption_keys = Some(keys.clone());
+        // Hundreds of callers at once from one address: above the per-address default.
+        s.limits.connections_per_address = 0;
+    };
     let a = spawn_app_on(url.clone(), same_keys).await;
     let b = spawn_app_on(url.clone(), same_keys).await;
     let id = create(&a, &input(&sim, "client_credentials", "cc")).await["id"]

@@ -50,7 +50,8 @@ async fn batched<T>(app: &TestApp, n: usize, requests: impl std::future::Future<
 async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fails_alone() {
     let sim = spawn_sim(|_| {}).await;
     let (_, url) = test_db::server().fresh_database().await;
-    let (app, key) = setup_on(&sim, url, |_| {}).await;
+    // 200 callers at once from one address: above the per-address default.
+    let (app, key) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
 
     // 200 requests at once; number 77 carries a NUL, which PostgreSQL refuses to store.
     let calls = (0..200).map(|i| {
@@ -229,7 +230,8 @@ async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
 async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_one_batch() {
     let sim = spawn_sim(|_| {}).await;
     let (_, url) = test_db::server().fresh_database().await;
-    let (app, _) = setup_on(&sim, url, |_| {}).await;
+    // 180 callers at once from one address: above the per-address default.
+    let (app, _) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
     let res = app
         .admin(Method::POST, "/webhooks")
         .json(
@@ -465,6 +467,7 @@ fn hook_job(process_id: uuid::Uuid, webhook_id: uuid::Uuid, key: &str) -> HookJo
             request_body: Some(b"{}".to_vec()),
             replay_of: None,
             received_at: None,
+            body_sha256: None,
         },
         job,
     }

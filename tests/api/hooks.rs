@@ -334,10 +334,55 @@ async fn a_repeated_delivery_starts_nothing_and_names_the_first_job() {
     assert_eq!(again["status"], "duplicate");
     assert_eq!(again["job_id"], first["job_id"]);
     assert_eq!(jobs_count(&app).await, 1);
-    // Another delivery id is another job.
+    // Another body is another job.
+    let body = json!({"vendor": {"name": "ACME"}, "amount": 4}).to_string();
     let other = signed("github", SECRET, &body, "other-delivery", now());
     assert_eq!(post(&app, "gh", &body, &other).await.status(), 202);
     assert_eq!(jobs_count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn a_captured_delivery_sent_again_with_a_new_id_starts_nothing_where_no_timestamp_is_signed()
+{
+    let (app, _sim) = app().await;
+    // (Stripe, Slack, Standard Webhooks and `hmac` with a timestamp sign a timestamp: a
+    // captured delivery is refused once outside the window, tested with each scheme.)
+    for scheme in ["github", "shopify", "uipath", "hmac"] {
+        let slug = format!("replay-{scheme}");
+        assert_eq!(define(&app, definition(scheme, &slug)).await.status(), 201);
+        let body = json!({"vendor": {"name": scheme}, "amount": 5}).to_string();
+        let before = jobs_count(&app).await;
+        let headers = signed(scheme, SECRET, &body, "first-id", now());
+        assert_eq!(
+            post(&app, &slug, &body, &headers).await.status(),
+            202,
+            "{scheme}"
+        );
+        // The attacker has the signed bytes; they change the id header, or drop it.
+        let mut replay = signed(scheme, SECRET, &body, "forged-id", now());
+        let res = post(&app, &slug, &body, &replay).await;
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "{scheme}: {answer}");
+        assert_eq!(answer["status"], "duplicate", "{scheme}");
+        assert_eq!(
+            jobs_count(&app).await,
+            before + 1,
+            "{scheme}: started again"
+        );
+        replay.retain(|(k, _)| {
+            !matches!(
+                k.to_ascii_lowercase().as_str(),
+                "x-github-delivery" | "x-shopify-webhook-id"
+            )
+        });
+        if matches!(scheme, "github" | "shopify") {
+            let res = post(&app, &slug, &body, &replay).await;
+            assert_eq!(res.status(), 401, "{scheme} without its delivery id");
+            let p: Value = res.json().await.unwrap();
+            assert_eq!(p["code"], "delivery_id_missing");
+        }
+    }
 }
 
 #[tokio::test]
@@ -609,4 +654,51 @@ async fn deliveries_are_recorded_and_an_admin_can_replay_one() {
         9.5
     );
     assert_eq!(jobs_count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn refused_deliveries_are_recorded_at_a_bounded_rate_and_purged_after_their_retention() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    let (app, _) = setup_on(&sim, url, |s| {
+        s.hooks.refused_per_minute = 5;
+        s.rate_limits.hook_per_second = 0;
+    })
+    .await;
+    assert_eq!(define(&app, definition("github", "gh")).await.status(), 201);
+    let body = json!({"vendor": {"name": "ACME"}, "amount": 3}).to_string();
+    for i in 0..40 {
+        let mut headers = signed("github", "not-the-secret", &body, &format!("d-{i}"), now());
+        if i % 2 == 0 {
+            // Unsigned: refused from the headers alone.
+            headers.retain(|(k, _)| k != "X-Hub-Signature-256");
+        }
+        let res = post(&app, "gh", &body, &headers).await;
+        assert_eq!(res.status(), 401);
+    }
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from webhook_deliveries where outcome = 'refused'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(stored().await, 5, "40 refusals, 5 a minute recorded");
+    assert_eq!(jobs_count(&app).await, 0);
+    let retention = uipath_gateway::config::Settings::default()
+        .hooks
+        .refused_retention_secs;
+    // Not yet old enough: kept.
+    let purge = |secs| uipath_gateway::storage::hooks::purge_refused(&app.pool, secs, 1_000);
+    assert_eq!(purge(retention).await.unwrap(), 0);
+    sqlx::query(
+        "update webhook_deliveries set received_at = now() - make_interval(secs => $1 + 60)",
+    )
+    .bind(retention as f64)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(purge(retention).await.unwrap(), 5);
+    assert_eq!(stored().await, 0);
 }

@@ -1,4 +1,5 @@
 mod api_keys;
+mod attacks;
 mod callbacks;
 mod config_apply;
 mod connections;

@@ -172,6 +172,36 @@ fn data_exception(sqlstate: &str) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// A write on the answer path that did not finish in time. `what` names what was
+    /// being recorded (`job 1b2c...`), so the caller can look for it when the outcome is
+    /// not known.
+    pub fn late(late: crate::storage::batch::Late, what: &str) -> Self {
+        use crate::storage::batch::Late;
+        match late {
+            Late::Database(e) => e.into(),
+            Late::NotWritten(after) => ApiError::Unavailable {
+                code: "database_unavailable",
+                detail: format!(
+                    "The database did not take the write within {} ms; nothing was recorded. Retrying is safe (send the same Idempotency-Key to be sure).",
+                    after.as_millis()
+                ),
+                retry_after: 5,
+                checks: None,
+            },
+            Late::Uncertain(after) => ApiError::Unavailable {
+                code: "database_timeout",
+                detail: format!(
+                    "The database stopped answering while {what} was being committed (no answer within {} ms); it may have been recorded. Retry with the same Idempotency-Key, or look it up once the database is back.",
+                    after.as_millis()
+                ),
+                retry_after: 5,
+                checks: None,
+            },
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         // A database error that travelled through anyhow keeps its meaning (unavailable,

@@ -329,7 +329,7 @@ async fn refuse(
         delivery.verification = "failed".into();
         delivery.verification_detail = Some(format!("{}: {}", refusal.code, refusal.detail));
         delivery.outcome = "refused".into();
-        store::record(&state.pool, &delivery).await?;
+        record(state, &delivery).await?;
     }
     Err(ApiError::SignatureRefused {
         code: refusal.code,
@@ -367,7 +367,7 @@ pub async fn handle(
     let input = match decision {
         Decision::Answer(answer) => {
             delivery.outcome = "answered".into();
-            store::record(&state.pool, &delivery).await?;
+            record(state, &delivery).await?;
             return Ok(HttpResponse::Ok().json(answer));
         }
         Decision::Filtered(reason) => {
@@ -445,13 +445,18 @@ pub async fn handle(
         delivery.dedup = "first".into();
     }
     // Group-committed with other deliveries; the pair is stored only if the key is free.
+    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
     let stored = state
         .ledger
-        .hook(jobs::HookJob {
-            job: new,
-            delivery: delivery.clone(),
-        })
-        .await?;
+        .hook_within(
+            jobs::HookJob {
+                job: new,
+                delivery: delivery.clone(),
+            },
+            deadline,
+        )
+        .await
+        .map_err(|e| ApiError::late(e, &format!("delivery {}", delivery.id)))?;
     let Some(job) = stored else {
         if expire_if_stale(state, hook, &delivery).await? {
             // The earlier delivery is past the retention window: this one counts anew.
@@ -501,13 +506,26 @@ pub async fn handle(
     })
 }
 
+/// Records a delivery within `database.write_timeout_ms` (a 503 after that: the
+/// delivery may or may not have been recorded, and the sender retries).
+async fn record(state: &AppState, d: &Delivery) -> Result<bool, ApiError> {
+    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
+    match tokio::time::timeout(deadline, store::record(&state.pool, d)).await {
+        Ok(stored) => Ok(stored?),
+        Err(_) => Err(ApiError::late(
+            crate::storage::batch::Late::Uncertain(deadline),
+            &format!("delivery {}", d.id),
+        )),
+    }
+}
+
 /// Records a filtered delivery, claiming its key. False when the key was taken.
 async fn record_first(state: &AppState, hook: &HookRow, d: &Delivery) -> Result<bool, ApiError> {
-    if store::record(&state.pool, d).await? {
+    if record(state, d).await? {
         return Ok(true);
     }
     if expire_if_stale(state, hook, d).await? {
-        return Ok(store::record(&state.pool, d).await?);
+        return record(state, d).await;
     }
     Ok(false)
 }
@@ -561,7 +579,7 @@ async fn duplicate(
     d.error = first
         .as_ref()
         .map(|f| format!("a repeat of delivery {}", f.id));
-    store::record(&state.pool, &d).await?;
+    record(state, &d).await?;
     Ok(HttpResponse::Ok().json(receipt("duplicate", d.id, d.job_id, d.error.clone())))
 }
 
@@ -579,7 +597,7 @@ async fn failed(
         .filter_result
         .or(Some("error".into()).filter(|_| code == "filter_failed"));
     d.error = Some(reason.clone());
-    store::record(&state.pool, &d).await?;
+    record(state, &d).await?;
     Err(match problems {
         Some(p) => ApiError::invalid(code, &p),
         None => ApiError::Unprocessable {

@@ -403,50 +403,102 @@ pub async fn run(
         callback_url: query.callback_url.clone().or(process.callback_url.clone()),
         replay_of: None,
     };
+    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
+    let what = format!("job {}", new.id);
     let Some(key) = &idem else {
         // Committed with whatever else is arriving (group commit), then started.
-        let job = state.ledger.insert(new).await?;
-        let job = start(&state, job, Some((&process, &conn))).await?;
+        let job = state
+            .ledger
+            .insert_within(new, deadline)
+            .await
+            .map_err(|e| ApiError::late(e, &what))?;
+        let job = start_within(&state, job, process, conn).await?;
         return answer(&state, job, wait, false).await;
     };
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(&body);
+    let hash = h.finalize();
+    let claimed = tokio::time::timeout(
+        deadline,
+        record_idempotent(&state, &new, &caller.0.id.to_string(), key, &hash),
+    )
+    .await
+    .map_err(|_| ApiError::late(crate::storage::batch::Late::Uncertain(deadline), &what))??;
+    match claimed {
+        Claimed::New(job) => {
+            let job = start_within(&state, job, process, conn).await?;
+            answer(&state, job, wait, false).await
+        }
+        Claimed::First(first) => answer(&state, first, wait, true).await,
+    }
+}
+
+/// What an `Idempotency-Key` led to.
+enum Claimed {
+    /// This request recorded a new job.
+    New(JobRow),
+    /// The key was used before with the same request: its job.
+    First(JobRow),
+}
+
+/// Records a job and its `Idempotency-Key` in one transaction; or answers the job the key
+/// already names (a 409 when it was used with another request).
+async fn record_idempotent(
+    state: &AppState,
+    new: &NewJob,
+    scope: &str,
+    key: &str,
+    hash: &[u8],
+) -> Result<Claimed, ApiError> {
     let mut tx = state.pool.begin().await?;
     let job = store::insert(
         &mut tx,
-        &new,
+        new,
         state.instance_id,
         state.settings.dispatch.lease_secs,
     )
     .await?;
+    if let Some((first, same)) = store::claim_idempotency(&mut tx, scope, key, hash, job.id).await?
     {
-        let mut h = Sha256::new();
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(&body);
-        if let Some((first, same)) = store::claim_idempotency(
-            &mut tx,
-            &caller.0.id.to_string(),
-            key,
-            &h.finalize(),
-            job.id,
-        )
-        .await?
-        {
-            tx.rollback().await?;
-            if !same {
-                return Err(ApiError::Conflict {
-                    code: "idempotency_key_reused",
-                    detail: "this Idempotency-Key was used with a different request".into(),
-                });
-            }
-            let first = store::get(&state.pool, first)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("idempotency record without job"))?;
-            return answer(&state, first, wait, true).await;
+        tx.rollback().await?;
+        if !same {
+            return Err(ApiError::Conflict {
+                code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used with a different request".into(),
+            });
         }
+        let first = store::get(&state.pool, first)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("idempotency record without job"))?;
+        return Ok(Claimed::First(first));
     }
     tx.commit().await?;
-    let job = start(&state, job, Some((&process, &conn))).await?;
-    answer(&state, job, wait, false).await
+    Ok(Claimed::New(job))
+}
+
+/// Starts a job just recorded, answering within `database.write_timeout_ms`: the job is
+/// committed, so past that the caller hears 202 with the job as recorded while the start
+/// goes on (and the dispatcher or the reconciler finishes what it could not).
+async fn start_within(
+    state: &web::Data<AppState>,
+    job: JobRow,
+    process: crate::storage::processes::ProcessRow,
+    conn: crate::storage::connections::ConnectionRow,
+) -> Result<JobRow, ApiError> {
+    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
+    let bg = state.clone().into_inner();
+    let recorded = job.clone();
+    let task = tokio::spawn(async move { start(&bg, job, Some((&process, &conn))).await });
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => Err(anyhow::anyhow!("the start task failed: {e}").into()),
+        Err(_) => {
+            tracing::warn!(job = %recorded.id, "the start did not finish in time; answering with the job as recorded");
+            Ok(recorded)
+        }
+    }
 }
 
 /// Starts a job just recorded; if that fails, the dispatcher takes over.

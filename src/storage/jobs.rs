@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::storage::batch::Batcher;
+use crate::storage::batch::{Batcher, Late};
 use crate::storage::hooks::Delivery;
 
 /// A job as stored.
@@ -1129,6 +1129,38 @@ impl Ledger {
         match self.write(Write::Hook(Box::new(item))).await? {
             Written::Hook(row) => Ok(row),
             _ => Err(sqlx::Error::RowNotFound),
+        }
+    }
+
+    /// `hook` within `deadline` (see `Batcher::submit_within`).
+    pub async fn hook_within(
+        &self,
+        item: HookJob,
+        deadline: std::time::Duration,
+    ) -> Result<Option<JobRow>, Late> {
+        match self
+            .writes
+            .submit_within(Write::Hook(Box::new(item)), deadline)
+            .await?
+        {
+            Written::Hook(row) => Ok(row),
+            _ => Err(sqlx::Error::RowNotFound.into()),
+        }
+    }
+
+    /// `insert` within `deadline` (see `Batcher::submit_within`).
+    pub async fn insert_within(
+        &self,
+        job: NewJob,
+        deadline: std::time::Duration,
+    ) -> Result<JobRow, Late> {
+        match self
+            .writes
+            .submit_within(Write::Insert(job), deadline)
+            .await?
+        {
+            Written::Job(row) => Ok(row),
+            _ => Err(sqlx::Error::RowNotFound.into()),
         }
     }
 

@@ -446,6 +446,188 @@ async fn a_database_restart_under_load_gets_503s_then_recovers_without_losing_an
 }
 
 #[tokio::test]
+async fn requests_in_flight_when_the_database_stops_are_answered_within_seconds_and_each_answer_is_true()
+ {
+    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
+    let pg = PrivateCluster::start();
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("dbstop");
+    // Default pool and write deadlines (3 s to get a connection, 5 s for a write).
+    let app = live_app(pg.url("postgres"), keys, |_| {}).await;
+    let key = provision(&app.client, &app.address, &sim, "client_credentials").await;
+    let warm = app
+        .client
+        .post(app.url("/run/Invoices"))
+        .bearer_auth(&key)
+        .json(&json!({"in_Vendor": "warm", "in_Amount": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        warm.status(),
+        202,
+        "the key, process and release are cached"
+    );
+
+    // Twenty calls and ten deliveries start as PostgreSQL stops; a caller waits 30 s.
+    let http = uipath_gateway::orchestrator::client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let calls = (0..30).map(|i| {
+        let (http, app, key) = (&http, &app, &key);
+        async move {
+            let vendor = format!("in-flight-{i}");
+            let req = if i < 20 {
+                http.post(app.url("/run/Invoices"))
+                    .bearer_auth(key)
+                    .json(&json!({"in_Vendor": vendor, "in_Amount": i}))
+            } else {
+                http.post(app.url("/hooks/crm"))
+                    .header("x-crm-token", HOOK_TOKEN)
+                    .json(&json!({"vendor": vendor, "amount": i}))
+            };
+            let began = Instant::now();
+            let res = req
+                .send()
+                .await
+                .expect("an answer within the client's 30 s");
+            let took = began.elapsed();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or_default();
+            (vendor, status, body, took)
+        }
+    });
+    let stop = tokio::task::spawn_blocking({
+        let cluster = pg.cluster.clone();
+        move || cluster.stop().unwrap()
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    stop.await.unwrap();
+    let slowest = answers.iter().map(|a| a.3).max().unwrap();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.1).collect();
+    eprintln!("answers as the database stopped: {statuses:?}, the slowest in {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(9),
+        "an answer took {slowest:?}: a caller with a short timeout would not know"
+    );
+    for (vendor, status, body, _) in &answers {
+        assert!(
+            matches!(status, 200 | 202 | 503),
+            "{vendor}: {status} {body}"
+        );
+    }
+
+    pg.cluster.start(pg.port).unwrap();
+    eventually("ready again", Duration::from_secs(30), || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    // Every 2xx is exactly one job; every 503 that said nothing was recorded is none.
+    let mut acknowledged = Vec::new();
+    for (vendor, status, body, _) in &answers {
+        let recorded: i64 =
+            sqlx::query_scalar("select count(*) from jobs where input->>'in_Vendor' = $1")
+                .bind(vendor)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        match status {
+            503 if body["code"] == "database_timeout" => assert!(recorded <= 1, "{vendor}"),
+            503 => assert_eq!(
+                recorded, 0,
+                "{vendor} was answered 503 ({body}) but recorded"
+            ),
+            _ => {
+                assert_eq!(
+                    recorded, 1,
+                    "{vendor} was acknowledged ({status}) but not recorded once"
+                );
+                let id = body["id"].as_str().or(body["job_id"].as_str()).unwrap();
+                acknowledged.push(id.parse().unwrap());
+            }
+        }
+    }
+    every_job_started_once(&app.pool, &sim, &acknowledged).await;
+
+    // Now PostgreSQL freezes instead (every process stopped): connections stay open and
+    // nothing answers. Callers still hear within seconds; a write caught in a statement
+    // is reported as possibly recorded (`database_timeout`), never as a plain failure.
+    let postmaster: i32 = std::fs::read_to_string(pg.cluster.dir().join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &postmaster.to_string()])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = std::iter::once(postmaster)
+        .chain(
+            String::from_utf8_lossy(&children.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok()),
+        )
+        .collect();
+    let signal = |sig| {
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+        }
+    };
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    let frozen = (0..10).map(|i| {
+        let (http, app, key) = (&http, &app, &key);
+        async move {
+            let vendor = format!("frozen-{i}");
+            let began = Instant::now();
+            let res = http
+                .post(app.url("/run/Invoices"))
+                .bearer_auth(key)
+                .json(&json!({"in_Vendor": vendor, "in_Amount": i}))
+                .send()
+                .await
+                .expect("an answer within the client's 30 s");
+            let took = began.elapsed();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or_default();
+            (vendor, status, body, took)
+        }
+    });
+    let answers = futures_util::future::join_all(frozen).await;
+    signal(nix::sys::signal::Signal::SIGCONT);
+    let slowest = answers.iter().map(|a| a.3).max().unwrap();
+    let codes: Vec<String> = answers
+        .iter()
+        .map(|a| format!("{} {}", a.1, a.2["code"].as_str().unwrap_or("")))
+        .collect();
+    eprintln!("answers while the database was frozen: {codes:?}, the slowest in {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(9),
+        "an answer took {slowest:?}"
+    );
+    eventually("ready again", Duration::from_secs(30), || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    for (vendor, status, body, _) in &answers {
+        let recorded: i64 =
+            sqlx::query_scalar("select count(*) from jobs where input->>'in_Vendor' = $1")
+                .bind(vendor)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        match (status, body["code"].as_str()) {
+            (503, Some("database_timeout")) => assert!(recorded <= 1, "{vendor}"),
+            (503, _) => assert_eq!(recorded, 0, "{vendor}: 503 ({body}) but recorded"),
+            (200 | 202, _) => assert_eq!(recorded, 1, "{vendor}"),
+            _ => panic!("{vendor}: {status} {body}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn two_instances_share_the_work_start_each_job_once_and_refresh_each_token_once() {
     // Tokens live 10 s here. A token is renewed at 80% of its life or when less than
     // 5 s are left, whichever is first: every 5 s.

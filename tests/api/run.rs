@@ -155,6 +155,75 @@ async fn a_run_starts_the_release_with_our_reference_and_a_string_of_arguments()
 }
 
 #[tokio::test]
+async fn decimals_and_int64s_stay_exact_to_orchestrator_and_out_of_range_ones_are_named() {
+    let s = setup(|_| {}).await;
+    let raw = |path: &str, body: &str| {
+        s.app
+            .client
+            .post(s.app.url(path))
+            .bearer_auth(&s.key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let res = raw(
+        "/run/Invoices",
+        r#"{"in_Vendor": "exact", "in_Amount": 12345678901234567.89}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 202);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("12345678901234567.89"), "the ledger: {text}");
+    // Sent to Orchestrator as written, not through a float (12345678901234568).
+    let calls = s.start_calls().await;
+    let sent = calls[0]["body"]["startInfo"]["InputArguments"]
+        .as_str()
+        .unwrap();
+    assert!(
+        sent.contains("\"in_Amount\":12345678901234567.89"),
+        "{sent}"
+    );
+    // Out of the .NET type's range: a 422 naming the argument and the value.
+    let two_to_the_200 = "1606938044258990275541962092341162602522202993782792835301376";
+    for (process, body, field, value) in [
+        (
+            "Invoices",
+            format!(r#"{{"in_Vendor": "x", "in_Amount": {two_to_the_200}}}"#),
+            "in_Amount",
+            two_to_the_200,
+        ),
+        (
+            "Invoices",
+            r#"{"in_Vendor": "x", "in_Amount": 0.00000000000000000000000000001}"#.into(),
+            "in_Amount",
+            "1e-29",
+        ),
+        (
+            "Orders",
+            r#"{"in_OrderIds": [9223372036854775808]}"#.into(),
+            "in_OrderIds",
+            "9223372036854775808",
+        ),
+    ] {
+        let res = raw(&format!("/run/{process}"), &body).await.unwrap();
+        assert_eq!(res.status(), 422, "{body}");
+        let p: Value = res.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+        let said = p["errors"][0]["problem"].as_str().unwrap();
+        assert!(
+            said.contains(value) || said.contains("digits after the point"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        s.start_calls().await.len(),
+        1,
+        "nothing refused was started"
+    );
+}
+
+#[tokio::test]
 async fn bad_arguments_get_a_422_naming_each_one_and_start_nothing() {
     let s = setup(|_| {}).await;
     let res = s

@@ -94,6 +94,39 @@ async fn finish_in_sim(sim: &Sim, orchestrator_id: i64) {
 }
 
 #[tokio::test]
+async fn output_arguments_keep_exact_decimals() {
+    let (app, sim, key) = setup().await;
+    let res = app
+        .client
+        .post(app.url("/run/Invoices"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(r#"{"in_Vendor": "exact", "in_Amount": 12345678901234567.89}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let started: Value = res.json().await.unwrap();
+    // The simulator echoes the input as its OutputArguments string.
+    finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
+    assert_eq!(poll(&app.state).await.unwrap().changed, 1);
+    let done = app
+        .client
+        .get(app.url(&format!("/jobs/{}", started["id"].as_str().unwrap())))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        done.contains(r#""output":{"in_Amount":12345678901234567.89"#),
+        "read back through PostgreSQL's jsonb, not a float: {done}"
+    );
+}
+
+#[tokio::test]
 async fn the_poller_records_success_with_output_arguments_as_json() {
     let (app, sim, key) = setup().await;
     let started = run(

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
 use crate::domain::process::ProcessInput;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::{connections, processes};
 
 /// What `apply` did.

@@ -21,7 +21,7 @@ use crate::orchestrator::models::{
 };
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Deferral};
 use crate::storage::jobs::{self, JobRow};

@@ -18,6 +18,7 @@ pub mod orchestrator;
 pub mod routes;
 pub mod simulator;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod traffic;

@@ -142,7 +142,7 @@ fn problem_for_empty(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> 
         (413, _) => ApiError::PayloadTooLarge {
             limit: res
                 .request()
-                .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+                .app_data::<actix_web::web::Data<crate::state::AppState>>()
                 .map_or(0, |s| s.settings.body_limit_bytes),
         },
         (_, e) => e,

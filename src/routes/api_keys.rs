@@ -10,7 +10,7 @@ use super::admin::{Admin, snapshot};
 use super::auth::new_key;
 use crate::domain::connection::valid_name;
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::api_keys::{self as store, ApiKeyRow};
 
 /// A new key's name, scopes and optional expiry.

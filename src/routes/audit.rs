@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::admin::Admin;
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::audit::{self as store, AuditRow, Filter};
 
 /// One change.

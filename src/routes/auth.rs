@@ -10,7 +10,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::api_keys::ApiKeyRow;
 
 /// Every key starts with this, so leaked keys are easy to spot and scan for.

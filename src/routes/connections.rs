@@ -13,7 +13,7 @@ use crate::domain::connection::{
 use crate::error::{ApiError, Problem};
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError, auth, request_token};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
 
 /// A connection as the API shows it: no secret ever appears.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::admin::Admin;
 use super::jobs::{CallbackView, JobView, view};
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::{callbacks, jobs};
 
 /// Everything dead-lettered.

@@ -3,19 +3,17 @@
 //! deadline and a minimum rate, and checks credentials before any body is read, so a
 //! caller without them costs a header parse and no more.
 
-use std::any::Any;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::middleware::Next;
@@ -27,7 +25,8 @@ use tokio::time::{Instant, Sleep};
 use super::RouteTable;
 use crate::config::ClientLimitSettings;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::limits::ClientLimits;
+use crate::state::AppState;
 use crate::storage::api_keys::ApiKeyRow;
 
 /// Who the credentials of a request name, once checked (in the request's extensions).
@@ -37,133 +36,6 @@ pub enum Principal {
     AdminToken,
     /// A live API key.
     Key(ApiKeyRow),
-}
-
-/// What each client address holds now.
-#[derive(Debug, Default)]
-struct Usage {
-    connections: usize,
-    body_bytes: usize,
-}
-
-/// Connections and body bytes per client address, shared by every worker thread.
-pub struct ClientLimits {
-    settings: ClientLimitSettings,
-    by_address: Mutex<HashMap<IpAddr, Usage>>,
-}
-
-/// Kept in a connection's extensions while it is open: its place in the count.
-pub struct ConnectionSlot {
-    ip: IpAddr,
-    limits: Arc<ClientLimits>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.limits.update(self.ip, |u| u.connections -= 1);
-    }
-}
-
-/// What a connection over its address's limit is told, before it is closed unread: the
-/// whole HTTP answer, written straight to the socket.
-static TOO_MANY_CONNECTIONS: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-    let problem = ApiError::TooManyRequests {
-        code: "too_many_connections",
-        detail: "this client address has too many connections open; close some and retry".into(),
-        retry_after: 1,
-    }
-    .problem();
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
-    let mut answer = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: {}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        crate::error::PROBLEM_JSON,
-        body.len()
-    )
-    .into_bytes();
-    answer.extend(body);
-    answer
-});
-
-impl ClientLimits {
-    /// Limits with these settings.
-    pub fn new(settings: ClientLimitSettings) -> Arc<Self> {
-        Arc::new(Self {
-            settings,
-            by_address: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn update(&self, ip: IpAddr, f: impl FnOnce(&mut Usage)) {
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let usage = map.entry(ip).or_default();
-        f(usage);
-        if usage.connections == 0 && usage.body_bytes == 0 {
-            map.remove(&ip);
-        }
-    }
-
-    /// `HttpServer::on_connect`: counts the connection against its address. One over
-    /// the limit is answered 429 and shut down at once, before a byte of it is read (so
-    /// it costs no buffer), and the server sees only its end.
-    pub fn on_connect(self: &Arc<Self>, conn: &dyn Any, ext: &mut Extensions) {
-        let limit = self.settings.connections_per_address;
-        let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
-            return;
-        };
-        let Some(ip) = stream.peer_addr().ok().map(|a| a.ip()) else {
-            return;
-        };
-        if limit == 0 {
-            return;
-        }
-        let mut over = false;
-        self.update(ip, |u| {
-            u.connections += 1;
-            over = u.connections > limit;
-        });
-        ext.insert(ConnectionSlot {
-            ip,
-            limits: self.clone(),
-        });
-        if over {
-            crate::metrics::rate_limited("this client address");
-            let socket = socket2::SockRef::from(stream);
-            // Non-blocking and far smaller than a socket buffer: sent whole, or not at all.
-            let _ = socket.send(&TOO_MANY_CONNECTIONS);
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Takes `n` more body bytes for `ip`; false (taking nothing) when over its share.
-    fn take_body(&self, ip: IpAddr, n: usize) -> bool {
-        let limit = self.settings.body_bytes_per_address;
-        if limit == 0 {
-            return true;
-        }
-        let mut taken = false;
-        self.update(ip, |u| {
-            if u.body_bytes + n <= limit {
-                u.body_bytes += n;
-                taken = true;
-            }
-        });
-        taken
-    }
-
-    fn give_back_body(&self, ip: IpAddr, n: usize) {
-        if n > 0 && self.settings.body_bytes_per_address > 0 {
-            self.update(ip, |u| u.body_bytes = u.body_bytes.saturating_sub(n));
-        }
-    }
-
-    /// Open connections of an address (for tests and metrics).
-    pub fn connections(&self, ip: IpAddr) -> usize {
-        self.by_address
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ip)
-            .map_or(0, |u| u.connections)
-    }
 }
 
 /// Why a body was cut off.

@@ -12,7 +12,7 @@ use crate::domain::connection::FieldProblem;
 use crate::domain::hook::{HookInput, HookResponse};
 use crate::error::{ApiError, Problem};
 use crate::hooks::verify::SchemeConfig;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::hooks::{self as store, Delivery, HookRow, WriteError};
 
 /// A webhook definition as the API shows it (secrets are never shown).

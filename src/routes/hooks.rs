@@ -18,7 +18,7 @@ use crate::dispatch;
 use crate::domain::arguments;
 use crate::error::{ApiError, Problem};
 use crate::hooks::{expr, verify};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::hooks::{self as store, Delivery, HookRow};
 use crate::storage::jobs::{self, NewJob};
 

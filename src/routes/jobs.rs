@@ -13,7 +13,7 @@ use super::auth::Caller;
 use crate::dispatch::{self, Outcome};
 use crate::domain::arguments;
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::jobs::{self as store, EventRow, JobFilter, JobRow, NewJob};
 use crate::storage::{connections, processes};
 

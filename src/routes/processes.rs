@@ -10,7 +10,7 @@ use super::admin::{Admin, snapshot};
 use crate::domain::connection::FieldProblem;
 use crate::domain::process::{JobOptions, NewProcess, ProcessInput, ReleaseSelector};
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::processes::{self as store, ProcessRow, WriteError};
 
 /// A process as the API shows it.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::callbacks;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::callbacks::{self as store, Due, Outcome};
 use crate::storage::{jobs, processes};
 

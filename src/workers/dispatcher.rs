@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections;
 use crate::storage::job_queue::{self, Scope};
 use crate::{dispatch, traffic};

@@ -29,7 +29,7 @@ use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};
 use crate::storage::jobs::{self, Observed, PollCadence, ToPoll};
 use crate::storage::processes::{self, ProcessRow};

@@ -22,7 +22,7 @@ use crate::orchestrator::client::{pack, reference_filter};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Scope};
 use crate::storage::jobs::JobRow;

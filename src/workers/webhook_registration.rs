@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch;
 use crate::orchestrator::models::{Webhook, WebhookEvent};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};
 
 /// The job events the gateway subscribes to. Not `job.created`: it would bring one call

@@ -24,7 +24,7 @@ pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
     pub client: reqwest::Client,
-    pub state: std::sync::Arc<uipath_gateway::startup::AppState>,
+    pub state: std::sync::Arc<uipath_gateway::state::AppState>,
 }
 
 impl TestApp {

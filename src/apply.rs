@@ -133,8 +133,8 @@ pub async fn apply(
             .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
         store_callback_secret(state, &row, &new).await?;
         let action = if old.is_some() { "replace" } else { "create" };
-        let before = old.map(|o| json(crate::routes::processes::ProcessView::from(o)));
-        let after = Some(json(crate::routes::processes::ProcessView::from(row)));
+        let before = old.map(|o| json(crate::views::processes::ProcessView::from(o)));
+        let after = Some(json(crate::views::processes::ProcessView::from(row)));
         audit(state, action, "process", &new.name, before, after).await?;
         if action == "replace" {
             done.updated += 1
@@ -195,8 +195,8 @@ pub async fn apply(
         let action = if old.is_some() { "replace" } else { "create" };
         let before = old
             .clone()
-            .map(|o| json(crate::routes::hook_admin::view(state, o)));
-        let after = row.map(|r| json(crate::routes::hook_admin::view(state, r)));
+            .map(|o| json(crate::views::hooks::view(state, o)));
+        let after = row.map(|r| json(crate::views::hooks::view(state, r)));
         audit(state, action, "webhook", &new.slug, before, after).await?;
         if old.is_some() {
             done.updated += 1
@@ -212,7 +212,7 @@ fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
 }
 
 fn conn_view(state: &AppState, row: connections::ConnectionRow) -> serde_json::Value {
-    json(crate::routes::connections::view(state, row))
+    json(crate::views::connections::view(state, row))
 }
 
 /// Records a change made by applying the config file.
@@ -256,7 +256,7 @@ pub async fn store_callback_secret(
     if row.has_callback_secret {
         return Ok(None);
     }
-    let secret = crate::callbacks::generate_secret();
+    let secret = crate::domain::callback_target::generate_secret();
     processes::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
     Ok(Some(secret))
 }

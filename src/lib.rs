@@ -22,5 +22,6 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod traffic;
+pub mod views;
 pub mod waiter;
 pub mod workers;

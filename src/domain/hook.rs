@@ -151,7 +151,9 @@ impl HookInput {
                 bad("secrets", "at most 10 secrets at once");
             }
             if scheme == "standard_webhooks"
-                && !list.iter().all(|s| crate::callbacks::valid_secret(s))
+                && !list
+                    .iter()
+                    .all(|s| crate::domain::callback_target::valid_secret(s))
             {
                 bad(
                     "secrets",

@@ -1,6 +1,7 @@
 //! Validated domain types, parsed at the handler boundary.
 
 pub mod arguments;
+pub mod callback_target;
 pub mod connection;
 pub mod hook;
 pub mod process;

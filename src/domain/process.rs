@@ -131,12 +131,12 @@ impl ProcessInput {
         if let Some(Err(p)) = self
             .callback_url
             .as_deref()
-            .map(|u| crate::callbacks::check_target(u, true))
+            .map(|u| crate::domain::callback_target::check_target(u, true))
         {
             bad("callback_url", &p);
         }
         if self.callback_secret.as_ref().is_some_and(|s| {
-            !crate::callbacks::valid_secret(secrecy::ExposeSecret::expose_secret(s))
+            !crate::domain::callback_target::valid_secret(secrecy::ExposeSecret::expose_secret(s))
         }) {
             bad(
                 "callback_secret",

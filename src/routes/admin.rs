@@ -5,9 +5,6 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -86,8 +83,8 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let checked = req.extensions().get::<super::gate::Principal>().cloned();
-            if let Some(super::gate::Principal::AdminToken) = checked {
+            let checked = req.extensions().get::<super::auth::Principal>().cloned();
+            if let Some(super::auth::Principal::AdminToken) = checked {
                 return Ok(Admin::new(&req, "admin-token".into()));
             }
             if super::auth::presented_key(&req).is_some() {
@@ -105,33 +102,8 @@ impl FromRequest for Admin {
     }
 }
 
-/// Checks the admin token of a request (the gate calls it before any body is read).
+/// Checks the admin token of a request and says who it is.
 pub(crate) fn check(req: &HttpRequest) -> Result<Admin, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| anyhow::anyhow!("no app state"))?;
-    let Some(expected) = &state.settings.admin_token else {
-        return Err(ApiError::Forbidden {
-            code: "admin_api_closed",
-            detail: "The admin API is closed because GATEWAY_ADMIN_TOKEN is not set. Set it to a random value of at least 16 characters, restart, and send it as `Authorization: Bearer <token>`.".into(),
-        });
-    };
-    let given = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized {
-            detail: "The admin API needs `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`.".into(),
-        })?;
-    // Compare digests in constant time: neither the length nor the content leaks.
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.expose_secret().as_bytes());
-    if bool::from(a.ct_eq(&b)) {
-        Ok(Admin::new(req, "admin-token".into()))
-    } else {
-        Err(ApiError::Unauthorized {
-            detail: "The admin token is not valid.".into(),
-        })
-    }
+    super::auth::admin_token(req)?;
+    Ok(Admin::new(req, "admin-token".into()))
 }

@@ -7,7 +7,9 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use rand::Rng;
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,6 +43,47 @@ pub fn presented_key(req: &HttpRequest) -> Option<&str> {
         .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
         .filter(|k| k.starts_with(KEY_PREFIX))
+}
+
+/// Who the credentials of a request name, once checked (in the request's extensions).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The holder of `GATEWAY_ADMIN_TOKEN`.
+    AdminToken,
+    /// A live API key.
+    Key(ApiKeyRow),
+}
+
+/// Checks the admin token (`Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`) in constant time.
+/// 403 while the admin API is closed (no token set), 401 when it is missing or wrong.
+pub fn admin_token(req: &HttpRequest) -> Result<(), ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| anyhow::anyhow!("no app state"))?;
+    let Some(expected) = &state.settings.admin_token else {
+        return Err(ApiError::Forbidden {
+            code: "admin_api_closed",
+            detail: "The admin API is closed because GATEWAY_ADMIN_TOKEN is not set. Set it to a random value of at least 16 characters, restart, and send it as `Authorization: Bearer <token>`.".into(),
+        });
+    };
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized {
+            detail: "The admin API needs `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`.".into(),
+        })?;
+    // Compare digests in constant time: neither the length nor the content leaks.
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.expose_secret().as_bytes());
+    if bool::from(a.ct_eq(&b)) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized {
+            detail: "The admin token is not valid.".into(),
+        })
+    }
 }
 
 /// What a caller without a live API key is told.
@@ -85,10 +128,10 @@ impl Caller {
 
 /// The presented key: as the gate found it, else looked up.
 pub async fn caller(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
-    let checked = req.extensions().get::<super::gate::Principal>().cloned();
+    let checked = req.extensions().get::<Principal>().cloned();
     match checked {
-        Some(super::gate::Principal::Key(row)) => return Ok(Some(Caller(row))),
-        Some(super::gate::Principal::AdminToken) => return Ok(None),
+        Some(Principal::Key(row)) => return Ok(Some(Caller(row))),
+        Some(Principal::AdminToken) => return Ok(None),
         None => {}
     }
     let Some(key) = presented_key(req) else {

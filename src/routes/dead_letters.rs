@@ -7,10 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::admin::Admin;
-use super::jobs::{CallbackView, JobView, view};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::{callbacks, jobs};
+use crate::views::jobs::{CallbackView, JobView, view};
 
 /// Everything dead-lettered.
 #[derive(Debug, Serialize, ToSchema)]

@@ -23,20 +23,11 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use super::RouteTable;
+use super::auth::Principal;
 use crate::config::ClientLimitSettings;
 use crate::error::ApiError;
 use crate::limits::ClientLimits;
 use crate::state::AppState;
-use crate::storage::api_keys::ApiKeyRow;
-
-/// Who the credentials of a request name, once checked (in the request's extensions).
-#[derive(Debug, Clone)]
-pub enum Principal {
-    /// The holder of `GATEWAY_ADMIN_TOKEN`.
-    AdminToken,
-    /// A live API key.
-    Key(ApiKeyRow),
-}
 
 /// Why a body was cut off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +167,7 @@ async fn credentials(
         .get(header::AUTHORIZATION)
         .is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
     if bearer {
-        super::admin::check(http)?;
+        super::auth::admin_token(http)?;
         return Ok(Some(Principal::AdminToken));
     }
     Ok(None)
@@ -206,7 +197,7 @@ pub async fn gate(
                     let refusal = match outcome {
                         Err(e) => e,
                         // None presented: say what this operation takes.
-                        Ok(_) if admin => match super::admin::check(req.request()) {
+                        Ok(_) if admin => match super::auth::admin_token(req.request()) {
                             Err(e) => e,
                             Ok(_) => anyhow::anyhow!("an admin token passed unseen").into(),
                         },

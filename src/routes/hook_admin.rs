@@ -1,84 +1,18 @@
 //! `/webhooks` (admin): inbound webhook definitions, their delivery records, and replay.
 
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
 use crate::domain::connection::FieldProblem;
-use crate::domain::hook::{HookInput, HookResponse};
+use crate::domain::hook::HookInput;
 use crate::error::{ApiError, Problem};
-use crate::hooks::verify::SchemeConfig;
 use crate::state::AppState;
-use crate::storage::hooks::{self as store, Delivery, HookRow, WriteError};
-
-/// A webhook definition as the API shows it (secrets are never shown).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HookView {
-    pub id: Uuid,
-    pub slug: String,
-    /// Where the provider should send deliveries.
-    pub path: String,
-    pub process: String,
-    pub scheme: String,
-    pub config: SchemeConfig,
-    /// How many secrets are active.
-    pub secrets_count: usize,
-    pub public: bool,
-    pub enabled: bool,
-    pub tolerance_seconds: i32,
-    /// Largest delivery body accepted, in bytes (this webhook's own, else `hooks.max_body_bytes`).
-    pub max_body_bytes: usize,
-    pub dedup: Option<String>,
-    pub filter: Option<String>,
-    pub mapping: Option<std::collections::BTreeMap<String, String>>,
-    pub response: HookResponse,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Every webhook definition.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HookList {
-    pub items: Vec<HookView>,
-}
-
-pub fn view(state: &AppState, r: HookRow) -> HookView {
-    let secrets_count = store::open_secrets(&state.keys, &r)
-        .map(|s| s.len())
-        .unwrap_or(0);
-    let max_body_bytes = body_limit(state, &r);
-    HookView {
-        id: r.id,
-        path: format!("/hooks/{}", r.slug),
-        slug: r.slug,
-        process: r.process_name,
-        scheme: r.scheme,
-        config: r.config,
-        secrets_count,
-        public: r.public,
-        enabled: r.enabled,
-        tolerance_seconds: r.tolerance_seconds,
-        max_body_bytes,
-        dedup: r.dedup,
-        filter: r.filter,
-        mapping: r.mapping,
-        response: r.response,
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-    }
-}
-
-/// The largest delivery body a webhook accepts.
-pub fn body_limit(state: &AppState, r: &HookRow) -> usize {
-    r.max_body_bytes
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(state.settings.hooks.max_body_bytes)
-        .min(state.settings.body_limit_bytes)
-}
+use crate::storage::hooks::{self as store, Delivery, WriteError};
+use crate::views::hooks::{DeliveryList, DeliveryView, HookList, HookView, delivery_view, view};
 
 fn write_error(e: WriteError, slug: &str) -> ApiError {
     match e {
@@ -269,64 +203,6 @@ pub async fn delete_hook(
         .audit(&state.pool, "delete", "webhook", &slug, before, None)
         .await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// One delivery and what became of it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryView {
-    pub id: Uuid,
-    pub received_at: Option<DateTime<Utc>>,
-    /// `accepted`, `duplicate`, `filtered`, `failed`, `refused` or `answered`.
-    pub outcome: String,
-    /// `ok`, `failed`, `public` or `replayed`.
-    pub verification: String,
-    pub verification_detail: Option<String>,
-    /// The delivery id used against repeats.
-    pub delivery_key: Option<String>,
-    /// `first`, `duplicate`, `expired` or `none`.
-    pub dedup: String,
-    /// `passed`, `rejected` or `error` (None without a filter).
-    pub filter_result: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub mapped_input: Option<Value>,
-    pub job_id: Option<Uuid>,
-    pub error: Option<String>,
-    pub replay_of: Option<Uuid>,
-    /// The request as received (credentials masked), on `GET .../deliveries/{id}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub request: Option<Value>,
-}
-
-fn delivery_view(d: Delivery, with_request: bool) -> DeliveryView {
-    let request = with_request.then(|| {
-        json!({
-            "headers": d.request_headers,
-            "query": d.request_query,
-            "body": d.request_body.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()),
-        })
-    });
-    DeliveryView {
-        id: d.id,
-        received_at: d.received_at,
-        outcome: d.outcome,
-        verification: d.verification,
-        verification_detail: d.verification_detail,
-        delivery_key: d.delivery_key,
-        dedup: d.dedup,
-        filter_result: d.filter_result,
-        mapped_input: d.mapped_input,
-        job_id: d.job_id,
-        error: d.error,
-        replay_of: d.replay_of,
-        request,
-    }
-}
-
-/// A page of deliveries.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryList {
-    pub items: Vec<DeliveryView>,
 }
 
 /// `?limit=`.

@@ -238,7 +238,7 @@ pub async fn receive(
     }
 
     // The body, up to this webhook's own limit.
-    let limit = super::hook_admin::body_limit(&state, &hook);
+    let limit = hook.body_limit(&state.settings);
     let body = read_body(&req, payload, limit).await?;
 
     // Verification, over the raw bytes.

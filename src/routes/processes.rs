@@ -1,79 +1,14 @@
 //! `/processes`: what `/run/{process}` starts (admin only).
 
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
 use crate::domain::connection::FieldProblem;
-use crate::domain::process::{JobOptions, NewProcess, ProcessInput, ReleaseSelector};
+use crate::domain::process::{NewProcess, ProcessInput};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::processes::{self as store, ProcessRow, WriteError};
-
-/// A process as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProcessView {
-    pub id: Uuid,
-    pub name: String,
-    /// The connection's name.
-    pub connection: String,
-    /// Folder path, id or key.
-    pub folder: String,
-    pub release: ReleaseSelector,
-    /// The ReleaseKey found for the selector, once looked up.
-    pub release_key: Option<Uuid>,
-    pub release_resolved_at: Option<DateTime<Utc>>,
-    #[schema(value_type = Object)]
-    pub default_input: serde_json::Value,
-    pub job_options: JobOptions,
-    pub max_wait_seconds: i32,
-    pub callback_url: Option<String>,
-    /// Whether callbacks are signed (a `whsec_` secret is stored).
-    pub has_callback_secret: bool,
-    /// The callback signing secret, shown once: in the answer that generated it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub callback_secret: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A new callback signing secret, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CallbackSecret {
-    /// `whsec_...`: verify callbacks with it (any Standard Webhooks library).
-    pub callback_secret: String,
-}
-
-/// A list of processes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProcessList {
-    pub items: Vec<ProcessView>,
-}
-
-impl From<ProcessRow> for ProcessView {
-    fn from(r: ProcessRow) -> Self {
-        ProcessView {
-            id: r.id,
-            name: r.name,
-            connection: r.connection_name,
-            folder: r.folder,
-            release: r.release,
-            release_key: r.release_key,
-            release_resolved_at: r.release_resolved_at,
-            default_input: r.default_input,
-            job_options: r.job_options,
-            max_wait_seconds: r.max_wait_seconds,
-            callback_url: r.callback_url,
-            has_callback_secret: r.has_callback_secret,
-            callback_secret: None,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
+use crate::views::processes::{CallbackSecret, ProcessList, ProcessView};
 
 fn problems(p: Vec<FieldProblem>) -> ApiError {
     ApiError::invalid("validation_failed", &p)
@@ -99,8 +34,10 @@ fn write_error(e: WriteError, name: &str) -> ApiError {
 fn validate(state: &AppState, input: ProcessInput) -> Result<NewProcess, ApiError> {
     let new = input.validate().map_err(problems)?;
     if let Some(url) = &new.callback_url
-        && let Err(problem) =
-            crate::callbacks::check_target(url, state.settings.allow_private_callbacks)
+        && let Err(problem) = crate::domain::callback_target::check_target(
+            url,
+            state.settings.allow_private_callbacks,
+        )
     {
         return Err(problems(vec![FieldProblem {
             field: "callback_url".into(),
@@ -324,7 +261,7 @@ pub async fn rotate_callback_secret(
     let row = store::get(&state.pool, &name)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    let secret = crate::callbacks::generate_secret();
+    let secret = crate::domain::callback_target::generate_secret();
     store::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
     admin
         .audit(

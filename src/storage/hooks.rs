@@ -32,6 +32,17 @@ pub struct HookRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl HookRow {
+    /// The largest delivery body this webhook accepts: its own limit, else
+    /// `hooks.max_body_bytes`, never above `body_limit_bytes`.
+    pub fn body_limit(&self, settings: &crate::config::Settings) -> usize {
+        self.max_body_bytes
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(settings.hooks.max_body_bytes)
+            .min(settings.body_limit_bytes)
+    }
+}
+
 /// The associated data binding sealed secrets to their webhook.
 pub fn aad(id: Uuid) -> String {
     format!("webhooks.secrets:{id}")

@@ -23,7 +23,7 @@ async fn message(state: &AppState, due: &Due) -> anyhow::Result<Option<Value>> {
     };
     let kind = format!("job.{}", job.state);
     let timestamp = job.finished_at.unwrap_or(job.updated_at);
-    let data = serde_json::to_value(crate::routes::jobs::view(job, None))?;
+    let data = serde_json::to_value(crate::views::jobs::view(job, None))?;
     let payload = json!({"type": kind, "timestamp": timestamp, "data": data});
     store::set_payload(&state.pool, due.id, &due.message_id, &payload).await?;
     Ok(Some(payload))
@@ -46,7 +46,10 @@ async fn deliver(state: &AppState, due: &Due) -> anyhow::Result<()> {
         )
         .await
     };
-    if let Err(e) = callbacks::check_target(&due.url, state.settings.allow_private_callbacks) {
+    if let Err(e) = crate::domain::callback_target::check_target(
+        &due.url,
+        state.settings.allow_private_callbacks,
+    ) {
         return Ok(dead(format!("refused target: the URL {e}")).await?);
     }
     let Some(payload) = message(state, due).await? else {

@@ -78,7 +78,9 @@ pub async fn ensure(
 ) -> anyhow::Result<Registration> {
     let secret = connections::ensure_webhook_secret(&state.pool, &state.keys, conn.id, || {
         // Orchestrator takes at most 100 characters; 32 random bytes in Base64 are 44.
-        crate::callbacks::generate_secret()[crate::callbacks::SECRET_PREFIX.len()..].to_string()
+        crate::domain::callback_target::generate_secret()
+            [crate::domain::callback_target::SECRET_PREFIX.len()..]
+            .to_string()
     })
     .await?;
     let url = events_url(public_url, &conn.name);

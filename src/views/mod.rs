@@ -1,0 +1,7 @@
+//! The API's view types: what routes answer, callbacks send and the audit log records.
+//! Below routes, workers and config apply, which all render them.
+
+pub mod connections;
+pub mod hooks;
+pub mod jobs;
+pub mod processes;

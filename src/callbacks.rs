@@ -9,14 +9,24 @@ use std::time::Duration;
 
 use rand::Rng;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use uuid::Uuid;
 
-use crate::config::CallbackSettings;
 use crate::domain::callback_target::is_public;
+use serde::{Deserialize, Serialize};
 
-/// The associated data binding a sealed callback secret to its process.
-pub fn aad(process_id: Uuid) -> String {
-    format!("processes.callback_secret:{process_id}")
+/// How callbacks are delivered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// Delay before each retry, in seconds; after the last one the callback is dead-lettered.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Random spread of each delay, as a share of it (0 to 1).
+    pub jitter: f64,
+    /// Timeout of one delivery, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often due deliveries are looked for, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Deliveries taken per pass.
+    pub batch_size: i64,
 }
 
 /// The `webhook-signature` value for a message.

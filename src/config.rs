@@ -84,22 +84,6 @@ pub struct Settings {
     pub webhooks: Vec<crate::domain::hook::HookInput>,
 }
 
-/// Connection pool settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// Most connections the pool opens.
-    pub max_connections: u32,
-    /// Connections kept open when idle.
-    pub min_connections: u32,
-    /// How long a request waits for a free connection before answering 503, in milliseconds.
-    pub acquire_timeout_ms: u64,
-    /// How long a request waits for its write (a job, a delivery) to be committed before
-    /// answering 503, in milliseconds. A write not yet sent by then is dropped, so the 503
-    /// means nothing was recorded.
-    pub write_timeout_ms: u64,
-}
-
 /// How the gateway talks to Orchestrator.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +147,8 @@ pub struct TrackingSettings {
     pub webhook_check_secs: u64,
 }
 
+pub use crate::callbacks::CallbackSettings;
+pub use crate::storage::DatabaseSettings;
 pub use crate::traffic::TrafficSettings;
 
 /// Inbound webhooks.
@@ -213,22 +199,6 @@ pub struct RateLimitSettings {
     pub hook_per_second: u32,
     /// Deliveries one slug may receive at once above the sustained rate.
     pub hook_burst: u32,
-}
-
-/// How callbacks are delivered.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackSettings {
-    /// Delay before each retry, in seconds; after the last one the callback is dead-lettered.
-    pub retry_schedule_secs: Vec<u64>,
-    /// Random spread of each delay, as a share of it (0 to 1).
-    pub jitter: f64,
-    /// Timeout of one delivery, in milliseconds.
-    pub timeout_ms: u64,
-    /// How often due deliveries are looked for, in milliseconds.
-    pub poll_interval_ms: u64,
-    /// Deliveries taken per pass.
-    pub batch_size: i64,
 }
 
 /// Embedded PostgreSQL settings, used only when no `database_url` is set.

@@ -19,13 +19,13 @@ use uuid::Uuid;
 use crate::orchestrator::models::{
     ArgumentDefinition, Job, StartJobsRequest, StartProcessDto, StopJobsRequest,
 };
-use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Deferral};
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::processes::ProcessRow;
+use crate::tokens::TokenError;
 
 /// How an attempt ended.
 #[derive(Debug)]

@@ -21,6 +21,7 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tokens;
 pub mod traffic;
 pub mod views;
 pub mod waiter;

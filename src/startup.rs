@@ -15,9 +15,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
 use crate::orchestrator::http_client;
-use crate::orchestrator::tokens::TokenManager;
 use crate::state::AppState;
 use crate::telemetry::{GatewayRootSpan, request_id};
+use crate::tokens::TokenManager;
 use crate::{openapi, routes, storage, workers};
 use tokio_util::sync::CancellationToken;
 

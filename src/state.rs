@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::crypto::KeyRing;
-use crate::orchestrator::tokens::TokenManager;
+use crate::tokens::TokenManager;
 
 /// What every handler can reach.
 pub struct AppState {

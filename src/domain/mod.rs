@@ -3,5 +3,6 @@
 pub mod arguments;
 pub mod callback_target;
 pub mod connection;
+pub mod folder;
 pub mod hook;
 pub mod process;

@@ -9,31 +9,10 @@ use serde::de::DeserializeOwned;
 
 use super::error::OrchestratorError;
 use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest, Webhook};
+use crate::domain::folder::FolderRef;
 use crate::traffic::{Class, Governor, Outcome, Priority};
 
-/// How a folder is addressed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FolderRef {
-    /// The int64 `Id` (it changes if the licence plan changes).
-    Id(i64),
-    /// The stable GUID.
-    Key(String),
-    /// The full path, e.g. `Finance/AP`.
-    Path(String),
-}
-
 impl FolderRef {
-    /// Reads what an operator wrote: digits are an id, a GUID is a key, anything else a path.
-    pub fn parse(s: &str) -> Self {
-        if let Ok(id) = s.parse::<i64>() {
-            FolderRef::Id(id)
-        } else if s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            FolderRef::Key(s.to_string())
-        } else {
-            FolderRef::Path(s.to_string())
-        }
-    }
-
     /// The header that carries this folder. Non-ASCII paths use the `-Encoded` header
     /// (Base64 of UTF-16LE), as UiPath's SDK does.
     pub fn header(&self) -> (HeaderName, HeaderValue) {

@@ -4,8 +4,8 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod models;
-pub mod tokens;
 
+pub use crate::domain::folder::FolderRef;
 pub use auth::{Credentials, Grant, request_token};
-pub use client::{FolderRef, OrchestratorClient, http_client};
+pub use client::{OrchestratorClient, http_client};
 pub use error::OrchestratorError;

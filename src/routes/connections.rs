@@ -9,10 +9,10 @@ use uuid::Uuid;
 use super::admin::{Admin, snapshot};
 use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
 use crate::error::{ApiError, Problem};
-use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError, auth, request_token};
 use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
+use crate::tokens::TokenError;
 use crate::views::connections::{ConnectionList, ConnectionView, view};
 
 fn problems_error(problems: Vec<crate::domain::connection::FieldProblem>) -> ApiError {

@@ -238,7 +238,10 @@ pub async fn receive(
     }
 
     // The body, up to this webhook's own limit.
-    let limit = hook.body_limit(&state.settings);
+    let limit = hook.body_limit(
+        state.settings.hooks.max_body_bytes,
+        state.settings.body_limit_bytes,
+    );
     let body = read_body(&req, payload, limit).await?;
 
     // Verification, over the raw bytes.

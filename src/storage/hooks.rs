@@ -33,13 +33,13 @@ pub struct HookRow {
 }
 
 impl HookRow {
-    /// The largest delivery body this webhook accepts: its own limit, else
-    /// `hooks.max_body_bytes`, never above `body_limit_bytes`.
-    pub fn body_limit(&self, settings: &crate::config::Settings) -> usize {
+    /// The largest delivery body this webhook accepts: its own limit, else `default`
+    /// (`hooks.max_body_bytes`), never above `cap` (`body_limit_bytes`).
+    pub fn body_limit(&self, default: usize, cap: usize) -> usize {
         self.max_body_bytes
             .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(settings.hooks.max_body_bytes)
-            .min(settings.body_limit_bytes)
+            .unwrap_or(default)
+            .min(cap)
     }
 }
 

@@ -23,7 +23,23 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use utoipa::ToSchema;
 
-use crate::config::DatabaseSettings;
+use serde::Deserialize;
+
+/// Connection pool settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a free connection before answering 503, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// How long a request waits for its write (a job, a delivery) to be committed before
+    /// answering 503, in milliseconds. A write not yet sent by then is dropped, so the 503
+    /// means nothing was recorded.
+    pub write_timeout_ms: u64,
+}
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use crate::domain::folder::FolderRef;
 use crate::domain::process::{JobOptions, NewProcess, ReleaseSelector};
-use crate::orchestrator::FolderRef;
 
 /// A stored process.
 #[derive(Debug, Clone)]
@@ -182,7 +182,7 @@ pub async fn set_callback_secret(
     id: Uuid,
     secret: &str,
 ) -> Result<(), sqlx::Error> {
-    let sealed = keys.seal(secret.as_bytes(), &crate::callbacks::aad(id));
+    let sealed = keys.seal(secret.as_bytes(), &secret_aad(id));
     sqlx::query(
         "update processes set callback_secret_sealed = $2, callback_key_id = $3 where id = $1",
     )
@@ -209,7 +209,12 @@ pub async fn callback_secret(
         return Ok(None);
     };
     let plain = keys
-        .open(&sealed, &crate::callbacks::aad(id))
+        .open(&sealed, &secret_aad(id))
         .map_err(|e| anyhow::anyhow!("opening the callback secret: {e}"))?;
     Ok(Some(String::from_utf8(plain)?))
+}
+
+/// The associated data binding a sealed callback secret to its process.
+pub fn secret_aad(process_id: Uuid) -> String {
+    format!("processes.callback_secret:{process_id}")
 }

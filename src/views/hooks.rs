@@ -46,7 +46,10 @@ pub fn view(state: &AppState, r: HookRow) -> HookView {
     let secrets_count = store::open_secrets(&state.keys, &r)
         .map(|s| s.len())
         .unwrap_or(0);
-    let max_body_bytes = r.body_limit(&state.settings);
+    let max_body_bytes = r.body_limit(
+        state.settings.hooks.max_body_bytes,
+        state.settings.body_limit_bytes,
+    );
     HookView {
         id: r.id,
         path: format!("/hooks/{}", r.slug),

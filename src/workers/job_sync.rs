@@ -27,12 +27,12 @@ use uuid::Uuid;
 use crate::dispatch;
 use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
-use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};
 use crate::storage::jobs::{self, Observed, PollCadence, ToPoll};
 use crate::storage::processes::{self, ProcessRow};
+use crate::tokens::TokenError;
 use crate::traffic::{Class, Priority};
 
 /// What a JobDto says, in ledger terms.

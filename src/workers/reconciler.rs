@@ -20,12 +20,12 @@ use uuid::Uuid;
 use crate::dispatch;
 use crate::orchestrator::client::{pack, reference_filter};
 use crate::orchestrator::models::Job;
-use crate::orchestrator::tokens::TokenError;
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Scope};
 use crate::storage::jobs::JobRow;
+use crate::tokens::TokenError;
 use crate::traffic::Class;
 
 /// Jobs claimed per tenant and pass.

@@ -8,8 +8,8 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::orchestrator::tokens::TokenManager;
 use crate::storage::connections;
+use crate::tokens::TokenManager;
 
 /// One pass: every healthy connection that has had a token gets `token()`, which
 /// refreshes only those past their refresh point. Returns how many were visited.

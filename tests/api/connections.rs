@@ -619,12 +619,7 @@ async fn the_background_refresher_renews_tokens_past_their_refresh_point() {
     let ring = std::sync::Arc::new(KeyRing::parse(&keys).unwrap());
     let http = uipath_gateway::orchestrator::http_client(std::time::Duration::from_secs(5));
     let manager = || {
-        uipath_gateway::orchestrator::tokens::TokenManager::new(
-            app.pool.clone(),
-            ring.clone(),
-            http.clone(),
-            0.8,
-        )
+        uipath_gateway::tokens::TokenManager::new(app.pool.clone(), ring.clone(), http.clone(), 0.8)
     };
     let pool = &app.pool;
     let pass = |tokens| async move {

@@ -15,9 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{OrchestratorError, request_token};
 use crate::crypto::KeyRing;
 use crate::domain::connection::credentials;
+use crate::orchestrator::{OrchestratorError, request_token};
 use crate::storage::connections::{self as store, ConnectionRow, aad};
 
 /// Why no token could be had.

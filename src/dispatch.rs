@@ -108,7 +108,7 @@ pub async fn release(
     let key = release.key.clone().unwrap_or_default();
     let args = release.input_arguments().unwrap_or_default();
     let arg_json = serde_json::to_value(&args).expect("definitions serialize");
-    jobs::cache_release(
+    crate::storage::processes::cache_release(
         &state.pool,
         process.id,
         Uuid::parse_str(&key).ok(),

@@ -1,4 +1,5 @@
 #![recursion_limit = "256"]
+pub mod app;
 pub mod apply;
 pub mod callbacks;
 pub mod cli;

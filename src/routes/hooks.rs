@@ -20,7 +20,7 @@ use crate::error::{ApiError, Problem};
 use crate::hooks::{expr, verify};
 use crate::state::AppState;
 use crate::storage::hooks::{self as store, Delivery, HookRow};
-use crate::storage::jobs::{self, NewJob};
+use crate::storage::jobs::{self};
 
 /// The answer to a delivery (unless the webhook configures its own body).
 #[derive(Debug, Serialize, ToSchema)]
@@ -432,16 +432,14 @@ pub async fn handle(
         }
     };
     delivery.mapped_input = Some(Value::Object(merged.clone()));
-    let new = NewJob {
-        id: Uuid::new_v4(),
-        process_id: process.id,
-        process_name: process.name.clone(),
-        source: "hook",
-        source_detail: Some(format!("{}:{}", hook.slug, delivery.id)),
-        input: Value::Object(merged),
-        callback_url: process.callback_url.clone(),
-        replay_of: None,
-    };
+    let new = crate::app::submit::new_job(
+        &process,
+        "hook",
+        Some(format!("{}:{}", hook.slug, delivery.id)),
+        merged,
+        None,
+        None,
+    );
     delivery.job_id = Some(new.id);
     delivery.outcome = "accepted".into();
     if key.is_some() || delivery.body_sha256.is_some() {

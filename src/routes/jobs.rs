@@ -10,11 +10,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
-use crate::dispatch::{self, Outcome};
-use crate::domain::arguments;
+use crate::app::submit::{self, Submitted};
+use crate::dispatch;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::jobs::{self as store, JobFilter, JobRow, NewJob};
+use crate::storage::jobs::{self as store, IdempotencyClaim, JobFilter, JobRow};
 use crate::storage::{connections, processes};
 use crate::views::jobs::{CallbackView, JobPage, JobView, view};
 
@@ -44,19 +44,6 @@ fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, 
     Ok(None)
 }
 
-/// The longest wait the job's process allows (60 s if the process was deleted).
-async fn max_wait(state: &AppState, job: &JobRow) -> Result<u32, ApiError> {
-    let max = match job.process_id {
-        Some(pid) => state
-            .lookups
-            .process_by_id(&state.pool, pid)
-            .await?
-            .map(|p| p.max_wait_seconds),
-        None => None,
-    };
-    Ok(max.unwrap_or(60).max(0) as u32)
-}
-
 /// Waits (up to the process's maximum) for the job to end: 200 with the job when it
 /// did, 202 with `Location` when it did not.
 async fn answer(
@@ -65,26 +52,9 @@ async fn answer(
     wait: Option<u32>,
     replayed: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(wait) = wait.filter(|w| *w > 0) else {
-        return Ok(accepted(view(job, None), replayed));
-    };
-    // The job is committed, so a database failure while waiting ends the wait (202)
-    // rather than failing a request whose job exists.
-    let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
-    let job = if store::is_terminal(&job.state) || wait == 0 {
-        job
-    } else {
-        state
-            .jobs_ended
-            .wait(
-                &state.pool,
-                job.id,
-                std::time::Duration::from_secs(wait.into()),
-            )
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(job)
+    let job = match wait.filter(|w| *w > 0) {
+        Some(wait) => submit::wait_for_end(state, job, wait).await,
+        None => return Ok(accepted(view(job, None), replayed)),
     };
     if store::is_terminal(&job.state) {
         let mut res = HttpResponse::Ok();
@@ -216,176 +186,36 @@ pub async fn run(
             )
         })?;
     }
-    let defaults = process
-        .default_input
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
     let conn = state
         .lookups
         .connection(&state.pool, process.connection_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
-    let merged = match dispatch::release(&state, &process, &conn, false).await {
-        Ok((key, definitions)) => {
-            // Keep our copy as the cache now stands, so the start reuses the lookup.
-            process.release_key = Uuid::parse_str(&key).ok();
-            process.release_arguments = serde_json::to_value(&definitions).ok();
-            arguments::validate(&definitions, &defaults, &input)
-                .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))?
+    let merged = submit::checked_arguments(&state, &mut process, &conn, input).await?;
+    let job = submit::new_job(
+        &process,
+        "api",
+        Some(caller.0.id.to_string()),
+        merged,
+        query.callback_url.clone(),
+        None,
+    );
+    let claim = idem.map(|key| {
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(&body);
+        IdempotencyClaim {
+            scope: caller.0.id.to_string(),
+            key,
+            request_hash: h.finalize().to_vec(),
         }
-        // Orchestrator cannot be asked now: record the job; the attempt will say what is wrong.
-        Err(e) => {
-            tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");
-            let mut m = defaults;
-            m.extend(input);
-            m
-        }
-    };
-    let new = NewJob {
-        id: Uuid::new_v4(),
-        process_id: process.id,
-        process_name: process.name.clone(),
-        source: "api",
-        source_detail: Some(caller.0.id.to_string()),
-        input: Value::Object(merged),
-        callback_url: query.callback_url.clone().or(process.callback_url.clone()),
-        replay_of: None,
-    };
-    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
-    let what = format!("job {}", new.id);
-    let Some(key) = &idem else {
-        // Committed with whatever else is arriving (group commit), then started.
-        let job = state
-            .ledger
-            .insert_within(new, deadline)
-            .await
-            .map_err(|e| ApiError::late(e, &what))?;
-        let job = start_within(&state, job, process, conn).await?;
-        return answer(&state, job, wait, false).await;
-    };
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0]);
-    h.update(&body);
-    let hash = h.finalize();
-    let claimed = tokio::time::timeout(
-        deadline,
-        record_idempotent(&state, &new, &caller.0.id.to_string(), key, &hash),
-    )
-    .await
-    .map_err(|_| ApiError::late(crate::storage::batch::Late::Uncertain(deadline), &what))??;
-    match claimed {
-        Claimed::New(job) => {
-            let job = start_within(&state, job, process, conn).await?;
-            answer(&state, job, wait, false).await
-        }
-        Claimed::First(first) => answer(&state, first, wait, true).await,
+    });
+    let state = state.into_inner();
+    match submit::submit(&state, job, claim, process, Some(conn)).await? {
+        Submitted::New(job) => answer(&state, job, wait, false).await,
+        Submitted::Repeat(first) => answer(&state, first, wait, true).await,
     }
-}
-
-/// What an `Idempotency-Key` led to.
-enum Claimed {
-    /// This request recorded a new job.
-    New(JobRow),
-    /// The key was used before with the same request: its job.
-    First(JobRow),
-}
-
-/// Records a job and its `Idempotency-Key` in one transaction; or answers the job the key
-/// already names (a 409 when it was used with another request).
-async fn record_idempotent(
-    state: &AppState,
-    new: &NewJob,
-    scope: &str,
-    key: &str,
-    hash: &[u8],
-) -> Result<Claimed, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let job = store::insert(
-        &mut tx,
-        new,
-        state.instance_id,
-        state.settings.dispatch.lease_secs,
-    )
-    .await?;
-    if let Some((first, same)) = store::claim_idempotency(&mut tx, scope, key, hash, job.id).await?
-    {
-        tx.rollback().await?;
-        if !same {
-            return Err(ApiError::Conflict {
-                code: "idempotency_key_reused",
-                detail: "this Idempotency-Key was used with a different request".into(),
-            });
-        }
-        let first = store::get(&state.pool, first)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("idempotency record without job"))?;
-        return Ok(Claimed::First(first));
-    }
-    tx.commit().await?;
-    Ok(Claimed::New(job))
-}
-
-/// Starts a job just recorded, answering within `database.write_timeout_ms`: the job is
-/// committed, so past that the caller hears 202 with the job as recorded while the start
-/// goes on (and the dispatcher or the reconciler finishes what it could not).
-async fn start_within(
-    state: &web::Data<AppState>,
-    job: JobRow,
-    process: crate::storage::processes::ProcessRow,
-    conn: crate::storage::connections::ConnectionRow,
-) -> Result<JobRow, ApiError> {
-    let deadline = std::time::Duration::from_millis(state.settings.database.write_timeout_ms);
-    let bg = state.clone().into_inner();
-    let recorded = job.clone();
-    let task = tokio::spawn(async move { start(&bg, job, Some((&process, &conn))).await });
-    match tokio::time::timeout(deadline, task).await {
-        Ok(Ok(started)) => started,
-        Ok(Err(e)) => Err(anyhow::anyhow!("the start task failed: {e}").into()),
-        Err(_) => {
-            tracing::warn!(job = %recorded.id, "the start did not finish in time; answering with the job as recorded");
-            Ok(recorded)
-        }
-    }
-}
-
-/// Starts a job just recorded; if that fails, the dispatcher takes over.
-/// `loaded` spares reading the process and connection again when the caller has them.
-async fn start(
-    state: &AppState,
-    job: JobRow,
-    loaded: Option<(
-        &crate::storage::processes::ProcessRow,
-        &crate::storage::connections::ConnectionRow,
-    )>,
-) -> Result<JobRow, ApiError> {
-    let attempt = match loaded {
-        Some((process, conn)) => dispatch::attempt_with(state, &job, process, conn).await,
-        None => dispatch::attempt(state, &job).await,
-    };
-    match attempt {
-        Ok(Outcome::Rejected { code, message, .. }) => {
-            return Err(ApiError::Upstream {
-                status: 422,
-                detail: format!("Orchestrator refused job {}: {message}", job.id),
-                orchestrator_code: code,
-                retry_after: None,
-            });
-        }
-        Ok(Outcome::Started { job: Some(now), .. }) => return Ok(*now),
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")
-        }
-    }
-    // The job is committed: from here on the caller must hear "accepted", so a failed
-    // read-back (the database going away) falls back to the row we have.
-    Ok(store::get(&state.pool, job.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(job))
 }
 
 /// `?wait=N` on `GET /jobs/{id}`.
@@ -429,7 +259,7 @@ pub async fn get_job(
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
     let mut status = actix_web::http::StatusCode::OK;
     if let Some(wait) = wait.filter(|w| *w > 0 && !store::is_terminal(&job.state)) {
-        let wait = wait.min(max_wait(&state, &job).await?);
+        let wait = wait.min(submit::max_wait(&state, &job).await?);
         job = state
             .jobs_ended
             .wait(
@@ -687,25 +517,25 @@ pub async fn replay_job(
         code: "process_gone",
         detail: "the job's process was deleted".into(),
     })?;
-    let new = NewJob {
-        id: Uuid::new_v4(),
-        process_id,
-        process_name: first.process_name.clone(),
-        source: "replay",
-        source_detail: Some(caller.0.id.to_string()),
-        input: first.input.clone(),
-        callback_url: first.callback_url.clone(),
-        replay_of: Some(first.id),
-    };
-    let mut tx = state.pool.begin().await?;
-    let job = store::insert(
-        &mut tx,
-        &new,
-        state.instance_id,
-        state.settings.dispatch.lease_secs,
-    )
-    .await?;
-    tx.commit().await?;
-    let job = start(&state, job, None).await?;
-    Ok(accepted(view(job, None), false))
+    let process = state
+        .lookups
+        .process_by_id(&state.pool, process_id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict {
+            code: "process_gone",
+            detail: "the job's process was deleted".into(),
+        })?;
+    let input = first.input.as_object().cloned().unwrap_or_default();
+    let job = submit::new_job(
+        &process,
+        "replay",
+        Some(caller.0.id.to_string()),
+        input,
+        first.callback_url.clone(),
+        Some(first.id),
+    );
+    let state = state.into_inner();
+    match submit::submit(&state, job, None, process, None).await? {
+        Submitted::New(job) | Submitted::Repeat(job) => Ok(accepted(view(job, None), false)),
+    }
 }

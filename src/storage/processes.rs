@@ -218,3 +218,19 @@ pub async fn callback_secret(
 pub fn secret_aad(process_id: Uuid) -> String {
     format!("processes.callback_secret:{process_id}")
 }
+
+/// Stores the release found for a process.
+pub async fn cache_release(
+    pool: &PgPool,
+    process_id: Uuid,
+    key: Option<Uuid>,
+    arguments: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1")
+        .bind(process_id)
+        .bind(key)
+        .bind(arguments)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

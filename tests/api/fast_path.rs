@@ -592,3 +592,61 @@ async fn one_commit_carries_new_jobs_deliveries_and_start_marks_in_every_mix() {
         .unwrap();
     assert_eq!(deliveries, 2);
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_claimed_in_the_group_commit_one_job_per_key_even_within_one_batch() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = test_db::server().fresh_database().await;
+    // 90 callers at once from one address: above the per-address default.
+    let (app, key) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
+    // 30 keys, each sent three times at once with the same body.
+    let calls = (0..90).map(|i| {
+        let (app, key) = (&app, &key);
+        async move {
+            let k = i % 30;
+            let amount = k;
+            let res = app
+                .client
+                .post(app.url("/run/Invoices"))
+                .bearer_auth(key)
+                .header("idempotency-key", format!("order-{k}"))
+                .json(&json!({"in_Vendor": format!("vendor-{k}"), "in_Amount": amount}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (i, k, status, body)
+        }
+    });
+    let answers = batched(&app, 60, futures_util::future::join_all(calls)).await;
+    let mut job_of: std::collections::HashMap<usize, String> = Default::default();
+    for (_, k, status, body) in &answers {
+        assert_eq!(*status, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        if let Some(seen) = job_of.insert(*k, id.clone()) {
+            assert_eq!(seen, id, "two jobs for key order-{k}");
+        }
+    }
+    let jobs: i64 = sqlx::query_scalar("select count(*) from jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 30, "one job per key");
+    let repeats = answers
+        .iter()
+        .filter(|a| a.3["id"].as_str().is_some())
+        .count();
+    assert_eq!(repeats, 90);
+    // A used key with another body is refused.
+    let res = app
+        .client
+        .post(app.url("/run/Invoices"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "order-0")
+        .json(&json!({"in_Vendor": "vendor-0", "in_Amount": 999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+}

@@ -1,0 +1,4 @@
+//! The use cases, below the routes and above storage and Orchestrator: no actix types and
+//! no SQL text here.
+
+pub mod submit;

@@ -1,0 +1,218 @@
+//! One way in for a job: `/run`, webhook deliveries and replays all build their job with
+//! `new_job`, record it through the ledger's group commit (claiming an `Idempotency-Key`
+//! in the same statement when there is one), and start it with `start_within`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::dispatch::{self, Outcome};
+use crate::domain::arguments;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::connections::ConnectionRow;
+use crate::storage::jobs::{self as store, Claimed, ClaimedJob, IdempotencyClaim, JobRow, NewJob};
+use crate::storage::processes::ProcessRow;
+
+/// The one place a job is made: a new id, the process, where it came from, its
+/// arguments (merged and checked), where its callback goes, and what it replays.
+pub fn new_job(
+    process: &ProcessRow,
+    source: &'static str,
+    source_detail: Option<String>,
+    input: Map<String, Value>,
+    callback_url: Option<String>,
+    replay_of: Option<Uuid>,
+) -> NewJob {
+    NewJob {
+        id: Uuid::new_v4(),
+        process_id: process.id,
+        process_name: process.name.clone(),
+        source,
+        source_detail,
+        input: Value::Object(input),
+        callback_url: callback_url.or_else(|| process.callback_url.clone()),
+        replay_of,
+    }
+}
+
+/// What a submission led to.
+pub enum Submitted {
+    /// A new job, recorded and (as far as it went within the deadline) started.
+    New(JobRow),
+    /// The `Idempotency-Key` was used before with the same request: its job.
+    Repeat(JobRow),
+}
+
+/// The merged arguments of a call, checked against the release's definitions (looked up
+/// once and cached; a lookup Orchestrator cannot answer now records the job unchecked,
+/// and the start says what is wrong). `process` keeps the lookup, so the start reuses it.
+pub async fn checked_arguments(
+    state: &AppState,
+    process: &mut ProcessRow,
+    conn: &ConnectionRow,
+    input: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let defaults = process
+        .default_input
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    match dispatch::release(state, process, conn, false).await {
+        Ok((key, definitions)) => {
+            process.release_key = Uuid::parse_str(&key).ok();
+            process.release_arguments = serde_json::to_value(&definitions).ok();
+            arguments::validate(&definitions, &defaults, &input)
+                .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");
+            let mut merged = defaults;
+            merged.extend(input);
+            Ok(merged)
+        }
+    }
+}
+
+/// Records `job` (claiming `idempotency` with it, when given) within
+/// `database.write_timeout_ms`, then starts it, answering within the same deadline.
+pub async fn submit(
+    state: &Arc<AppState>,
+    job: NewJob,
+    idempotency: Option<IdempotencyClaim>,
+    process: ProcessRow,
+    conn: Option<ConnectionRow>,
+) -> Result<Submitted, ApiError> {
+    let deadline = Duration::from_millis(state.settings.database.write_timeout_ms);
+    let what = format!("job {}", job.id);
+    let recorded = match idempotency {
+        None => state
+            .ledger
+            .insert_within(job, deadline)
+            .await
+            .map_err(|e| ApiError::late(e, &what))?,
+        Some(claim) => match state
+            .ledger
+            .insert_claimed_within(ClaimedJob { job, claim }, deadline)
+            .await
+            .map_err(|e| ApiError::late(e, &what))?
+        {
+            Claimed::New(row) => *row,
+            Claimed::Taken {
+                same_request: false,
+                ..
+            } => {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_key_reused",
+                    detail: "this Idempotency-Key was used with a different request".into(),
+                });
+            }
+            Claimed::Taken {
+                job_id,
+                same_request: true,
+            } => {
+                let first = match job_id {
+                    Some(id) => store::get(&state.pool, id).await?,
+                    None => None,
+                };
+                return first
+                    .map(Submitted::Repeat)
+                    .ok_or_else(|| anyhow::anyhow!("idempotency record without job").into());
+            }
+        },
+    };
+    Ok(Submitted::New(
+        start_within(state, recorded, process, conn).await?,
+    ))
+}
+
+/// Waits up to `wait` seconds (capped by the process's maximum) for the job to end;
+/// the job as it then stands. The job is committed, so a database failure while waiting
+/// ends the wait rather than failing a request whose job exists.
+pub async fn wait_for_end(state: &AppState, job: JobRow, wait: u32) -> JobRow {
+    let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
+    if store::is_terminal(&job.state) || wait == 0 {
+        return job;
+    }
+    state
+        .jobs_ended
+        .wait(&state.pool, job.id, Duration::from_secs(wait.into()))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(job)
+}
+
+/// The longest wait the job's process allows (60 s if the process was deleted).
+pub async fn max_wait(state: &AppState, job: &JobRow) -> Result<u32, ApiError> {
+    let max = match job.process_id {
+        Some(pid) => state
+            .lookups
+            .process_by_id(&state.pool, pid)
+            .await?
+            .map(|p| p.max_wait_seconds),
+        None => None,
+    };
+    Ok(max.unwrap_or(60).max(0) as u32)
+}
+
+/// Starts a job just recorded, answering within `database.write_timeout_ms`: the job is
+/// committed, so past that the caller hears 202 with the job as recorded while the start
+/// goes on (and the dispatcher or the reconciler finishes what it could not).
+pub async fn start_within(
+    state: &Arc<AppState>,
+    job: JobRow,
+    process: ProcessRow,
+    conn: Option<ConnectionRow>,
+) -> Result<JobRow, ApiError> {
+    let deadline = Duration::from_millis(state.settings.database.write_timeout_ms);
+    let bg = state.clone();
+    let recorded = job.clone();
+    let task =
+        tokio::spawn(async move { start(&bg, job, conn.as_ref().map(|c| (&process, c))).await });
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => Err(anyhow::anyhow!("the start task failed: {e}").into()),
+        Err(_) => {
+            tracing::warn!(job = %recorded.id, "the start did not finish in time; answering with the job as recorded");
+            Ok(recorded)
+        }
+    }
+}
+
+/// Starts a job just recorded; if that fails, the dispatcher takes over.
+/// `loaded` spares reading the process and connection again when the caller has them.
+pub async fn start(
+    state: &AppState,
+    job: JobRow,
+    loaded: Option<(&ProcessRow, &ConnectionRow)>,
+) -> Result<JobRow, ApiError> {
+    let attempt = match loaded {
+        Some((process, conn)) => dispatch::attempt_with(state, &job, process, conn).await,
+        None => dispatch::attempt(state, &job).await,
+    };
+    match attempt {
+        Ok(Outcome::Rejected { code, message, .. }) => {
+            return Err(ApiError::Upstream {
+                status: 422,
+                detail: format!("Orchestrator refused job {}: {message}", job.id),
+                orchestrator_code: code,
+                retry_after: None,
+            });
+        }
+        Ok(Outcome::Started { job: Some(now), .. }) => return Ok(*now),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, job = %job.id, "first start attempt failed; the dispatcher will retry")
+        }
+    }
+    // The job is committed: from here on the caller must hear "accepted", so a failed
+    // read-back (the database going away) falls back to the row we have.
+    Ok(store::get(&state.pool, job.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(job))
+}

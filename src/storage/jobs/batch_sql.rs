@@ -1,0 +1,432 @@
+//! The group commit's statements: many jobs, deliveries and start marks in one
+//! statement each, bound as arrays.
+
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres, Row};
+use uuid::Uuid;
+
+use super::*;
+use crate::storage::hooks::Delivery;
+
+/// The common table expressions that insert new jobs from the arrays `$1`..`$7`, `$10`
+/// and `$11` (bound by `bind_new_jobs`), leased to `$8` for `$9` seconds, with their
+/// `queued` events. `keep` filters the unnested rows `t`. Defines `new`, the rows stored.
+pub(super) fn insert_jobs_ctes(keep: &str) -> String {
+    format!(
+        "new as ( \
+           insert into jobs (id, process_id, process_name, source, source_detail, state, input, reference, attempts, \
+             lease_owner, lease_expires_at, callback_url, replay_of) \
+           select t.id, t.process_id, t.process_name, t.source, t.source_detail, 'queued', t.input, t.reference, 1, \
+             $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of \
+           from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $10::text[], $11::uuid[]) \
+             as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of) \
+           {keep} \
+           on conflict (id) do nothing \
+           returning {COLUMNS}), \
+         events as (insert into job_events (job_id, state, source) select id, 'queued', source from new)"
+    )
+}
+
+pub(super) type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`..`$11` of `insert_jobs_ctes`.
+pub(super) fn bind_new_jobs<'q>(
+    q: PgQuery<'q>,
+    jobs: &[&'q NewJob],
+    owner: Uuid,
+    lease_secs: i64,
+) -> PgQuery<'q> {
+    q.bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.process_id).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.process_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.source).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.source_detail.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| &j.input).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| reference(j.id)).collect::<Vec<_>>())
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .bind(
+            jobs.iter()
+                .map(|j| j.callback_url.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.replay_of).collect::<Vec<_>>())
+}
+
+/// Answers, in the order of `ids`, the rows a batch stored; an id the batch did not store
+/// is read back (a batch retried after a commit whose outcome was unknown), and is None
+/// if it is not stored at all.
+pub(super) async fn in_order(
+    conn: &mut PgConnection,
+    ids: impl Iterator<Item = Uuid>,
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let row = from_row(r)?;
+        by_id.insert(row.id, row);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for id in ids {
+        match by_id.remove(&id) {
+            Some(row) => out.push(Some(row)),
+            None => out.push(get(&mut *conn, id).await?),
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts many queued jobs in one statement (one commit), each leased to `owner` for its
+/// first attempt, with their first events. Answers the rows in the order given. A job
+/// already stored (a batch retried after a commit whose outcome was unknown) is read back
+/// instead of inserted twice.
+/// `marks` are recorded by the same statement (see `with_marks`).
+pub(super) async fn insert_many(
+    conn: &mut PgConnection,
+    jobs: &[&NewJob],
+    marks: &[&Started],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<(Vec<JobRow>, Vec<Option<JobRow>>), sqlx::Error> {
+    let sql = with_marks(&insert_jobs_ctes(""), !marks.is_empty(), 12);
+    let q = bind_new_jobs(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        jobs,
+        owner,
+        lease_secs,
+    );
+    let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
+    let (rows, marked) = split_marked(rows, marks)?;
+    let stored = in_order(conn, jobs.iter().map(|j| j.id), rows)
+        .await?
+        .into_iter()
+        .map(|row| row.ok_or(sqlx::Error::RowNotFound))
+        .collect::<Result<_, _>>()?;
+    Ok((stored, marked))
+}
+
+/// The statement for common table expressions `ctes` that define `new` (the jobs
+/// stored), and, with `marks`, also the started marks bound from `$first` on: one
+/// statement, one round trip and one commit for both, where a transaction would cost
+/// two more (`begin`, `commit`). The two touch different jobs: a job is marked only
+/// after its insert was committed.
+pub(super) fn with_marks(ctes: &str, marks: bool, first: usize) -> String {
+    if marks {
+        format!(
+            "with {ctes}, {} select false as marked, {COLUMNS} from new \
+             union all select true, {COLUMNS} from upd",
+            started_ctes(first)
+        )
+    } else {
+        format!("with {ctes} select {COLUMNS} from new")
+    }
+}
+
+/// Splits the rows of a `with_marks` statement into the jobs stored and each mark's
+/// answer (in the order of `marks`).
+pub(super) fn split_marked(
+    rows: Vec<sqlx::postgres::PgRow>,
+    marks: &[&Started],
+) -> Result<(Vec<sqlx::postgres::PgRow>, Vec<Option<JobRow>>), sqlx::Error> {
+    if marks.is_empty() {
+        return Ok((rows, Vec::new()));
+    }
+    let mut stored = Vec::with_capacity(rows.len());
+    let mut marked = Vec::new();
+    for r in rows {
+        if r.try_get::<bool, _>("marked")? {
+            marked.push(r);
+        } else {
+            stored.push(r);
+        }
+    }
+    Ok((stored, answer_marks(marks, &marked)?))
+}
+
+/// A webhook delivery that starts a job: both are stored together or not at all.
+#[derive(Debug, Clone)]
+pub struct HookJob {
+    pub job: NewJob,
+    /// Recorded with `job_id` set to the job's id.
+    pub delivery: Delivery,
+}
+
+/// Stores many deliveries and their jobs in one statement (one commit). A delivery whose
+/// dedup key was already taken is not stored, and neither is its job: it answers None.
+/// Answers in the order given; a pair already stored (a retried batch) is read back.
+/// `marks` are recorded by the same statement (see `with_marks`).
+pub(super) async fn insert_hooks_many(
+    conn: &mut PgConnection,
+    items: &[&HookJob],
+    marks: &[&Started],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<(Vec<Option<JobRow>>, Vec<Option<JobRow>>), sqlx::Error> {
+    // `on conflict do nothing` without a target: the dedup index (a key taken) and the
+    // primary key (this very delivery, stored by a batch whose commit went unanswered).
+    let ctes = format!(
+        "d as ( \
+           insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, \
+             filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of, body_sha256) \
+           select * from unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+             $19::jsonb[], $20::uuid[], $21::text[], $22::text[], $23::jsonb[], $24::text[], $25::bytea[], $26::uuid[], $27::bytea[]) \
+           on conflict do nothing \
+           returning job_id), \
+         {}",
+        insert_jobs_ctes("where t.id in (select job_id from d)")
+    );
+    let sql = with_marks(&ctes, !marks.is_empty(), 28);
+    let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
+    let d: Vec<&Delivery> = items.iter().map(|i| &i.delivery).collect();
+    let q = bind_new_jobs(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        &jobs,
+        owner,
+        lease_secs,
+    )
+    .bind(d.iter().map(|d| d.id).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.webhook_id).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.delivery_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.verification.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.verification_detail.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(d.iter().map(|d| d.dedup.as_str()).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.filter_result.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.mapped_input.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(items.iter().map(|i| i.job.id).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.error.as_deref()).collect::<Vec<_>>())
+    .bind(d.iter().map(|d| d.outcome.as_str()).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.request_headers.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.request_query.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        d.iter()
+            .map(|d| d.request_body.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(d.iter().map(|d| d.replay_of).collect::<Vec<_>>())
+    .bind(
+        d.iter()
+            .map(|d| d.body_sha256.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
+    let (rows, marked) = split_marked(rows, marks)?;
+    let stored = in_order(conn, items.iter().map(|i| i.job.id), rows).await?;
+    Ok((stored, marked))
+}
+
+/// Orchestrator has a job: what `mark_started_many` records.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: Uuid,
+    pub orchestrator_job_id: i64,
+    pub orchestrator_job_key: Option<Uuid>,
+    /// The ledger state (Orchestrator's, lower-cased).
+    pub state: String,
+    pub detail: Value,
+}
+
+/// Records that Orchestrator has these jobs, in one statement (one commit), with their
+/// timeline events. Answers each job as it now stands (None for a job that was no longer
+/// queued, which is left as it was).
+pub(super) async fn mark_started_many(
+    conn: &mut PgConnection,
+    started: &[&Started],
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+    let sql = format!("with {} select {COLUMNS} from upd", started_ctes(1));
+    let rows = bind_started(sqlx::query(sqlx::AssertSqlSafe(sql)), started)
+        .fetch_all(conn)
+        .await?;
+    answer_marks(started, &rows)
+}
+
+/// The common table expressions that mark started jobs from the arrays `$first` to
+/// `$first + 4` (bound by `bind_started`), with their timeline events. Defines `upd`, the
+/// jobs marked; a job no longer queued is left as it was.
+pub(super) fn started_ctes(first: usize) -> String {
+    let (ids, states, orch, keys, details) = (first, first + 1, first + 2, first + 3, first + 4);
+    format!(
+        "upd as ( \
+           update jobs set state = t.u_state, orchestrator_job_id = t.u_orch, orchestrator_job_key = t.u_key, \
+             lease_owner = null, lease_expires_at = null, next_attempt_at = null, last_error = null, state_changed_at = now() \
+           from unnest(${ids}::uuid[], ${states}::text[], ${orch}::int8[], ${keys}::uuid[]) as t(u_id, u_state, u_orch, u_key) \
+           where id = t.u_id and state in ('queued', 'unknown') \
+           returning {COLUMNS}), \
+         upd_events as (insert into job_events (job_id, state, source, detail) \
+           select e.u_id, e.u_state, 'dispatcher', e.u_detail \
+           from unnest(${ids}::uuid[], ${states}::text[], ${details}::jsonb[]) as e(u_id, u_state, u_detail) \
+           where e.u_id in (select id from upd))"
+    )
+}
+
+/// Binds the five arrays of `started_ctes`.
+pub(super) fn bind_started<'q>(q: PgQuery<'q>, started: &[&'q Started]) -> PgQuery<'q> {
+    if started.is_empty() {
+        return q;
+    }
+    q.bind(started.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(started.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+        .bind(
+            started
+                .iter()
+                .map(|s| s.orchestrator_job_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            started
+                .iter()
+                .map(|s| s.orchestrator_job_key)
+                .collect::<Vec<_>>(),
+        )
+        .bind(started.iter().map(|s| &s.detail).collect::<Vec<_>>())
+}
+
+/// Each mark's job as it now stands (the rows of `upd`), in the order of `started`.
+pub(super) fn answer_marks(
+    started: &[&Started],
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
+    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        let row = from_row(r)?;
+        by_id.insert(row.id, row);
+    }
+    Ok(started.iter().map(|s| by_id.remove(&s.id)).collect())
+}
+
+/// An `Idempotency-Key` claimed by a new job: the job is stored only if the key is free.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// Whose keys these are (the API key's id).
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the request, to tell a retry from another request with the same key.
+    pub request_hash: Vec<u8>,
+}
+
+/// A new job that claims an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: NewJob,
+    pub claim: IdempotencyClaim,
+}
+
+/// What a claimed insert found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// The key was free: this job is stored.
+    New(Box<JobRow>),
+    /// The key names an earlier job (None if that job is gone); whether that request was
+    /// the same as this one.
+    Taken {
+        job_id: Option<Uuid>,
+        same_request: bool,
+    },
+}
+
+/// Stores many jobs that claim Idempotency-Keys, in one statement: each job only if its
+/// key was free (a key already taken stores nothing and answers the job it names).
+/// `marks` are recorded by the same statement (see `with_marks`).
+pub(super) async fn insert_claimed_many(
+    conn: &mut PgConnection,
+    items: &[&ClaimedJob],
+    marks: &[&Started],
+    owner: Uuid,
+    lease_secs: i64,
+) -> Result<(Vec<Claimed>, Vec<Option<JobRow>>), sqlx::Error> {
+    let ctes = format!(
+        "k as ( \
+           insert into idempotency_keys (scope, key, request_hash, job_id, expires_at) \
+           select c.s, c.k, c.h, c.j, now() + interval '24 hours' \
+           from unnest($12::text[], $13::text[], $14::bytea[], $1::uuid[]) as c(s, k, h, j) \
+           on conflict (scope, key) do nothing \
+           returning job_id), \
+         {}",
+        insert_jobs_ctes("where t.id in (select job_id from k)")
+    );
+    let sql = with_marks(&ctes, !marks.is_empty(), 15);
+    let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
+    let q = bind_new_jobs(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        &jobs,
+        owner,
+        lease_secs,
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.claim.scope.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.claim.key.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.claim.request_hash.as_slice())
+            .collect::<Vec<_>>(),
+    );
+    let rows = bind_started(q, marks).fetch_all(&mut *conn).await?;
+    let (rows, marked) = split_marked(rows, marks)?;
+    let stored = in_order(conn, items.iter().map(|i| i.job.id), rows).await?;
+    let mut out = Vec::with_capacity(items.len());
+    for (item, row) in items.iter().zip(stored) {
+        out.push(match row {
+            Some(row) => Claimed::New(Box::new(row)),
+            None => {
+                let taken = sqlx::query(
+                    "select job_id, request_hash from idempotency_keys where scope = $1 and key = $2",
+                )
+                .bind(&item.claim.scope)
+                .bind(&item.claim.key)
+                .fetch_one(&mut *conn)
+                .await?;
+                let stored_hash: Vec<u8> = taken.try_get("request_hash")?;
+                Claimed::Taken {
+                    job_id: taken.try_get("job_id")?,
+                    same_request: stored_hash == item.claim.request_hash,
+                }
+            }
+        });
+    }
+    Ok((out, marked))
+}

@@ -1,0 +1,207 @@
+//! The job ledger: every job, its attempts, and a timeline of its states.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+mod batch_sql;
+mod ledger;
+mod queue;
+mod tracking;
+
+pub use batch_sql::{Claimed, ClaimedJob, HookJob, IdempotencyClaim, Started};
+pub use ledger::{BATCHES_IN_FLIGHT, Ledger};
+pub use queue::*;
+pub use tracking::*;
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub process_id: Option<Uuid>,
+    pub process_name: String,
+    pub source: String,
+    pub state: String,
+    pub input: Value,
+    pub reference: String,
+    pub orchestrator_job_id: Option<i64>,
+    pub orchestrator_job_key: Option<Uuid>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub info: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub callback_url: Option<String>,
+    pub replay_of: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of a job's timeline.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub state: String,
+    pub source: String,
+    pub detail: Option<Value>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+pub(super) const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
+    output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
+
+pub(super) fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: r.try_get("id")?,
+        process_id: r.try_get("process_id")?,
+        process_name: r.try_get("process_name")?,
+        source: r.try_get("source")?,
+        state: r.try_get("state")?,
+        input: r.try_get("input")?,
+        reference: r.try_get("reference")?,
+        orchestrator_job_id: r.try_get("orchestrator_job_id")?,
+        orchestrator_job_key: r.try_get("orchestrator_job_key")?,
+        output: r.try_get("output")?,
+        error: r.try_get("error")?,
+        info: r.try_get("info")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        callback_url: r.try_get("callback_url")?,
+        replay_of: r.try_get("replay_of")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// What a new job needs.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub process_id: Uuid,
+    pub process_name: String,
+    pub source: &'static str,
+    pub source_detail: Option<String>,
+    pub input: Value,
+    pub callback_url: Option<String>,
+    pub replay_of: Option<Uuid>,
+}
+
+/// The Reference sent to Orchestrator for a job.
+pub fn reference(id: Uuid) -> String {
+    format!("ugw-{id}")
+}
+
+/// The job id a Reference names (`reference` inverted); the nil id, which no job has,
+/// for anything else.
+fn id_of_reference(reference: &str) -> Uuid {
+    reference
+        .strip_prefix("ugw-")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .unwrap_or(Uuid::nil())
+}
+
+/// Appends to a job's timeline.
+pub async fn event<'e, E: sqlx::PgExecutor<'e>>(
+    ex: E,
+    id: Uuid,
+    state: &str,
+    source: &str,
+    detail: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into job_events (job_id, state, source, detail) values ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(state)
+        .bind(source)
+        .bind(detail)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// The channel that carries the id of every job that has just ended.
+pub const ENDED_CHANNEL: &str = "ugw_job_ended";
+
+/// The states a job ends in.
+pub const TERMINAL: [&str; 5] = ["successful", "faulted", "stopped", "rejected", "dead"];
+
+/// Whether a ledger state is final.
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL.contains(&state)
+}
+
+/// One job.
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(
+    ex: E,
+    id: Uuid,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("select {COLUMNS} from jobs where id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A job's timeline, oldest first.
+pub async fn events(pool: &PgPool, id: Uuid) -> Result<Vec<EventRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select state, source, detail, occurred_at from job_events where job_id = $1 order by id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRow {
+                state: r.try_get("state")?,
+                source: r.try_get("source")?,
+                detail: r.try_get("detail")?,
+                occurred_at: r.try_get("occurred_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Default)]
+pub struct JobFilter {
+    pub process: Option<String>,
+    pub state: Option<String>,
+    pub source: Option<String>,
+    pub reference: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this (created_at, id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// Jobs, newest first, one page.
+pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "select {COLUMNS} from jobs where ($1::text is null or process_name = $1) and ($2::text is null or state = $2) \
+         and ($3::text is null or source = $3) and ($4::text is null or (id = $10 and reference = $4)) \
+         and ($5::timestamptz is null or created_at >= $5) and ($6::timestamptz is null or created_at < $6) \
+         and ($7::timestamptz is null or (created_at, id) < ($7, $8)) order by created_at desc, id desc limit $9"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&f.process)
+        .bind(&f.state)
+        .bind(&f.source)
+        .bind(&f.reference)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.after.map(|a| a.0))
+        .bind(f.after.map(|a| a.1))
+        .bind(f.limit)
+        .bind(f.reference.as_deref().map(id_of_reference))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use crate::dispatch::{self, Outcome};
 use crate::domain::arguments;
+use crate::domain::callback_target::check_target;
+use crate::domain::connection::FieldProblem;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
@@ -36,6 +38,77 @@ pub fn new_job(
         callback_url: callback_url.or_else(|| process.callback_url.clone()),
         replay_of,
     }
+}
+
+/// A `/run` call, as the route read it.
+pub struct Call {
+    /// The process's name.
+    pub process: String,
+    /// The body: input arguments, merged over the process's defaults.
+    pub input: Map<String, Value>,
+    /// The API key that calls.
+    pub caller: Uuid,
+    /// Where to POST the job when it ends (else the process's own).
+    pub callback_url: Option<String>,
+    /// The `Idempotency-Key` and the hash of the request it came with.
+    pub idempotency: Option<(String, Vec<u8>)>,
+    /// Seconds to wait for the job to end.
+    pub wait: Option<u32>,
+}
+
+/// `POST /run/{process}`: finds the process, checks the callback target and the
+/// arguments, records and starts the job, and waits for its end if asked.
+pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiError> {
+    let mut process = state
+        .lookups
+        .process(&state.pool, &call.process)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "process_not_found",
+                format!("no process named `{}`", call.process),
+            )
+        })?;
+    if let Some(url) = &call.callback_url {
+        check_target(url, state.settings.allow_private_callbacks).map_err(|problem| {
+            ApiError::invalid(
+                "invalid_callback_url",
+                &[FieldProblem {
+                    field: "callback_url".into(),
+                    problem,
+                }],
+            )
+        })?;
+    }
+    let conn = state
+        .lookups
+        .connection(&state.pool, process.connection_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
+    let merged = checked_arguments(state, &mut process, &conn, call.input).await?;
+    let job = new_job(
+        &process,
+        "api",
+        Some(call.caller.to_string()),
+        merged,
+        call.callback_url,
+        None,
+    );
+    let claim = call
+        .idempotency
+        .map(|(key, request_hash)| IdempotencyClaim {
+            scope: call.caller.to_string(),
+            key,
+            request_hash,
+        });
+    let submitted = submit(state, job, claim, process, Some(conn)).await?;
+    let Some(wait) = call.wait.filter(|w| *w > 0) else {
+        return Ok(submitted);
+    };
+    Ok(match submitted {
+        Submitted::New(job) => Submitted::New(wait_for_end(state, job, wait).await),
+        Submitted::Repeat(job) => Submitted::Repeat(wait_for_end(state, job, wait).await),
+    })
 }
 
 /// What a submission led to.

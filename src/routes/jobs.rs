@@ -14,7 +14,7 @@ use crate::app::submit::{self, Submitted};
 use crate::dispatch;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::jobs::{self as store, IdempotencyClaim, JobFilter, JobRow};
+use crate::storage::jobs::{self as store, JobFilter, JobRow};
 use crate::storage::{connections, processes};
 use crate::views::jobs::{CallbackView, JobPage, JobView, view};
 
@@ -44,27 +44,17 @@ fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, 
     Ok(None)
 }
 
-/// Waits (up to the process's maximum) for the job to end: 200 with the job when it
-/// did, 202 with `Location` when it did not.
-async fn answer(
-    state: &AppState,
-    job: JobRow,
-    wait: Option<u32>,
-    replayed: bool,
-) -> Result<HttpResponse, ApiError> {
-    let job = match wait.filter(|w| *w > 0) {
-        Some(wait) => submit::wait_for_end(state, job, wait).await,
-        None => return Ok(accepted(view(job, None), replayed)),
-    };
-    if store::is_terminal(&job.state) {
-        let mut res = HttpResponse::Ok();
-        res.insert_header((header::CONTENT_LOCATION, format!("/jobs/{}", job.id)));
-        if replayed {
-            res.insert_header(("idempotent-replayed", "true"));
-        }
-        return Ok(res.json(view(job, None)));
+/// 200 with the job when a wait was asked for and it ended, else 202 with `Location`.
+fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
+    if !waited || !store::is_terminal(&job.state) {
+        return accepted(view(job, None), replayed);
     }
-    Ok(accepted(view(job, None), replayed))
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CONTENT_LOCATION, format!("/jobs/{}", job.id)));
+    if replayed {
+        res.insert_header(("idempotent-replayed", "true"));
+    }
+    res.json(view(job, None))
 }
 
 fn accepted(job: JobView, replayed: bool) -> HttpResponse {
@@ -164,58 +154,31 @@ pub async fn run(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_process(&name)?;
-    let mut process = state
-        .lookups
-        .process(&state.pool, &name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found("process_not_found", format!("no process named `{name}`"))
-        })?;
     let input = parse_body(&req, &body)?;
-    let idem = idempotency_key(&req)?;
+    let idempotency_key = idempotency_key(&req)?;
     let wait = requested_wait(&req, query.wait)?;
-    if let Some(url) = &query.callback_url {
-        crate::domain::callback_target::check_target(url, state.settings.allow_private_callbacks)
-            .map_err(|problem| {
-            ApiError::invalid(
-                "invalid_callback_url",
-                &[crate::domain::connection::FieldProblem {
-                    field: "callback_url".into(),
-                    problem,
-                }],
-            )
-        })?;
-    }
-    let conn = state
-        .lookups
-        .connection(&state.pool, process.connection_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
-    let merged = submit::checked_arguments(&state, &mut process, &conn, input).await?;
-    let job = submit::new_job(
-        &process,
-        "api",
-        Some(caller.0.id.to_string()),
-        merged,
-        query.callback_url.clone(),
-        None,
-    );
-    let claim = idem.map(|key| {
+    let request_hash = idempotency_key.as_ref().map(|_| {
         let mut h = Sha256::new();
         h.update(name.as_bytes());
         h.update([0]);
         h.update(&body);
-        IdempotencyClaim {
-            scope: caller.0.id.to_string(),
-            key,
-            request_hash: h.finalize().to_vec(),
-        }
+        h.finalize().to_vec()
     });
+    let waited = wait.is_some_and(|w| w > 0);
+    let call = submit::Call {
+        process: name.into_inner(),
+        input,
+        caller: caller.0.id,
+        callback_url: query.into_inner().callback_url,
+        idempotency: idempotency_key.zip(request_hash),
+        wait,
+    };
     let state = state.into_inner();
-    match submit::submit(&state, job, claim, process, Some(conn)).await? {
-        Submitted::New(job) => answer(&state, job, wait, false).await,
-        Submitted::Repeat(first) => answer(&state, first, wait, true).await,
-    }
+    let (job, repeat) = match submit::run(&state, call).await? {
+        Submitted::New(job) => (job, false),
+        Submitted::Repeat(job) => (job, true),
+    };
+    Ok(answer(job, repeat, waited))
 }
 
 /// `?wait=N` on `GET /jobs/{id}`.

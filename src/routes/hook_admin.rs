@@ -284,8 +284,8 @@ pub async fn get_delivery(
     security(("admin_token" = [])),
     params(("slug" = String, Path, description = "Slug"), ("id" = Uuid, Path, description = "Delivery id")),
     responses(
-        (status = 202, description = "A job was recorded", body = super::hooks::HookReceipt),
-        (status = 200, description = "Filtered out by the current filter", body = super::hooks::HookReceipt),
+        (status = 202, description = "A job was recorded", body = crate::views::hooks::HookReceipt),
+        (status = 200, description = "Filtered out by the current filter", body = crate::views::hooks::HookReceipt),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
@@ -344,5 +344,7 @@ pub async fn replay_delivery(
             Some(json!({"webhook": slug, "replay_delivery_id": replay_id})),
         )
         .await?;
-    super::hooks::handle(&state, &hook, replay, &context).await
+    let state = state.into_inner();
+    let delivered = crate::app::hook_delivery::handle(&state, &hook, replay, &context).await?;
+    Ok(super::hooks::render(&hook, delivered))
 }

@@ -128,3 +128,33 @@ pub fn delivery_view(d: Delivery, with_request: bool) -> DeliveryView {
 pub struct DeliveryList {
     pub items: Vec<DeliveryView>,
 }
+
+/// The answer to a delivery (unless the webhook configures its own body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookReceipt {
+    /// `accepted` (a job was recorded), `duplicate` (this delivery id was seen: the first
+    /// job is named), `filtered` (the filter said no: nothing started), `answered`
+    /// (a Slack challenge or GitHub ping).
+    pub status: String,
+    /// The delivery record.
+    pub delivery_id: Uuid,
+    /// The job started (or, for a duplicate, the first one).
+    pub job_id: Option<Uuid>,
+    /// Why nothing started, when filtered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+pub fn receipt(
+    status: &str,
+    delivery: Uuid,
+    job: Option<Uuid>,
+    detail: Option<String>,
+) -> HookReceipt {
+    HookReceipt {
+        status: status.into(),
+        delivery_id: delivery,
+        job_id: job,
+        detail,
+    }
+}

@@ -1,12 +1,10 @@
 #![recursion_limit = "256"]
 pub mod app;
-pub mod apply;
 pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
-pub mod dispatch;
 pub mod domain;
 pub mod embedded_db;
 pub mod error;

@@ -91,7 +91,7 @@ impl Application {
             ),
             settings: Arc::new(settings),
         });
-        let declared = crate::apply::apply(
+        let declared = crate::app::config_apply::apply(
             &state,
             &state.settings.connections,
             &state.settings.processes,
@@ -100,7 +100,7 @@ impl Application {
         .await
         .inspect_err(|_| stop_workers.cancel())
         .context("applying the objects of the config file")?;
-        if declared != crate::apply::Applied::default() {
+        if declared != crate::app::config_apply::Applied::default() {
             tracing::info!(
                 created = declared.created,
                 updated = declared.updated,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::dispatch;
+use crate::app::dispatch;
 use crate::domain::arguments;
 use crate::error::ApiError;
 use crate::hooks::expr;

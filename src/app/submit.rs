@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::dispatch::{self, Outcome};
+use crate::app::dispatch::{self, Outcome};
 use crate::domain::arguments;
 use crate::domain::callback_target::check_target;
 use crate::domain::connection::FieldProblem;

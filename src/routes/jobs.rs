@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use crate::app::dispatch;
 use crate::app::submit::{self, Submitted};
-use crate::dispatch;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::jobs::{self as store, JobFilter, JobRow};

@@ -54,7 +54,7 @@ async fn with_secret(
     row: ProcessRow,
     new: &NewProcess,
 ) -> Result<ProcessView, ApiError> {
-    let shown = crate::apply::store_callback_secret(state, &row, new).await?;
+    let shown = crate::app::config_apply::store_callback_secret(state, &row, new).await?;
     let mut view = ProcessView::from(row);
     view.has_callback_secret = true;
     view.callback_secret = shown;

@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
+use crate::app::dispatch;
 use crate::state::AppState;
 use crate::storage::connections;
 use crate::storage::job_queue::{self, Scope};
-use crate::{dispatch, traffic};
+use crate::traffic;
 
 /// The connections of each tenant, by tenant key.
 pub async fn tenants(state: &AppState) -> Result<BTreeMap<String, Vec<Uuid>>, sqlx::Error> {

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::dispatch;
+use crate::app::dispatch;
 use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::{FolderRef, OrchestratorError};

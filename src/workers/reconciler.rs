@@ -17,7 +17,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::dispatch;
+use crate::app::dispatch;
 use crate::orchestrator::client::{pack, reference_filter};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::{FolderRef, OrchestratorError};

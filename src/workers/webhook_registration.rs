@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch;
+use crate::app::dispatch;
 use crate::orchestrator::models::{Webhook, WebhookEvent};
 use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};

@@ -78,34 +78,26 @@ pub fn callback_attempt(result: &'static str) {
     counter!("ugw_callback_attempts_total", "result" => result).increment(1);
 }
 
-/// Refreshes the gauges read from the database: jobs by state of work, callbacks, dead
-/// letters.
-pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    let (queued, in_flight): (i64, i64) = sqlx::query_as(
-        "select count(*) filter (where state = 'queued'), count(*) filter (where state <> 'queued')
-           from jobs
-          where state not in ('successful', 'faulted', 'stopped', 'rejected', 'dead')",
-    )
-    .fetch_one(pool)
-    .await?;
-    let dead_jobs: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'dead'")
-        .fetch_one(pool)
-        .await?;
-    let (pending_callbacks, dead_callbacks): (i64, i64) = sqlx::query_as(
-        "select count(*) filter (where state = 'pending'), count(*) filter (where state = 'dead')
-           from callback_deliveries where state in ('pending', 'dead')",
-    )
-    .fetch_one(pool)
-    .await?;
-    gauge!("ugw_jobs_queued").set(queued as f64);
-    // The backlog of each tenant: jobs waiting to start, and jobs waiting for a lookup.
-    let backlog: Vec<(String, Option<String>, String, i64)> = sqlx::query_as(
-        "select c.orchestrator_url, c.settings->>'tenant_name_header', j.state, count(*)            from jobs j join processes p on p.id = j.process_id join connections c on c.id = p.connection_id           where j.state in ('queued', 'unknown') group by 1, 2, 3",
-    )
-    .fetch_all(pool)
-    .await?;
+/// What the database says for the gauges (read by `storage::gauges`).
+#[derive(Debug, Default)]
+pub struct LedgerGauges {
+    /// Jobs waiting to start, and jobs started and not yet ended.
+    pub queued: i64,
+    pub in_flight: i64,
+    pub dead_jobs: i64,
+    pub pending_callbacks: i64,
+    pub dead_callbacks: i64,
+    /// Jobs waiting to start (`queued`) or for a lookup (`unknown`), by tenant: the
+    /// connection's Orchestrator URL, its tenant-name header, the state and how many.
+    pub backlog: Vec<(String, Option<String>, String, i64)>,
+}
+
+/// Sets the gauges read from the database: jobs by state of work, callbacks, dead
+/// letters, each tenant's backlog.
+pub fn set_gauges(g: LedgerGauges) {
+    gauge!("ugw_jobs_queued").set(g.queued as f64);
     let mut seen = std::collections::BTreeSet::new();
-    for (url, header, state, n) in backlog {
+    for (url, header, state, n) in g.backlog {
         let tenant = crate::traffic::tenant_key(&url, header.as_deref());
         seen.insert((tenant.clone(), state.clone()));
         gauge!("ugw_traffic_backlog", "tenant" => tenant, "state" => state).set(n as f64);
@@ -116,11 +108,10 @@ pub async fn refresh_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
             .set(0.0);
     }
     known.extend(seen);
-    gauge!("ugw_jobs_in_flight").set(in_flight as f64);
-    gauge!("ugw_dead_letters", "kind" => "job").set(dead_jobs as f64);
-    gauge!("ugw_dead_letters", "kind" => "callback").set(dead_callbacks as f64);
-    gauge!("ugw_callbacks_pending").set(pending_callbacks as f64);
-    Ok(())
+    gauge!("ugw_jobs_in_flight").set(g.in_flight as f64);
+    gauge!("ugw_dead_letters", "kind" => "job").set(g.dead_jobs as f64);
+    gauge!("ugw_dead_letters", "kind" => "callback").set(g.dead_callbacks as f64);
+    gauge!("ugw_callbacks_pending").set(g.pending_callbacks as f64);
 }
 
 /// How many writes are waiting for a group commit (a queue that grows means the

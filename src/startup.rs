@@ -73,7 +73,7 @@ impl Application {
                 instance_id,
                 settings.dispatch.lease_secs,
             ),
-            jobs_ended: crate::waiter::JobWatch::new(),
+            jobs_ended: crate::storage::job_watch::JobWatch::new(),
             callback_http,
             limits: crate::limits::Limits::new(
                 &settings.rate_limits,
@@ -81,7 +81,7 @@ impl Application {
             ),
             client_limits: crate::limits::ClientLimits::new(settings.limits.clone()),
             metrics: crate::metrics::install(),
-            lookups: crate::lookups::Lookups::new(),
+            lookups: crate::storage::lookups::Lookups::new(),
             traffic: crate::traffic::Governor::new(
                 pool.clone(),
                 settings.traffic.clone(),

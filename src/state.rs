@@ -24,7 +24,7 @@ pub struct AppState {
     /// This instance, as the owner of job leases.
     pub instance_id: uuid::Uuid,
     /// Wakes requests waiting for a job to end.
-    pub jobs_ended: crate::waiter::JobWatch,
+    pub jobs_ended: crate::storage::job_watch::JobWatch,
     /// The HTTP client for callbacks (refuses private addresses unless allowed).
     pub callback_http: reqwest::Client,
     /// Rate limits per API key and per webhook.
@@ -34,7 +34,7 @@ pub struct AppState {
     /// Group-committed job writes.
     pub ledger: crate::storage::jobs::Ledger,
     /// Short-lived copies of keys, processes, connections and webhook definitions.
-    pub lookups: Arc<crate::lookups::Lookups>,
+    pub lookups: Arc<crate::storage::lookups::Lookups>,
     /// Connections the poller leaves alone while their tenant's list budget is spent.
     pub traffic: std::sync::Arc<crate::traffic::Governor>,
     /// Renders `/metrics` (None if another metrics recorder was installed first).

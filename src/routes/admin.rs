@@ -16,7 +16,7 @@ pub struct Admin {
     pub actor: String,
     request_id: Option<String>,
     client_ip: Option<String>,
-    lookups: Option<std::sync::Arc<crate::lookups::Lookups>>,
+    lookups: Option<std::sync::Arc<crate::storage::lookups::Lookups>>,
 }
 
 impl Admin {

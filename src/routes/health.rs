@@ -145,8 +145,9 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     };
     // Database gauges are best effort: the counters are still worth serving when the
     // database is down (that is when they are most wanted).
-    if let Err(e) = crate::metrics::refresh_gauges(&state.pool).await {
-        tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+    match storage::gauges::read(&state.pool).await {
+        Ok(g) => crate::metrics::set_gauges(g),
+        Err(e) => tracing::warn!(error = %e, "metrics: database gauges not refreshed"),
     }
     crate::metrics::batch_waiting("ledger", state.ledger.waiting());
     Ok(HttpResponse::Ok()

@@ -5,10 +5,13 @@ pub mod audit;
 pub mod batch;
 pub mod callbacks;
 pub mod connections;
+pub mod gauges;
 pub mod hooks;
 pub mod job_queue;
+pub mod job_watch;
 pub mod jobs;
 pub mod keys;
+pub mod lookups;
 pub mod processes;
 pub mod traffic;
 

@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::lookups::Lookups;
 use crate::storage::jobs::{self, ENDED_CHANNEL, JobRow};
+use crate::storage::lookups::Lookups;
 
 /// Tells waiters which jobs ended. `Uuid::nil()` means "anything may have ended".
 #[derive(Clone)]
@@ -50,7 +50,7 @@ impl JobWatch {
                 }
             };
             if let Err(e) = listener
-                .listen_all([ENDED_CHANNEL, crate::lookups::CHANGED_CHANNEL])
+                .listen_all([ENDED_CHANNEL, crate::storage::lookups::CHANGED_CHANNEL])
                 .await
             {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
@@ -66,7 +66,7 @@ impl JobWatch {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     msg = listener.try_recv() => match msg {
-                        Ok(Some(n)) if n.channel() == crate::lookups::CHANGED_CHANNEL => {
+                        Ok(Some(n)) if n.channel() == crate::storage::lookups::CHANGED_CHANNEL => {
                             lookups.clear();
                         }
                         Ok(Some(n)) => {

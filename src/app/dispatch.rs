@@ -23,7 +23,7 @@ use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Deferral};
-use crate::storage::jobs::{self, JobRow};
+use crate::storage::jobs::{self, JobRow, JobState};
 use crate::storage::processes::ProcessRow;
 use crate::tokens::TokenError;
 
@@ -161,7 +161,9 @@ async fn started(
     found: &Job,
     how: &str,
 ) -> Result<Outcome, sqlx::Error> {
-    let ledger_state = found.state.to_ascii_lowercase();
+    // A job Orchestrator has just taken is pending (or further along); a state we do not
+    // know is recorded as pending, and the poller reads the real one.
+    let ledger_state = JobState::parse(&found.state).unwrap_or(JobState::Pending);
     let key = found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
     let now = state
         .ledger
@@ -346,7 +348,7 @@ async fn deferred(
     if strikes.is_some_and(|n| n >= d.max_attempts) {
         let error =
             json!({"message": format!("gave up after {} failed attempts: {e}", d.max_attempts)});
-        if jobs::mark_final(&state.pool, job.id, "dead", error.clone()).await? {
+        if jobs::mark_final(&state.pool, job.id, JobState::Dead, error.clone()).await? {
             return Ok(Outcome::Dead { error });
         }
     }
@@ -370,7 +372,7 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
     };
     let Some(process) = process else {
         let error = json!({"message": "the process was deleted before the job could start"});
-        jobs::mark_final(&state.pool, job.id, "rejected", error.clone()).await?;
+        jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
         return Ok(Outcome::Rejected {
             error,
             code: None,
@@ -383,7 +385,7 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
         .await?
     else {
         let error = json!({"message": "the connection was deleted"});
-        jobs::mark_final(&state.pool, job.id, "rejected", error.clone()).await?;
+        jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
         return Ok(Outcome::Rejected {
             error,
             code: None,
@@ -458,7 +460,7 @@ pub async fn attempt_with(
         }
         Err(TokenError::Orchestrator(e)) => {
             let error = error_json(&e);
-            jobs::mark_final(&state.pool, job.id, "rejected", error.clone()).await?;
+            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
             Ok(Outcome::Rejected {
                 error,
                 code: e.error_code().map(String::from),
@@ -467,7 +469,7 @@ pub async fn attempt_with(
         }
         Err(TokenError::Config(message)) => {
             let error = json!({"message": message});
-            jobs::mark_final(&state.pool, job.id, "rejected", error.clone()).await?;
+            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
             Ok(Outcome::Rejected {
                 error,
                 code: None,

@@ -206,7 +206,7 @@ pub async fn submit(
 /// ends the wait rather than failing a request whose job exists.
 pub async fn wait_for_end(state: &AppState, job: JobRow, wait: u32) -> JobRow {
     let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
-    if store::is_terminal(&job.state) || wait == 0 {
+    if job.state.is_terminal() || wait == 0 {
         return job;
     }
     state

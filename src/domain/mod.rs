@@ -5,4 +5,5 @@ pub mod callback_target;
 pub mod connection;
 pub mod folder;
 pub mod hook;
+pub mod job_state;
 pub mod process;

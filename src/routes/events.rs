@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::domain::job_state::JobState;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::connections;
@@ -53,7 +54,7 @@ fn jobs_of(event: &Value) -> Vec<&Value> {
 
 fn observed(job: &Value) -> Option<(i64, Observed)> {
     let id = job.get("Id")?.as_i64()?;
-    let state = job.get("State")?.as_str()?.to_ascii_lowercase();
+    let state = JobState::parse(job.get("State")?.as_str()?)?;
     let output = job
         .get("OutputArguments")
         .filter(|v| v.is_object())
@@ -64,14 +65,18 @@ fn observed(job: &Value) -> Option<(i64, Observed)> {
                 .and_then(|s| serde_json::from_str(s).ok())
         });
     let info = job.get("Info").and_then(Value::as_str).map(String::from);
-    let error = (state == "faulted").then(|| {
+    let error = (state == JobState::Faulted).then(|| {
         job.get("Error")
             .or(job.get("JobError"))
             .filter(|e| !e.is_null())
             .cloned()
             .unwrap_or_else(|| json!({"message": info}))
     });
-    let output = if state == "successful" { output } else { None };
+    let output = if state == JobState::Successful {
+        output
+    } else {
+        None
+    };
     Some((
         id,
         Observed {
@@ -156,7 +161,7 @@ pub async fn orchestrator_event(
         // Pending is what the start itself records, with the Orchestrator id the lookup
         // needs: a job found by that id is already pending or further along, so a
         // `job.created` (one per job) needs no database work.
-        if seen.state == "pending" {
+        if seen.state == JobState::Pending {
             continue;
         }
         if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id).await?

@@ -14,7 +14,7 @@ use crate::app::dispatch;
 use crate::app::submit::{self, Submitted};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::jobs::{self as store, JobFilter, JobRow};
+use crate::storage::jobs::{self as store, JobFilter, JobRow, JobState};
 use crate::storage::{connections, processes};
 use crate::views::jobs::{CallbackView, JobPage, JobView, view};
 
@@ -46,7 +46,7 @@ fn requested_wait(req: &HttpRequest, query: Option<u32>) -> Result<Option<u32>, 
 
 /// 200 with the job when a wait was asked for and it ended, else 202 with `Location`.
 fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
-    if !waited || !store::is_terminal(&job.state) {
+    if !waited || !job.state.is_terminal() {
         return accepted(view(job, None), replayed);
     }
     let mut res = HttpResponse::Ok();
@@ -221,7 +221,7 @@ pub async fn get_job(
         .await?
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
     let mut status = actix_web::http::StatusCode::OK;
-    if let Some(wait) = wait.filter(|w| *w > 0 && !store::is_terminal(&job.state)) {
+    if let Some(wait) = wait.filter(|w| *w > 0 && !job.state.is_terminal()) {
         let wait = wait.min(submit::max_wait(&state, &job).await?);
         job = state
             .jobs_ended
@@ -232,7 +232,7 @@ pub async fn get_job(
             )
             .await?
             .unwrap_or(job);
-        if !store::is_terminal(&job.state) {
+        if !job.state.is_terminal() {
             status = actix_web::http::StatusCode::ACCEPTED;
         }
     }
@@ -396,12 +396,12 @@ pub async fn stop_job(
             "strategy must be SoftStop or Kill",
         ));
     }
-    let waiting = matches!(job.state.as_str(), "queued" | "unknown");
+    let waiting = job.state.is_waiting();
     let cancelled = waiting
         && store::mark_final(
             &state.pool,
             job.id,
-            "stopped",
+            JobState::Stopped,
             serde_json::json!({"message": "cancelled before it started"}),
         )
         .await?;
@@ -413,12 +413,7 @@ pub async fn stop_job(
         } else {
             job
         };
-        let orch_id = job.orchestrator_job_id.filter(|_| {
-            !matches!(
-                job.state.as_str(),
-                "successful" | "faulted" | "stopped" | "rejected" | "dead"
-            )
-        });
+        let orch_id = job.orchestrator_job_id.filter(|_| !job.state.is_terminal());
         let Some(orch_id) = orch_id else {
             return Err(ApiError::Conflict {
                 code: "job_ended",

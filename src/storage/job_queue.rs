@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::jobs::{COLUMNS, JobRow, event, from_row};
+use super::jobs::{COLUMNS, JobRow, JobState, event, from_row};
 
 /// Jobs whose start attempt was interrupted (the instance died holding their lease) may
 /// have reached Orchestrator: they become `unknown` and are looked up before any new
@@ -61,7 +61,7 @@ fn scope_ids<'a>(scope: Scope<'a>) -> &'a [Uuid] {
 /// here. A claim of queued jobs counts a start attempt.
 pub async fn claim(
     pool: &PgPool,
-    state: &str,
+    state: JobState,
     owner: Uuid,
     limit: i64,
     lease_secs: i64,
@@ -69,7 +69,7 @@ pub async fn claim(
 ) -> Result<Vec<JobRow>, sqlx::Error> {
     // A queued job's expired lease was turned into `unknown` first; a lookup whose
     // instance died may simply be made again.
-    let (attempts, free) = if state == "queued" {
+    let (attempts, free) = if state == JobState::Queued {
         ("attempts + 1", "lease_owner is null")
     } else {
         (
@@ -90,7 +90,7 @@ pub async fn claim(
         .bind(limit)
         .bind(lease_secs as f64)
         .bind(scope_ids(scope))
-        .bind(state)
+        .bind(state.as_str())
         .fetch_all(pool)
         .await?;
     rows.iter().map(from_row).collect()
@@ -214,8 +214,8 @@ pub async fn unknown_later(
 }
 
 /// Gives claimed jobs back untouched (as if not claimed).
-pub async fn release(pool: &PgPool, ids: &[Uuid], state: &str) -> Result<(), sqlx::Error> {
-    let undo = if state == "queued" {
+pub async fn release(pool: &PgPool, ids: &[Uuid], state: JobState) -> Result<(), sqlx::Error> {
+    let undo = if state == JobState::Queued {
         "attempts - 1"
     } else {
         "attempts"
@@ -226,7 +226,7 @@ pub async fn release(pool: &PgPool, ids: &[Uuid], state: &str) -> Result<(), sql
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)
-        .bind(state)
+        .bind(state.as_str())
         .execute(pool)
         .await?;
     Ok(())

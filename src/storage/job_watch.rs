@@ -105,7 +105,7 @@ impl JobWatch {
         loop {
             let job = jobs::get(pool, id).await?;
             match &job {
-                Some(j) if !jobs::is_terminal(&j.state) => {}
+                Some(j) if !j.state.is_terminal() => {}
                 _ => return Ok(job),
             }
             loop {

@@ -17,7 +17,7 @@ pub struct JobView {
     /// `faulted`, `stopped`...), or `rejected` / `dead` when it never started. `unknown`:
     /// its start may have reached Orchestrator (a timeout, a 5xx after sending), and it
     /// waits for a lookup by its Reference before anything else happens to it.
-    pub state: String,
+    pub state: crate::domain::job_state::JobState,
     /// `api`, `hook` or `replay`.
     pub source: String,
     /// The Reference sent to Orchestrator.

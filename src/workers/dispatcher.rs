@@ -15,6 +15,7 @@ use crate::app::dispatch;
 use crate::state::AppState;
 use crate::storage::connections;
 use crate::storage::job_queue::{self, Scope};
+use crate::storage::jobs::JobState;
 use crate::traffic;
 
 /// The connections of each tenant, by tenant key.
@@ -46,7 +47,7 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
     }
     let mut claimed = job_queue::claim(
         &state.pool,
-        "queued",
+        JobState::Queued,
         state.instance_id,
         d.batch_size,
         d.lease_secs,
@@ -64,7 +65,7 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<usize> {
         claimed.extend(
             job_queue::claim(
                 &state.pool,
-                "queued",
+                JobState::Queued,
                 state.instance_id,
                 allowance as i64,
                 d.lease_secs,

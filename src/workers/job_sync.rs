@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::dispatch;
+use crate::domain::job_state::JobState;
 use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
 use crate::orchestrator::{FolderRef, OrchestratorError};
@@ -35,8 +36,8 @@ use crate::storage::processes::{self, ProcessRow};
 use crate::tokens::TokenError;
 use crate::traffic::{Class, Priority};
 
-/// What a JobDto says, in ledger terms.
-pub fn observed(job: &Job) -> Observed {
+/// What a JobDto says, in ledger terms (None for a state we do not know).
+pub fn observed(job: &Job) -> Option<Observed> {
     let output = job
         .output_arguments
         .as_deref()
@@ -46,12 +47,12 @@ pub fn observed(job: &Job) -> Observed {
             .clone()
             .unwrap_or_else(|| json!({"message": job.info}))
     });
-    Observed {
-        state: job.state.to_ascii_lowercase(),
+    Some(Observed {
+        state: JobState::parse(&job.state)?,
         output,
         error,
         info: job.info.clone(),
-    }
+    })
 }
 
 /// The key of the tenant a connection reaches: Orchestrator counts its limits per tenant,
@@ -121,7 +122,11 @@ async fn read_list(
 }
 
 async fn record(state: &AppState, job: &ToPoll, found: &Job) -> anyhow::Result<bool> {
-    Ok(jobs::record_state(&state.pool, job.id, &observed(found), "poll").await?)
+    let Some(seen) = observed(found) else {
+        tracing::warn!(job = %job.id, state = %found.state, "Orchestrator reported a state we do not know; ignored");
+        return Ok(false);
+    };
+    Ok(jobs::record_state(&state.pool, job.id, &seen, "poll").await?)
 }
 
 async fn read_and_record(

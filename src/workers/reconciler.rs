@@ -24,7 +24,7 @@ use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Scope};
-use crate::storage::jobs::JobRow;
+use crate::storage::jobs::{JobRow, JobState};
 use crate::tokens::TokenError;
 use crate::traffic::Class;
 
@@ -153,7 +153,7 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
         }
         let claimed = job_queue::claim(
             &state.pool,
-            "unknown",
+            JobState::Unknown,
             state.instance_id,
             BATCH,
             lease,
@@ -204,7 +204,7 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
         for ((_, folder), (conn, jobs)) in &groups {
             if !go_on {
                 let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-                job_queue::release(&state.pool, &ids, "unknown").await?;
+                job_queue::release(&state.pool, &ids, JobState::Unknown).await?;
                 continue;
             }
             go_on = group(state, conn, folder, jobs, &mut report).await?;

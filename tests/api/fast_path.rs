@@ -478,7 +478,7 @@ fn mark(id: uuid::Uuid, orchestrator_job_id: i64) -> Started {
         id,
         orchestrator_job_id,
         orchestrator_job_key: None,
-        state: "pending".into(),
+        state: uipath_gateway::storage::jobs::JobState::Pending,
         detail: json!({"orchestrator_job_id": orchestrator_job_id}),
     }
 }

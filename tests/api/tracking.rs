@@ -193,7 +193,7 @@ async fn late_or_repeated_states_never_overwrite_later_ones() {
     .await;
     let id = uuid::Uuid::parse_str(started["id"].as_str().unwrap()).unwrap();
     let seen = |state: &str| Observed {
-        state: state.into(),
+        state: uipath_gateway::domain::job_state::JobState::parse(state).unwrap(),
         output: None,
         error: None,
         info: None,
@@ -216,7 +216,7 @@ async fn late_or_repeated_states_never_overwrite_later_ones() {
         "an earlier state is ignored"
     );
     let done = Observed {
-        state: "successful".into(),
+        state: uipath_gateway::domain::job_state::JobState::Successful,
         output: Some(json!({"x": 1})),
         error: None,
         info: None,

@@ -256,8 +256,8 @@ pub struct Started {
     pub id: Uuid,
     pub orchestrator_job_id: i64,
     pub orchestrator_job_key: Option<Uuid>,
-    /// The ledger state (Orchestrator's, lower-cased).
-    pub state: String,
+    /// The ledger state (Orchestrator's).
+    pub state: JobState,
     pub detail: Value,
 }
 

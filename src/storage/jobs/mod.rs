@@ -5,6 +5,8 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+pub use crate::domain::job_state::JobState;
+
 mod batch_sql;
 mod ledger;
 mod queue;
@@ -22,7 +24,7 @@ pub struct JobRow {
     pub process_id: Option<Uuid>,
     pub process_name: String,
     pub source: String,
-    pub state: String,
+    pub state: JobState,
     pub input: Value,
     pub reference: String,
     pub orchestrator_job_id: Option<i64>,
@@ -53,13 +55,22 @@ pub struct EventRow {
 pub(super) const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
     output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
 
+/// A row's `state`, which only this code writes: anything else is a decode error.
+fn state_of(r: &sqlx::postgres::PgRow) -> Result<JobState, sqlx::Error> {
+    let name: String = r.try_get("state")?;
+    JobState::parse(&name).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "state".into(),
+        source: format!("`{name}` is not a job state").into(),
+    })
+}
+
 pub(super) fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
     Ok(JobRow {
         id: r.try_get("id")?,
         process_id: r.try_get("process_id")?,
         process_name: r.try_get("process_name")?,
         source: r.try_get("source")?,
-        state: r.try_get("state")?,
+        state: state_of(r)?,
         input: r.try_get("input")?,
         reference: r.try_get("reference")?,
         orchestrator_job_id: r.try_get("orchestrator_job_id")?,
@@ -126,14 +137,6 @@ pub async fn event<'e, E: sqlx::PgExecutor<'e>>(
 
 /// The channel that carries the id of every job that has just ended.
 pub const ENDED_CHANNEL: &str = "ugw_job_ended";
-
-/// The states a job ends in.
-pub const TERMINAL: [&str; 5] = ["successful", "faulted", "stopped", "rejected", "dead"];
-
-/// Whether a ledger state is final.
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL.contains(&state)
-}
 
 /// One job.
 pub async fn get<'e, E: sqlx::PgExecutor<'e>>(

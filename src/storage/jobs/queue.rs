@@ -14,7 +14,7 @@ use super::*;
 pub async fn mark_final(
     pool: &PgPool,
     id: Uuid,
-    state: &str,
+    state: JobState,
     error: Value,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -23,7 +23,7 @@ pub async fn mark_final(
          next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state in ('queued', 'unknown')",
     )
     .bind(id)
-    .bind(state)
+    .bind(state.as_str())
     .bind(&error)
     .execute(&mut *tx)
     .await?;
@@ -31,7 +31,7 @@ pub async fn mark_final(
         tx.rollback().await?;
         return Ok(false);
     }
-    event(&mut *tx, id, state, "dispatcher", Some(error)).await?;
+    event(&mut *tx, id, state.as_str(), "dispatcher", Some(error)).await?;
     ended(&mut tx, id).await?;
     tx.commit().await?;
     Ok(true)
@@ -107,7 +107,7 @@ pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx:
     event(
         &mut *tx,
         id,
-        "queued",
+        JobState::Queued.as_str(),
         "redrive",
         Some(serde_json::json!({"by": actor})),
     )

@@ -10,8 +10,8 @@ use super::*;
 /// What Orchestrator says about a job.
 #[derive(Debug, Clone)]
 pub struct Observed {
-    /// The ledger state (Orchestrator's, in lower case).
-    pub state: String,
+    /// The ledger state (Orchestrator's).
+    pub state: JobState,
     /// Output arguments, as JSON.
     pub output: Option<Value>,
     /// The error of a faulted job.
@@ -42,7 +42,7 @@ pub async fn record_state(
          state_changed_at = now() where id = $1 and state <> $2 and {rank_old} < 4 and ({rank_new} > {rank_old} or ({rank_new} = 2 and {rank_old} = 2))"
     );
     let detail = seen.info.as_ref().map(|i| serde_json::json!({"info": i}));
-    if !is_terminal(&seen.state) {
+    if !seen.state.is_terminal() {
         // Not an end: the change and its timeline entry in one statement (one round trip).
         let sql = format!(
             "with upd as ({sql} returning id), \
@@ -51,7 +51,7 @@ pub async fn record_state(
         );
         let changed: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .bind(&seen.state)
+            .bind(seen.state.as_str())
             .bind(&seen.output)
             .bind(&seen.error)
             .bind(&seen.info)
@@ -64,7 +64,7 @@ pub async fn record_state(
     let mut tx = pool.begin().await?;
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .bind(&seen.state)
+        .bind(seen.state.as_str())
         .bind(&seen.output)
         .bind(&seen.error)
         .bind(&seen.info)
@@ -74,7 +74,7 @@ pub async fn record_state(
         tx.rollback().await?;
         return Ok(false);
     }
-    event(&mut *tx, id, &seen.state, source, detail).await?;
+    event(&mut *tx, id, seen.state.as_str(), source, detail).await?;
     ended(&mut tx, id).await?;
     tx.commit().await?;
     Ok(true)

@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
+use crate::app::upstream;
 use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
 use crate::error::{ApiError, Problem};
 use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError, auth, request_token};
@@ -37,29 +38,6 @@ async fn load(state: &AppState, id_or_name: &str) -> Result<ConnectionRow, ApiEr
             format!("no connection with id or name `{id_or_name}`"),
         )
     })
-}
-
-/// Maps a token or Orchestrator failure to the caller's answer, keeping Orchestrator's code.
-pub fn upstream(e: TokenError) -> ApiError {
-    match e {
-        TokenError::Database(e) => e.into(),
-        TokenError::Config(detail) => ApiError::Conflict {
-            code: "connection_misconfigured",
-            detail,
-        },
-        TokenError::Orchestrator(e) => {
-            let status = if e.is_retryable() { 503 } else { 502 };
-            ApiError::Upstream {
-                status,
-                detail: format!("Orchestrator: {e}"),
-                orchestrator_code: e.error_code().map(String::from),
-                retry_after: e
-                    .retry_after()
-                    .map(|d| d.as_secs().max(1))
-                    .or(e.is_retryable().then_some(5)),
-            }
-        }
-    }
 }
 
 /// Legacy user keys: finds the account and tenant logical names when not given.

@@ -10,12 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
-use crate::app::dispatch;
 use crate::app::submit::{self, Submitted};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::jobs::{self as store, JobFilter, JobRow, JobState};
-use crate::storage::{connections, processes};
+use crate::storage::jobs::{self as store, JobFilter, JobRow};
 use crate::views::jobs::{CallbackView, JobPage, JobView, view};
 
 /// The wait a caller asked for: `?wait=N`, else `Prefer: wait=N` (RFC 7240).
@@ -386,7 +384,6 @@ pub async fn stop_job(
     body: Option<web::Json<StopInput>>,
 ) -> Result<HttpResponse, ApiError> {
     let job = load_for(&caller, &state, *id).await?;
-    let id = job.id;
     let strategy = body
         .and_then(|b| b.into_inner().strategy)
         .unwrap_or_else(|| "SoftStop".into());
@@ -396,56 +393,8 @@ pub async fn stop_job(
             "strategy must be SoftStop or Kill",
         ));
     }
-    let waiting = job.state.is_waiting();
-    let cancelled = waiting
-        && store::mark_final(
-            &state.pool,
-            job.id,
-            JobState::Stopped,
-            serde_json::json!({"message": "cancelled before it started"}),
-        )
-        .await?;
-    if !cancelled {
-        // In Orchestrator, or started there meanwhile (its start was in flight when the
-        // job was read): stop it there.
-        let job = if waiting {
-            store::get(&state.pool, job.id).await?.unwrap_or(job)
-        } else {
-            job
-        };
-        let orch_id = job.orchestrator_job_id.filter(|_| !job.state.is_terminal());
-        let Some(orch_id) = orch_id else {
-            return Err(ApiError::Conflict {
-                code: "job_ended",
-                detail: format!("the job has already ended ({})", job.state),
-            });
-        };
-        let process = processes::get_by_id(&state.pool, job.process_id.unwrap_or_default())
-            .await?
-            .ok_or_else(|| ApiError::Conflict {
-                code: "process_gone",
-                detail: "the job's process was deleted".into(),
-            })?;
-        let conn = connections::get(&state.pool, process.connection_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
-        let orch = dispatch::client(&state, &conn);
-        let folder = crate::orchestrator::FolderRef::parse(&process.folder);
-        dispatch::stop(&state, &conn, &orch, &folder, orch_id, &strategy)
-            .await
-            .map_err(super::connections::upstream)?;
-        store::event(
-            &state.pool,
-            job.id,
-            "stop_requested",
-            "api",
-            Some(serde_json::json!({"strategy": strategy})),
-        )
-        .await?;
-    }
-    let job = store::get(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
+    let state = state.into_inner();
+    let job = crate::app::stop::stop(&state, job, &strategy).await?;
     Ok(accepted(view(job, None), false))
 }
 

@@ -396,6 +396,7 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
 }
 
 /// As `attempt`, with the job's process and connection already loaded (as `/run` has them).
+#[tracing::instrument(skip_all, fields(job = %job.id, attempt = job.attempts))]
 pub async fn attempt_with(
     state: &AppState,
     job: &JobRow,

@@ -86,6 +86,7 @@ fn decide(
 }
 
 /// Dedup, filter, mapping and the job: shared by deliveries and admin replays.
+#[tracing::instrument(skip_all, fields(webhook = %hook.slug, delivery = %delivery.id))]
 pub async fn handle(
     state: &Arc<AppState>,
     hook: &HookRow,

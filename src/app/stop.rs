@@ -8,6 +8,7 @@ use crate::storage::jobs::{self as store, JobRow, JobState};
 use crate::storage::{connections, processes};
 
 /// Stops `job` with `strategy` (`SoftStop` or `Kill`); the job as it then stands.
+#[tracing::instrument(skip_all, fields(job = %job.id, strategy))]
 pub async fn stop(state: &AppState, job: JobRow, strategy: &str) -> Result<JobRow, ApiError> {
     let id = job.id;
     let waiting = job.state.is_waiting();

@@ -58,6 +58,7 @@ pub struct Call {
 
 /// `POST /run/{process}`: finds the process, checks the callback target and the
 /// arguments, records and starts the job, and waits for its end if asked.
+#[tracing::instrument(skip_all, fields(process = %call.process, job = tracing::field::Empty))]
 pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiError> {
     let mut process = state
         .lookups
@@ -151,6 +152,7 @@ pub async fn checked_arguments(
 
 /// Records `job` (claiming `idempotency` with it, when given) within
 /// `database.write_timeout_ms`, then starts it, answering within the same deadline.
+#[tracing::instrument(skip_all, fields(job = %job.id, process = %job.process_name))]
 pub async fn submit(
     state: &Arc<AppState>,
     job: NewJob,
@@ -204,6 +206,7 @@ pub async fn submit(
 /// Waits up to `wait` seconds (capped by the process's maximum) for the job to end;
 /// the job as it then stands. The job is committed, so a database failure while waiting
 /// ends the wait rather than failing a request whose job exists.
+#[tracing::instrument(skip_all, fields(job = %job.id, wait))]
 pub async fn wait_for_end(state: &AppState, job: JobRow, wait: u32) -> JobRow {
     let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
     if job.state.is_terminal() || wait == 0 {

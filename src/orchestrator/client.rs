@@ -113,6 +113,7 @@ impl OrchestratorClient {
         req
     }
 
+    #[tracing::instrument(skip_all, fields(tenant = %self.tenant, class = class.label()))]
     async fn send<T: DeserializeOwned>(
         &self,
         req: RequestBuilder,

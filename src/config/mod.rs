@@ -14,7 +14,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Prefix of every environment variable the gateway reads (besides `DATABASE_URL`).
 pub const ENV_PREFIX: &str = "GATEWAY_";
@@ -84,142 +84,16 @@ pub struct Settings {
     pub webhooks: Vec<crate::domain::hook::HookInput>,
 }
 
-/// How the gateway talks to Orchestrator.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrchestratorSettings {
-    /// Timeout of one call, in milliseconds.
-    pub timeout_ms: u64,
-    /// Share of a token's lifetime after which it is refreshed (0.5 to 0.95).
-    pub refresh_at: f64,
-    /// How often the background refresher looks for tokens to renew, in seconds.
-    pub refresh_interval_secs: u64,
-    /// Warn when a Personal Access Token expires within this many days.
-    pub pat_warning_days: i64,
-}
+mod defaults;
+mod sections;
 
-/// How queued jobs are started.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DispatchSettings {
-    /// Failures of a job itself before it is dead-lettered. A tenant's outage (429s,
-    /// pauses, an open circuit, a storm of 5xx or timeouts) does not count.
-    pub max_attempts: i32,
-    /// How long after an ambiguous start (a timeout, a 5xx after sending) the job is
-    /// looked up by its Reference, in seconds: time for the call to finish in Orchestrator.
-    pub reconcile_after_secs: u64,
-    /// How long one attempt owns a job, in seconds; after that another instance may take it.
-    pub lease_secs: i64,
-    /// How often the dispatcher looks for due jobs, in milliseconds.
-    pub poll_interval_ms: u64,
-    /// Jobs taken per pass.
-    pub batch_size: i64,
-}
-
-/// How started jobs are followed to their end.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrackingSettings {
-    /// How often the poller wakes up, in milliseconds.
-    pub pass_interval_ms: u64,
-    /// Ask Orchestrator about an unfinished job this long after its last news, in
-    /// seconds, while its connection's webhooks are quiet.
-    pub poll_every_secs: i64,
-    /// The same while webhooks are healthy (one arrived within `webhook_quiet_secs`).
-    pub poll_every_secs_with_webhooks: i64,
-    /// Webhooks count as healthy while one arrived within this many seconds.
-    pub webhook_quiet_secs: i64,
-    /// Filtered job lists (`GET /odata/Jobs?$filter=`) per tenant per minute, across
-    /// every instance. Orchestrator allows 100; the rest is left for other clients.
-    pub list_budget_per_minute: i64,
-    /// Job ids per filtered list (`Id eq 1 or Id eq 2 ...`; OData allows 100 nodes).
-    pub ids_per_list: usize,
-    /// Groups of at most this many jobs (same connection and folder) are read one by
-    /// one with `GET /odata/Jobs({id})`, which the list limit does not cover.
-    pub single_get_max: usize,
-    /// Single-job reads per second (per instance and tenant) once the tenant's list
-    /// budget is spent, so tracking keeps up without webhooks. 0 turns them off.
-    pub single_reads_per_second: u32,
-    /// Jobs asked about per pass.
-    pub batch_size: i64,
-    /// How often the registration of Orchestrator webhooks is checked, in seconds
-    /// (only with `public_url`).
-    pub webhook_check_secs: u64,
-}
+pub use defaults::defaults;
+use defaults::figment_value;
+pub use sections::*;
 
 pub use crate::callbacks::CallbackSettings;
 pub use crate::storage::DatabaseSettings;
 pub use crate::traffic::TrafficSettings;
-
-/// Inbound webhooks.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HookSettings {
-    /// A repeated delivery id (or, for schemes without a signed timestamp, the same signed
-    /// body) within this many seconds answers with the first job.
-    pub dedup_retention_secs: i64,
-    /// Largest delivery body of a webhook that sets no `max_body_bytes` of its own.
-    pub max_body_bytes: usize,
-    /// Refused deliveries (bad signature, over the rate) are kept this long, in seconds.
-    pub refused_retention_secs: i64,
-    /// At most this many refused deliveries per webhook are recorded per minute (per
-    /// instance); the rest are only counted in `/metrics`.
-    pub refused_per_minute: u32,
-}
-
-/// What one client address may hold open. Behind a proxy or load balancer every client
-/// shares its address: raise these there, or set them to 0 (off) and limit at the proxy.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientLimitSettings {
-    /// Open connections per client address; one over it is answered 429 and closed
-    /// before anything of it is read. 0 turns it off.
-    pub connections_per_address: usize,
-    /// Bytes of request bodies one client address may have being read at once; over
-    /// it, the request is answered 429. 0 turns it off.
-    pub body_bytes_per_address: usize,
-    /// A request body may pause at most this long, in seconds, and must arrive at
-    /// `body_min_bytes_per_sec` on average after its first this-many seconds; otherwise
-    /// it is answered 408 and its connection closed.
-    pub body_timeout_secs: u64,
-    /// The slowest average rate a request body may arrive at, after `body_timeout_secs`.
-    pub body_min_bytes_per_sec: u64,
-}
-
-/// Rate limits, per instance (each gateway instance counts on its own). 0 turns one off.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitSettings {
-    /// Sustained requests per second of one API key (on `/run`, `/jobs` and the admin API
-    /// when used with a key).
-    pub api_key_per_second: u32,
-    /// Requests one API key may send at once above the sustained rate.
-    pub api_key_burst: u32,
-    /// Sustained deliveries per second to one `/hooks/{slug}`.
-    pub hook_per_second: u32,
-    /// Deliveries one slug may receive at once above the sustained rate.
-    pub hook_burst: u32,
-}
-
-/// Embedded PostgreSQL settings, used only when no `database_url` is set.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddedSettings {
-    /// The unprivileged user the cluster runs as when the gateway runs as root.
-    pub run_as: String,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// JSON when stdout is not a terminal, text otherwise.
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
-}
 
 /// A setting that could not be loaded or is invalid. Displays as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,129 +119,6 @@ impl Default for Settings {
             .extract()
             .expect("built-in defaults are valid")
     }
-}
-
-/// A JSON value as figment's own: serde_json keeps numbers as their text
-/// (`arbitrary_precision`, for exact arguments), which other serializers would see as a map.
-fn figment_value(v: &serde_json::Value) -> figment::value::Value {
-    use figment::value::{Num, Value as F};
-    use serde_json::Value as J;
-    let tag = figment::value::Tag::Default;
-    match v {
-        J::Null => F::from(figment::value::Empty::None),
-        J::Bool(b) => F::Bool(tag, *b),
-        J::Number(n) => F::Num(
-            tag,
-            match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => Num::U64(u),
-                (None, Some(i)) => Num::I64(i),
-                _ => Num::F64(n.as_f64().unwrap_or_default()),
-            },
-        ),
-        J::String(s) => F::String(tag, s.clone()),
-        J::Array(items) => F::Array(tag, items.iter().map(figment_value).collect()),
-        J::Object(map) => F::Dict(
-            tag,
-            map.iter()
-                .map(|(k, v)| (k.clone(), figment_value(v)))
-                .collect(),
-        ),
-    }
-}
-
-/// The built-in defaults of every setting, as the first configuration layer.
-pub fn defaults() -> serde_json::Value {
-    serde_json::json!({
-        "host": "127.0.0.1",
-        "port": 8080,
-        "data_dir": "./.uipath-gateway",
-        "database_url": null,
-        "database": DatabaseSettings {
-            max_connections: 20,
-            min_connections: 1,
-            acquire_timeout_ms: 3_000,
-            write_timeout_ms: 5_000,
-        },
-        "pg_bin": null,
-        "embedded": EmbeddedSettings { run_as: "postgres".into() },
-        "dispatch": DispatchSettings {
-            max_attempts: 10,
-            reconcile_after_secs: 5,
-            lease_secs: 60,
-            poll_interval_ms: 250,
-            batch_size: 50,
-        },
-        "tracking": TrackingSettings {
-            pass_interval_ms: 1_000,
-            poll_every_secs: 5,
-            poll_every_secs_with_webhooks: 120,
-            webhook_quiet_secs: 300,
-            list_budget_per_minute: 60,
-            ids_per_list: 50,
-            single_get_max: 3,
-            single_reads_per_second: 50,
-            batch_size: 500,
-            webhook_check_secs: 300,
-        },
-        "traffic": TrafficSettings {
-            list_window_secs: 60,
-            list_reserve_share: 0.2,
-            budget_probe_secs: 3_600,
-            list_pause_secs: 60,
-            call_pause_secs: 5,
-            health_window_secs: 10,
-            circuit_min_calls: 8,
-            circuit_failure_share: 0.5,
-            strike_failure_share: 0.2,
-            circuit_open_ms: 1_000,
-            circuit_open_max_secs: 30,
-            refresh_ms: 250,
-            max_filter_chars: 4_000,
-        },
-        "callbacks": CallbackSettings {
-            retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000],
-            jitter: 0.2,
-            timeout_ms: 10_000,
-            poll_interval_ms: 1_000,
-            batch_size: 20,
-        },
-        "hooks": HookSettings {
-            dedup_retention_secs: 7 * 24 * 3600,
-            max_body_bytes: 256 * 1024,
-            refused_retention_secs: 3 * 24 * 3600,
-            refused_per_minute: 60,
-        },
-        "limits": ClientLimitSettings {
-            connections_per_address: 64,
-            body_bytes_per_address: 4 * 1024 * 1024,
-            body_timeout_secs: 5,
-            body_min_bytes_per_sec: 16 * 1024,
-        },
-        "rate_limits": RateLimitSettings {
-            api_key_per_second: 100,
-            api_key_burst: 200,
-            hook_per_second: 100,
-            hook_burst: 200,
-        },
-        "public_url": null,
-        "allow_private_callbacks": false,
-        "encryption_keys": null,
-        "admin_token": null,
-        "orchestrator": OrchestratorSettings {
-            timeout_ms: 30_000,
-            refresh_at: 0.8,
-            refresh_interval_secs: 30,
-            pat_warning_days: 14,
-        },
-        "log_format": LogFormat::Auto,
-        "log_level": "info,sqlx=warn",
-        "body_limit_bytes": 1024 * 1024,
-        "shutdown_timeout_secs": 30,
-        "http_workers": 0,
-        "connections": [],
-        "processes": [],
-        "webhooks": [],
-    })
 }
 
 impl Settings {
@@ -619,32 +370,6 @@ fn from_figment(err: figment::Error) -> ConfigError {
         kind => kind.to_string(),
     };
     ConfigError { setting, problem }
-}
-
-/// A boolean as people write it in environment variables.
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Int(u64),
-        Text(String),
-    }
-    match Flag::deserialize(d)? {
-        Flag::Bool(b) => Ok(b),
-        Flag::Int(0) => Ok(false),
-        Flag::Int(1) => Ok(true),
-        Flag::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected true or false (or 1/0, yes/no, on/off), found `{t}`"
-            ))),
-        },
-        Flag::Int(n) => Err(serde::de::Error::custom(format!(
-            "expected true or false (or 1/0), found {n}"
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -83,22 +83,6 @@ pub const SCHEMES: [&str; 9] = [
     "none",
 ];
 
-/// The verifier of a scheme with its settings (None for an unknown scheme).
-pub fn verifier(scheme: &str, config: &SchemeConfig) -> Option<Box<dyn Verifier>> {
-    Some(match scheme {
-        "github" => Box::new(super::providers::GitHub),
-        "stripe" => Box::new(super::providers::Stripe),
-        "slack" => Box::new(super::providers::Slack),
-        "shopify" => Box::new(super::providers::Shopify),
-        "standard_webhooks" => Box::new(super::providers::StandardWebhooks),
-        "uipath" => Box::new(super::providers::UiPath),
-        "hmac" => Box::new(super::custom::Generic(config.clone())),
-        "token" => Box::new(super::custom::Token(config.clone())),
-        "none" => Box::new(super::custom::Public),
-        _ => return None,
-    })
-}
-
 /// Problems with a scheme's settings, for a 422 at definition time.
 pub fn check_config(scheme: &str, c: &SchemeConfig) -> Vec<(String, String)> {
     let mut problems = Vec::new();

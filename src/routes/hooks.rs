@@ -139,7 +139,7 @@ pub async fn receive(
             .and_then(|v| v.to_str().ok())
             .map(String::from)
     };
-    let verifier = verify::verifier(&hook.scheme, &hook.config)
+    let verifier = crate::hooks::verifier(&hook.scheme, &hook.config)
         .ok_or_else(|| anyhow::anyhow!("unknown scheme {} stored", hook.scheme))?;
     let now = chrono::Utc::now().timestamp();
     let tolerance = hook.tolerance_seconds.into();

@@ -21,7 +21,7 @@ fn check(
         body,
         now,
     };
-    verifier(scheme, config)
+    crate::hooks::verifier(scheme, config)
         .unwrap()
         .verify(&req, &[secret.to_string()], 300)
 }

@@ -223,10 +223,7 @@ impl ApiError {
     }
 
     /// A 422 listing each field and what is wrong with it.
-    pub fn invalid(
-        code: &'static str,
-        problems: &[crate::domain::connection::FieldProblem],
-    ) -> Self {
+    pub fn invalid(code: &'static str, problems: &[crate::domain::problem::FieldProblem]) -> Self {
         ApiError::Unprocessable {
             code,
             detail: problems

@@ -331,7 +331,7 @@ async fn failed(
     mut d: Delivery,
     reason: String,
     code: &'static str,
-    problems: Option<Vec<crate::domain::connection::FieldProblem>>,
+    problems: Option<Vec<crate::domain::problem::FieldProblem>>,
 ) -> Result<Delivered, ApiError> {
     d.outcome = "failed".into();
     d.dedup = "none".into();

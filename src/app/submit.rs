@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::app::dispatch::{self, Outcome};
 use crate::domain::arguments;
 use crate::domain::callback_target::check_target;
-use crate::domain::connection::FieldProblem;
+use crate::domain::problem::FieldProblem;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::connection::FieldProblem;
+use super::problem::FieldProblem;
 use crate::orchestrator::models::ArgumentDefinition;
 
 /// Orchestrator's cap on the `InputArguments` string.

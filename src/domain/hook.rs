@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::connection::FieldProblem;
+use crate::domain::problem::FieldProblem;
 use crate::hooks::{expr, verify};
 
 /// The answer sent to the webhook's sender.
@@ -110,7 +110,7 @@ impl HookInput {
             })
         };
         let slug = self.slug.unwrap_or_default();
-        if !crate::domain::connection::valid_name(&slug) {
+        if !crate::domain::problem::valid_name(&slug) {
             bad("slug", "required: 1-100 letters, digits, `-` or `_`");
         }
         let process = self.process.unwrap_or_default();
@@ -141,10 +141,7 @@ impl HookInput {
             if list.iter().any(|s| s.is_empty() || s.len() > 500) {
                 bad("secrets", "each secret must be 1-500 characters");
             }
-            if list
-                .iter()
-                .any(|s| crate::domain::connection::has_control(s))
-            {
+            if list.iter().any(|s| crate::domain::problem::has_control(s)) {
                 bad("secrets", "secrets must not contain control characters");
             }
             if list.len() > 10 {

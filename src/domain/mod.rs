@@ -6,4 +6,5 @@ pub mod connection;
 pub mod folder;
 pub mod hook;
 pub mod job_state;
+pub mod problem;
 pub mod process;

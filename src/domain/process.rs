@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::connection::{FieldProblem, valid_name};
+use super::problem::{FieldProblem, valid_name};
 
 /// Which release to start: by process key or release name, optionally pinned.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
 use super::auth::new_key;
-use crate::domain::connection::valid_name;
+use crate::domain::problem::valid_name;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::api_keys::{self as store, ApiKeyRow};

@@ -16,7 +16,7 @@ use crate::storage::connections::{self as store, ConnectionRow};
 use crate::tokens::TokenError;
 use crate::views::connections::{ConnectionList, ConnectionView, view};
 
-fn problems_error(problems: Vec<crate::domain::connection::FieldProblem>) -> ApiError {
+fn problems_error(problems: Vec<crate::domain::problem::FieldProblem>) -> ApiError {
     ApiError::invalid("validation_failed", &problems)
 }
 

@@ -7,8 +7,8 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
-use crate::domain::connection::FieldProblem;
 use crate::domain::hook::HookInput;
+use crate::domain::problem::FieldProblem;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::hooks::{self as store, Delivery, WriteError};

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
 
 use super::admin::{Admin, snapshot};
-use crate::domain::connection::FieldProblem;
+use crate::domain::problem::FieldProblem;
 use crate::domain::process::{NewProcess, ProcessInput};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;

@@ -7,6 +7,8 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::crypto::KeyRing;
+use crate::orchestrator::OrchestratorClient;
+use crate::storage::connections::ConnectionRow;
 use crate::tokens::TokenManager;
 
 /// What every handler can reach.
@@ -39,4 +41,17 @@ pub struct AppState {
     pub traffic: std::sync::Arc<crate::traffic::Governor>,
     /// Renders `/metrics` (None if another metrics recorder was installed first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl AppState {
+    /// The Orchestrator client for a connection: the shared HTTP client, the connection's
+    /// URL and tenant header, every call through its tenant's traffic governor.
+    pub fn orchestrator(&self, conn: &ConnectionRow) -> OrchestratorClient {
+        OrchestratorClient::new(
+            self.http.clone(),
+            &conn.settings.orchestrator_url,
+            conn.settings.tenant_name_header.clone(),
+        )
+        .governed(self.traffic.clone())
+    }
 }

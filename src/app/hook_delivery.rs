@@ -153,24 +153,19 @@ pub async fn handle(
         .unwrap_or_default();
     // Checked against the release's arguments when they are known (cached); the answer
     // never waits on Orchestrator, so an unknown release is checked by the start itself.
-    let merged = match &process.release_arguments {
-        Some(defs) => {
-            let defs: Vec<crate::orchestrator::models::ArgumentDefinition> =
-                serde_json::from_value(defs.clone()).unwrap_or_default();
-            match arguments::validate(&defs, &defaults, &input) {
-                Ok(m) => m,
-                Err(problems) => {
-                    let reason = problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.field, p.problem))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    delivery.mapped_input = Some(Value::Object(input));
-                    return failed(state, delivery, reason, "invalid_arguments", Some(problems))
-                        .await;
-                }
+    let merged = match &process.resolved {
+        Some(release) => match arguments::validate(&release.arguments, &defaults, &input) {
+            Ok(m) => m,
+            Err(problems) => {
+                let reason = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                delivery.mapped_input = Some(Value::Object(input));
+                return failed(state, delivery, reason, "invalid_arguments", Some(problems)).await;
             }
-        }
+        },
         None => {
             let mut m = defaults;
             m.extend(input);

@@ -4,6 +4,7 @@
 pub mod config_apply;
 pub mod dispatch;
 pub mod hook_delivery;
+pub mod release;
 pub mod stop;
 pub mod submit;
 

@@ -1,11 +1,14 @@
 //! Stopping a job: one that has not reached Orchestrator is cancelled in the ledger; one
 //! that has (or whose start was in flight) is stopped there, with a `stop_requested` entry.
 
-use crate::app::dispatch;
 use crate::error::ApiError;
+use crate::orchestrator::models::StopJobsRequest;
+use crate::orchestrator::{FolderRef, OrchestratorClient};
 use crate::state::AppState;
+use crate::storage::connections::ConnectionRow;
 use crate::storage::jobs::{self as store, JobRow, JobState};
 use crate::storage::{connections, processes};
+use crate::tokens::TokenError;
 
 /// Stops `job` with `strategy` (`SoftStop` or `Kill`); the job as it then stands.
 #[tracing::instrument(skip_all, fields(job = %job.id, strategy))]
@@ -44,9 +47,9 @@ pub async fn stop(state: &AppState, job: JobRow, strategy: &str) -> Result<JobRo
         let conn = connections::get(&state.pool, process.connection_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
-        let orch = dispatch::client(state, &conn);
-        let folder = crate::orchestrator::FolderRef::parse(&process.folder);
-        dispatch::stop(state, &conn, &orch, &folder, orch_id, strategy)
+        let orch = state.orchestrator(&conn);
+        let folder = FolderRef::parse(&process.folder);
+        in_orchestrator(state, &conn, &orch, &folder, orch_id, strategy)
             .await
             .map_err(super::upstream)?;
         store::event(
@@ -61,4 +64,26 @@ pub async fn stop(state: &AppState, job: JobRow, strategy: &str) -> Result<JobRo
     store::get(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))
+}
+
+/// StopJobs (`SoftStop` or `Kill`) for one Orchestrator job.
+pub async fn in_orchestrator(
+    state: &AppState,
+    conn: &ConnectionRow,
+    orch: &OrchestratorClient,
+    folder: &FolderRef,
+    orchestrator_job_id: i64,
+    strategy: &str,
+) -> Result<(), TokenError> {
+    let request = StopJobsRequest {
+        strategy: strategy.into(),
+        job_ids: vec![orchestrator_job_id],
+    };
+    state
+        .tokens
+        .with_token(conn, |t| {
+            let (orch, folder, request) = (orch.clone(), folder.clone(), request.clone());
+            async move { orch.stop_jobs(&t, &folder, &request).await }
+        })
+        .await
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::app::dispatch::{self, Outcome};
+use crate::app::release;
 use crate::domain::arguments;
 use crate::domain::callback_target::check_target;
 use crate::domain::problem::FieldProblem;
@@ -102,13 +103,19 @@ pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiErro
             key,
             request_hash,
         });
+    // The wait a caller asked for, capped by the process's maximum.
+    let wait = call
+        .wait
+        .map(|w| w.min(process.max_wait_seconds.max(0) as u32))
+        .filter(|w| *w > 0);
     let submitted = submit(state, job, claim, process, Some(conn)).await?;
-    let Some(wait) = call.wait.filter(|w| *w > 0) else {
+    let Some(wait) = wait.map(|w| Duration::from_secs(w.into())) else {
         return Ok(submitted);
     };
+    let ended = |job| state.jobs_ended.until_end(&state.pool, job, wait);
     Ok(match submitted {
-        Submitted::New(job) => Submitted::New(wait_for_end(state, job, wait).await),
-        Submitted::Repeat(job) => Submitted::Repeat(wait_for_end(state, job, wait).await),
+        Submitted::New(job) => Submitted::New(ended(job).await),
+        Submitted::Repeat(job) => Submitted::Repeat(ended(job).await),
     })
 }
 
@@ -134,12 +141,12 @@ pub async fn checked_arguments(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    match dispatch::release(state, process, conn, false).await {
-        Ok((key, definitions)) => {
-            process.release_key = Uuid::parse_str(&key).ok();
-            process.release_arguments = serde_json::to_value(&definitions).ok();
-            arguments::validate(&definitions, &defaults, &input)
-                .map_err(|problems| ApiError::invalid("invalid_arguments", &problems))
+    match release::resolve(state, process, conn, false).await {
+        Ok(release) => {
+            let checked = arguments::validate(&release.arguments, &defaults, &input)
+                .map_err(|problems| ApiError::invalid("invalid_arguments", &problems));
+            process.resolved = Some(release);
+            checked
         }
         Err(e) => {
             tracing::info!(error = %e, "release lookup failed; the job is recorded unchecked");
@@ -185,15 +192,11 @@ pub async fn submit(
                 });
             }
             Claimed::Taken {
-                job_id,
+                job,
                 same_request: true,
             } => {
-                let first = match job_id {
-                    Some(id) => store::get(&state.pool, id).await?,
-                    None => None,
-                };
-                return first
-                    .map(Submitted::Repeat)
+                return job
+                    .map(|first| Submitted::Repeat(*first))
                     .ok_or_else(|| anyhow::anyhow!("idempotency record without job").into());
             }
         },
@@ -201,24 +204,6 @@ pub async fn submit(
     Ok(Submitted::New(
         start_within(state, recorded, process, conn).await?,
     ))
-}
-
-/// Waits up to `wait` seconds (capped by the process's maximum) for the job to end;
-/// the job as it then stands. The job is committed, so a database failure while waiting
-/// ends the wait rather than failing a request whose job exists.
-#[tracing::instrument(skip_all, fields(job = %job.id, wait))]
-pub async fn wait_for_end(state: &AppState, job: JobRow, wait: u32) -> JobRow {
-    let wait = wait.min(max_wait(state, &job).await.unwrap_or(0));
-    if job.state.is_terminal() || wait == 0 {
-        return job;
-    }
-    state
-        .jobs_ended
-        .wait(&state.pool, job.id, Duration::from_secs(wait.into()))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(job)
 }
 
 /// The longest wait the job's process allows (60 s if the process was deleted).

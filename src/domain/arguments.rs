@@ -1,10 +1,38 @@
 //! Input arguments checked against a release's definitions (`Arguments.Input`), so a
 //! bad call is refused with a 422 naming each argument instead of failing in the robot.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::problem::FieldProblem;
-use crate::orchestrator::models::ArgumentDefinition;
+
+/// One argument definition inside a release's `Arguments.Input` (Orchestrator's JSON).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgumentDefinition {
+    /// Name, as in Studio.
+    pub name: String,
+    /// .NET type name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Must be given.
+    #[serde(default)]
+    pub required: bool,
+    /// Has a default in the workflow.
+    #[serde(default)]
+    pub has_default: bool,
+}
+
+/// The release a process starts, as looked up in Orchestrator: its key and the
+/// definitions of its input arguments (read once, typed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRelease {
+    /// The `ReleaseKey` StartJobs wants.
+    pub key: Uuid,
+    /// `Arguments.Input`, parsed.
+    pub arguments: Vec<ArgumentDefinition>,
+}
 
 /// Orchestrator's cap on the `InputArguments` string.
 pub const MAX_INPUT_ARGUMENTS: usize = 10_000;

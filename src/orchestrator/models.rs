@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::domain::arguments::ArgumentDefinition;
+
 /// `{"value": [...]}` of an OData collection.
 #[derive(Debug, Deserialize)]
 pub struct ODataList<T> {
@@ -60,23 +62,6 @@ pub struct ReleaseArguments {
     pub input: Option<String>,
     /// Output definitions, a JSON string.
     pub output: Option<String>,
-}
-
-/// One argument definition inside `Arguments.Input`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ArgumentDefinition {
-    /// Name, as in Studio.
-    pub name: String,
-    /// .NET type name.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Must be given.
-    #[serde(default)]
-    pub required: bool,
-    /// Has a default in the workflow.
-    #[serde(default)]
-    pub has_default: bool,
 }
 
 impl Release {

@@ -121,4 +121,18 @@ impl JobWatch {
             }
         }
     }
+
+    /// `job` once it has ended, waiting up to `wait` for that; the job as it then stands.
+    /// The job is committed, so a database failure while waiting ends the wait (with the
+    /// job as last read) rather than failing a request whose job exists.
+    pub async fn until_end(&self, pool: &PgPool, job: JobRow, wait: Duration) -> JobRow {
+        if job.state.is_terminal() || wait.is_zero() {
+            return job;
+        }
+        self.wait(pool, job.id, wait)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(job)
+    }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use crate::domain::arguments::ResolvedRelease;
 use crate::domain::folder::FolderRef;
 use crate::domain::process::{JobOptions, NewProcess, ReleaseSelector};
 
@@ -16,8 +17,8 @@ pub struct ProcessRow {
     pub connection_name: String,
     pub folder: String,
     pub release: ReleaseSelector,
-    pub release_key: Option<Uuid>,
-    pub release_arguments: Option<serde_json::Value>,
+    /// The release last looked up for this process (its key and argument definitions).
+    pub resolved: Option<ResolvedRelease>,
     pub release_resolved_at: Option<DateTime<Utc>>,
     pub default_input: serde_json::Value,
     pub job_options: JobOptions,
@@ -58,8 +59,16 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
             name: r.try_get("release_name")?,
             version: r.try_get("release_version")?,
         },
-        release_key: r.try_get("release_key")?,
-        release_arguments: r.try_get("release_arguments")?,
+        resolved: match (
+            r.try_get::<Option<Uuid>, _>("release_key")?,
+            r.try_get::<Option<serde_json::Value>, _>("release_arguments")?,
+        ) {
+            (Some(key), Some(arguments)) => Some(ResolvedRelease {
+                key,
+                arguments: serde_json::from_value(arguments).unwrap_or_default(),
+            }),
+            _ => None,
+        },
         release_resolved_at: r.try_get("release_resolved_at")?,
         default_input: r.try_get("default_input")?,
         job_options: serde_json::from_value(job_options).unwrap_or_default(),
@@ -223,12 +232,12 @@ pub fn secret_aad(process_id: Uuid) -> String {
 pub async fn cache_release(
     pool: &PgPool,
     process_id: Uuid,
-    key: Option<Uuid>,
-    arguments: &serde_json::Value,
+    release: &ResolvedRelease,
 ) -> Result<(), sqlx::Error> {
+    let arguments = serde_json::to_value(&release.arguments).unwrap_or_default();
     sqlx::query("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1")
         .bind(process_id)
-        .bind(key)
+        .bind(release.key)
         .bind(arguments)
         .execute(pool)
         .await?;

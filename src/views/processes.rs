@@ -56,7 +56,7 @@ impl From<ProcessRow> for ProcessView {
             connection: r.connection_name,
             folder: r.folder,
             release: r.release,
-            release_key: r.release_key,
+            release_key: r.resolved.as_ref().map(|release| release.key),
             release_resolved_at: r.release_resolved_at,
             default_input: r.default_input,
             job_options: r.job_options,

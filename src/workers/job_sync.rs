@@ -24,7 +24,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::dispatch;
 use crate::domain::job_state::JobState;
 use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
@@ -91,7 +90,7 @@ async fn read_one(
     folder: &FolderRef,
     orch_id: i64,
 ) -> Result<Job, TokenError> {
-    let orch = dispatch::client(state, conn);
+    let orch = state.orchestrator(conn);
     state
         .tokens
         .with_token(conn, |t| {
@@ -107,7 +106,7 @@ async fn read_list(
     folder: &FolderRef,
     ids: &[i64],
 ) -> Result<Vec<Job>, TokenError> {
-    let orch = dispatch::client(state, conn);
+    let orch = state.orchestrator(conn);
     let filter = id_filter(ids);
     state
         .tokens

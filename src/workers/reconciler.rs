@@ -55,7 +55,7 @@ async fn look_up(
     folder: &FolderRef,
     references: &[String],
 ) -> Result<Vec<Job>, TokenError> {
-    let orch = dispatch::client(state, conn);
+    let orch = state.orchestrator(conn);
     state
         .tokens
         .with_token(conn, |t| {
@@ -76,7 +76,7 @@ async fn group(
 ) -> anyhow::Result<bool> {
     let t = &state.settings;
     let folder_ref = FolderRef::parse(folder);
-    let orch = dispatch::client(state, conn);
+    let orch = state.orchestrator(conn);
     let runs = pack(
         jobs,
         t.tracking.ids_per_list,

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::dispatch;
 use crate::orchestrator::models::{Webhook, WebhookEvent};
 use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};
@@ -85,7 +84,7 @@ pub async fn ensure(
     .await?;
     let url = events_url(public_url, &conn.name);
     let known = connections::webhook_state(&state.pool, conn.id).await?;
-    let orch = dispatch::client(state, conn);
+    let orch = state.orchestrator(conn);
     let existing = state
         .tokens
         .with_token(conn, |t| {

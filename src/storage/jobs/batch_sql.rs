@@ -351,10 +351,10 @@ pub struct ClaimedJob {
 pub enum Claimed {
     /// The key was free: this job is stored.
     New(Box<JobRow>),
-    /// The key names an earlier job (None if that job is gone); whether that request was
-    /// the same as this one.
+    /// The key names an earlier job (None if that job is gone), read in the same
+    /// transaction; whether that request was the same as this one.
     Taken {
-        job_id: Option<Uuid>,
+        job: Option<Box<JobRow>>,
         same_request: bool,
     },
 }
@@ -421,8 +421,12 @@ pub(super) async fn insert_claimed_many(
                 .fetch_one(&mut *conn)
                 .await?;
                 let stored_hash: Vec<u8> = taken.try_get("request_hash")?;
+                let job = match taken.try_get::<Option<Uuid>, _>("job_id")? {
+                    Some(id) => super::get(&mut *conn, id).await?.map(Box::new),
+                    None => None,
+                };
                 Claimed::Taken {
-                    job_id: taken.try_get("job_id")?,
+                    job,
                     same_request: stored_hash == item.claim.request_hash,
                 }
             }

@@ -2,6 +2,7 @@
 //! no SQL text here.
 
 pub mod config_apply;
+pub mod discovery;
 pub mod dispatch;
 pub mod hook_delivery;
 pub mod release;

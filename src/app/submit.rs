@@ -277,3 +277,34 @@ pub async fn start(
         .flatten()
         .unwrap_or(job))
 }
+
+/// `POST /jobs/{id}/replay`: a new job with `first`'s input and callback, linked to it.
+#[tracing::instrument(skip_all, fields(replay_of = %first.id))]
+pub async fn replay(
+    state: &Arc<AppState>,
+    first: JobRow,
+    caller: Uuid,
+) -> Result<JobRow, ApiError> {
+    let process_gone = || ApiError::Conflict {
+        code: "process_gone",
+        detail: "the job's process was deleted".into(),
+    };
+    let process_id = first.process_id.ok_or_else(process_gone)?;
+    let process = state
+        .lookups
+        .process_by_id(&state.pool, process_id)
+        .await?
+        .ok_or_else(process_gone)?;
+    let input = first.input.as_object().cloned().unwrap_or_default();
+    let job = new_job(
+        &process,
+        "replay",
+        Some(caller.to_string()),
+        input,
+        first.callback_url.clone(),
+        Some(first.id),
+    );
+    match submit(state, job, None, process, None).await? {
+        Submitted::New(job) | Submitted::Repeat(job) => Ok(job),
+    }
+}

@@ -1,20 +1,20 @@
 //! `/connections`: Orchestrator tenants and their credentials (admin only).
 
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
-use crate::app::upstream;
-use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
+use crate::app::discovery;
+use crate::domain::connection::{ConnectionInput, Kind};
 use crate::error::{ApiError, Problem};
-use crate::orchestrator::{FolderRef, OrchestratorClient, OrchestratorError, auth, request_token};
+use crate::orchestrator::FolderRef;
 use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
-use crate::tokens::TokenError;
-use crate::views::connections::{ConnectionList, ConnectionView, view};
+use crate::views::connections::{
+    ConnectionList, ConnectionTest, ConnectionView, FolderList, ReleaseList, view,
+};
 
 fn problems_error(problems: Vec<crate::domain::problem::FieldProblem>) -> ApiError {
     ApiError::invalid("validation_failed", &problems)
@@ -40,34 +40,6 @@ async fn load(state: &AppState, id_or_name: &str) -> Result<ConnectionRow, ApiEr
     })
 }
 
-/// Legacy user keys: finds the account and tenant logical names when not given.
-async fn discover_if_needed(state: &AppState, new: &mut NewConnection) -> Result<(), ApiError> {
-    if new.kind != Kind::UserKey || !new.settings.orchestrator_url.is_empty() {
-        return Ok(());
-    }
-    let creds = crate::domain::connection::credentials(new.kind, &new.settings, &new.secrets, None)
-        .ok_or_else(|| ApiError::bad_request("validation_failed", "user_key is required"))?;
-    let fail = |e: OrchestratorError| upstream(TokenError::Orchestrator(e));
-    let grant = request_token(&state.http, &creds).await.map_err(fail)?;
-    let id_token = grant.id_token.ok_or_else(|| {
-        fail(OrchestratorError::Auth {
-            status: 200,
-            error_code: None,
-            message: "no id_token came back".into(),
-        })
-    })?;
-    let discovery = new.settings.discovery_url.clone().unwrap_or_default();
-    let (account, tenant) = auth::discover_legacy(&state.http, &discovery, &id_token)
-        .await
-        .map_err(fail)?;
-    new.settings.orchestrator_url =
-        format!("{}/{account}/{tenant}", discovery.trim_end_matches('/'));
-    new.settings.tenant_name_header = Some(tenant.clone());
-    new.organization = Some(account);
-    new.tenant = Some(tenant);
-    Ok(())
-}
-
 /// Create a connection. Secret fields are stored sealed and never shown again.
 #[utoipa::path(
     tag = "connections",
@@ -90,7 +62,7 @@ pub async fn create_connection(
     body: web::Json<ConnectionInput>,
 ) -> Result<HttpResponse, ApiError> {
     let mut new = body.into_inner().validate().map_err(problems_error)?;
-    discover_if_needed(&state, &mut new).await?;
+    discovery::legacy_names(&state, &mut new).await?;
     let row = store::insert(&state.pool, &state.keys, Uuid::new_v4(), &new)
         .await
         .map_err(|e| name_taken(e, &new.name))?;
@@ -186,7 +158,7 @@ pub async fn replace_connection(
         .into_inner()
         .validate_with(Some(&old_secrets), refresh_stored)
         .map_err(problems_error)?;
-    discover_if_needed(&state, &mut new).await?;
+    discovery::legacy_names(&state, &mut new).await?;
     let id = old.id;
     let row = store::replace(&state.pool, &state.keys, id, &new, old_secrets)
         .await
@@ -258,36 +230,6 @@ pub async fn delete_connection(
     }
 }
 
-/// What `test` found.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConnectionTest {
-    /// True when a token was had and folders could be listed.
-    pub ok: bool,
-    /// The auth flow used.
-    pub kind: Kind,
-    /// Who the token belongs to (client id or user name), as configured.
-    pub identity: Option<String>,
-    /// When the token expires.
-    pub token_expires_at: Option<DateTime<Utc>>,
-    /// How many folders the token can see.
-    pub folder_count: Option<usize>,
-    /// Their paths (the first 50).
-    pub folders: Vec<String>,
-    /// Why the test failed, with Orchestrator's code.
-    pub error: Option<String>,
-    /// Orchestrator's `errorCode` or OAuth `error`.
-    pub orchestrator_error_code: Option<String>,
-}
-
-fn client(state: &AppState, row: &ConnectionRow) -> OrchestratorClient {
-    OrchestratorClient::new(
-        state.http.clone(),
-        &row.settings.orchestrator_url,
-        row.settings.tenant_name_header.clone(),
-    )
-    .governed(state.traffic.clone())
-}
-
 /// Authenticate and report who and what the token can see.
 #[utoipa::path(
     tag = "connections",
@@ -307,75 +249,7 @@ pub async fn test_connection(
     id: web::Path<String>,
 ) -> Result<web::Json<ConnectionTest>, ApiError> {
     let row = load(&state, &id).await?;
-    let orch = client(&state, &row);
-    let result = state.tokens.with_token(&row, |t| {
-        let orch = orch.clone();
-        async move { orch.folders(&t).await }
-    });
-    let identity = row
-        .settings
-        .client_id
-        .clone()
-        .or_else(|| row.settings.username.clone());
-    let report = match result.await {
-        Ok(folders) => {
-            let after = store::get(&state.pool, row.id)
-                .await?
-                .and_then(|r| r.token_expires_at);
-            ConnectionTest {
-                ok: true,
-                kind: row.kind,
-                identity,
-                token_expires_at: after,
-                folder_count: Some(folders.len()),
-                folders: folders
-                    .iter()
-                    .take(50)
-                    .map(|f| {
-                        f.fully_qualified_name
-                            .clone()
-                            .unwrap_or_else(|| f.display_name.clone())
-                    })
-                    .collect(),
-                error: None,
-                orchestrator_error_code: None,
-            }
-        }
-        Err(TokenError::Database(e)) => return Err(e.into()),
-        Err(e) => {
-            let code = match &e {
-                TokenError::Orchestrator(o) => o.error_code().map(String::from),
-                _ => None,
-            };
-            ConnectionTest {
-                ok: false,
-                kind: row.kind,
-                identity,
-                token_expires_at: None,
-                folder_count: None,
-                folders: vec![],
-                error: Some(e.to_string()),
-                orchestrator_error_code: code,
-            }
-        }
-    };
-    Ok(web::Json(report))
-}
-
-/// A folder, for picking one.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FolderView {
-    pub id: i64,
-    pub key: Option<String>,
-    pub path: String,
-    pub display_name: String,
-    pub folder_type: Option<String>,
-}
-
-/// Folders the connection can see.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FolderList {
-    pub items: Vec<FolderView>,
+    Ok(web::Json(discovery::test(&state, &row).await?))
 }
 
 /// List the folders the connection can see, to pick one by path instead of hunting for ids.
@@ -400,28 +274,7 @@ pub async fn connection_folders(
     id: web::Path<String>,
 ) -> Result<web::Json<FolderList>, ApiError> {
     let row = load(&state, &id).await?;
-    let orch = client(&state, &row);
-    let folders = state
-        .tokens
-        .with_token(&row, |t| {
-            let orch = orch.clone();
-            async move { orch.folders(&t).await }
-        })
-        .await
-        .map_err(upstream)?;
-    let items = folders
-        .into_iter()
-        .map(|f| FolderView {
-            path: f
-                .fully_qualified_name
-                .clone()
-                .unwrap_or_else(|| f.display_name.clone()),
-            id: f.id,
-            key: f.key,
-            display_name: f.display_name,
-            folder_type: f.folder_type,
-        })
-        .collect();
+    let items = discovery::folders(&state, &row).await?;
     Ok(web::Json(FolderList { items }))
 }
 
@@ -430,25 +283,6 @@ pub async fn connection_folders(
 pub struct FolderQuery {
     /// A folder path (`Finance/AP`), id (`34`) or key (GUID).
     pub folder: Option<String>,
-}
-
-/// A release (process), for picking one.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReleaseView {
-    /// The ReleaseKey.
-    pub key: Option<String>,
-    pub process_key: String,
-    pub name: String,
-    pub version: String,
-    /// Input argument definitions, parsed.
-    #[schema(value_type = Vec<Object>)]
-    pub input_arguments: serde_json::Value,
-}
-
-/// Releases in a folder.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReleaseList {
-    pub items: Vec<ReleaseView>,
 }
 
 /// List the releases (processes) in a folder, with their input arguments.
@@ -486,25 +320,6 @@ pub async fn connection_releases(
         })?;
     let folder = FolderRef::parse(folder);
     let row = load(&state, &id).await?;
-    let orch = client(&state, &row);
-    let releases = state
-        .tokens
-        .with_token(&row, |t| {
-            let (orch, folder) = (orch.clone(), folder.clone());
-            async move { orch.releases(&t, &folder, None).await }
-        })
-        .await
-        .map_err(upstream)?;
-    let items = releases
-        .into_iter()
-        .map(|r| ReleaseView {
-            input_arguments: serde_json::to_value(r.input_arguments().unwrap_or_default())
-                .unwrap_or_default(),
-            key: r.key,
-            process_key: r.process_key,
-            name: r.name,
-            version: r.process_version,
-        })
-        .collect();
+    let items = discovery::releases(&state, &row, &folder).await?;
     Ok(web::Json(ReleaseList { items }))
 }

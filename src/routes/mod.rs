@@ -15,6 +15,7 @@ pub mod hook_admin;
 pub mod hooks;
 pub mod jobs;
 pub mod processes;
+pub mod run;
 
 use actix_web::dev::ResourceDef;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
@@ -27,7 +28,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut ServiceConfig) {
     // The hot routes first: actix tries resources in this order, matching each
     // parameterised path with a regex, so every route ahead of `/run` costs a match.
-    cfg.service(jobs::run)
+    cfg.service(run::run)
         .service(hooks::receive)
         .service(events::orchestrator_event)
         .service(health::healthz)

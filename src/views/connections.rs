@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::connection::{ConnectionSettings, Flavour, Kind};
+use crate::orchestrator::models::{Folder, Release};
 use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
 
@@ -81,5 +82,89 @@ pub fn view(state: &AppState, row: ConnectionRow) -> ConnectionView {
         warnings,
         created_at: row.created_at,
         updated_at: row.updated_at,
+    }
+}
+
+/// What `test` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionTest {
+    /// True when a token was had and folders could be listed.
+    pub ok: bool,
+    /// The auth flow used.
+    pub kind: Kind,
+    /// Who the token belongs to (client id or user name), as configured.
+    pub identity: Option<String>,
+    /// When the token expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// How many folders the token can see.
+    pub folder_count: Option<usize>,
+    /// Their paths (the first 50).
+    pub folders: Vec<String>,
+    /// Why the test failed, with Orchestrator's code.
+    pub error: Option<String>,
+    /// Orchestrator's `errorCode` or OAuth `error`.
+    pub orchestrator_error_code: Option<String>,
+}
+
+/// A folder, for picking one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderView {
+    pub id: i64,
+    pub key: Option<String>,
+    pub path: String,
+    pub display_name: String,
+    pub folder_type: Option<String>,
+}
+
+/// Folders the connection can see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderList {
+    pub items: Vec<FolderView>,
+}
+
+/// A release (process), for picking one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseView {
+    /// The ReleaseKey.
+    pub key: Option<String>,
+    pub process_key: String,
+    pub name: String,
+    pub version: String,
+    /// Input argument definitions, parsed.
+    #[schema(value_type = Vec<Object>)]
+    pub input_arguments: serde_json::Value,
+}
+
+/// Releases in a folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseList {
+    pub items: Vec<ReleaseView>,
+}
+
+impl From<Folder> for FolderView {
+    fn from(f: Folder) -> Self {
+        FolderView {
+            path: f
+                .fully_qualified_name
+                .clone()
+                .unwrap_or_else(|| f.display_name.clone()),
+            id: f.id,
+            key: f.key,
+            display_name: f.display_name,
+            folder_type: f.folder_type,
+        }
+    }
+}
+
+impl From<Release> for ReleaseView {
+    fn from(r: Release) -> Self {
+        ReleaseView {
+            input_arguments: serde_json::to_value(r.input_arguments().unwrap_or_default())
+                .unwrap_or_default(),
+            key: r.key,
+            process_key: r.process_key,
+            name: r.name,
+            version: r.process_version,
+        }
     }
 }

@@ -1,9 +1,18 @@
-//! Connections and their tokens. Secrets go in sealed; they come out only through
-//! `open_secrets` and the token functions, never in a listing.
+//! Connections: their settings and sealed secrets, health, and lookups by id or name.
+//! Secrets go in sealed; they come out only through `open_secrets` and the token
+//! functions (`tokens.rs`), never in a listing.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
+
+mod tokens;
+mod webhooks;
+
+pub use tokens::{TokenRow, lock_tokens, save_tokens};
+pub use webhooks::{
+    WebhookState, ensure_webhook_secret, webhook_checked, webhook_heard, webhook_state,
+};
 
 use crate::crypto::KeyRing;
 use crate::domain::connection::{
@@ -243,104 +252,6 @@ pub async fn unhealthy(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx::Err
         .collect()
 }
 
-/// The stored tokens of a connection, sealed.
-#[derive(Debug, Clone, Default)]
-pub struct TokenRow {
-    pub access_token_sealed: Option<Vec<u8>>,
-    pub access_expires_at: Option<DateTime<Utc>>,
-    pub refresh_token_sealed: Option<Vec<u8>>,
-    pub last_refreshed_at: Option<DateTime<Utc>>,
-}
-
-/// Reads the token row without locking.
-pub async fn read_tokens(pool: &PgPool, id: Uuid) -> Result<Option<TokenRow>, sqlx::Error> {
-    let row = sqlx::query("select access_token_sealed, access_expires_at, refresh_token_sealed, last_refreshed_at from connection_tokens where connection_id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    row.map(|r| token_row(&r)).transpose()
-}
-
-fn token_row(r: &sqlx::postgres::PgRow) -> Result<TokenRow, sqlx::Error> {
-    Ok(TokenRow {
-        access_token_sealed: r.try_get("access_token_sealed")?,
-        access_expires_at: r.try_get("access_expires_at")?,
-        refresh_token_sealed: r.try_get("refresh_token_sealed")?,
-        last_refreshed_at: r.try_get("last_refreshed_at")?,
-    })
-}
-
-/// Locks the token row for a refresh: across every instance, one refresh at a time.
-pub async fn lock_tokens(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-) -> Result<TokenRow, sqlx::Error> {
-    sqlx::query("insert into connection_tokens (connection_id) values ($1) on conflict do nothing")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    let row = sqlx::query("select access_token_sealed, access_expires_at, refresh_token_sealed, last_refreshed_at from connection_tokens where connection_id = $1 for update")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    token_row(&row)
-}
-
-/// Stores a new access token (and a rotated refresh token), inside the locking transaction.
-pub async fn save_tokens(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-    key_id: &str,
-    access_sealed: &[u8],
-    expires_at: Option<DateTime<Utc>>,
-    refresh_sealed: Option<&[u8]>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update connection_tokens set access_token_sealed = $2, access_expires_at = $3, \
-         refresh_token_sealed = coalesce($4, refresh_token_sealed), key_id = $5, refresh_count = refresh_count + 1, \
-         last_refreshed_at = now(), last_error = null where connection_id = $1",
-    )
-    .bind(id)
-    .bind(access_sealed)
-    .bind(expires_at)
-    .bind(refresh_sealed)
-    .bind(key_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Marks the stored access token unusable (after a 401).
-pub async fn discard_access_token(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update connection_tokens set access_token_sealed = null, access_expires_at = null where connection_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Updates the URL a legacy connection found by discovery.
-pub async fn set_discovered(
-    pool: &PgPool,
-    id: Uuid,
-    settings: &ConnectionSettings,
-    organization: &str,
-    tenant: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update connections set settings = $2, orchestrator_url = $3, organization = $4, tenant = $5 where id = $1")
-        .bind(id)
-        .bind(serde_json::to_value(settings).expect("settings serialize"))
-        .bind(&settings.orchestrator_url)
-        .bind(organization)
-        .bind(tenant)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 /// A connection by id (a UUID) or by name.
 pub async fn find(pool: &PgPool, id_or_name: &str) -> Result<Option<ConnectionRow>, sqlx::Error> {
     if let Ok(id) = Uuid::parse_str(id_or_name) {
@@ -358,98 +269,4 @@ pub async fn find(pool: &PgPool, id_or_name: &str) -> Result<Option<ConnectionRo
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(from_row).transpose()
-}
-
-/// A verified Orchestrator webhook arrived for the connection (its webhooks are healthy).
-/// Written at most once a second per connection.
-pub async fn webhook_heard(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into connection_webhooks (connection_id, last_event_at) values ($1, now()) \
-         on conflict (connection_id) do update set last_event_at = now() \
-         where connection_webhooks.last_event_at is null or connection_webhooks.last_event_at < now() - interval '1 second'",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The connection's webhook secret; one is generated (and stored sealed) if it has none.
-pub async fn ensure_webhook_secret(
-    pool: &PgPool,
-    keys: &KeyRing,
-    id: Uuid,
-    generate: impl FnOnce() -> String,
-) -> anyhow::Result<String> {
-    let mut tx = pool.begin().await?;
-    let sealed: Option<Vec<u8>> =
-        sqlx::query_scalar("select secrets_sealed from connections where id = $1 for update")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let mut secrets: ConnectionSecrets = match &sealed {
-        Some(s) => serde_json::from_slice(&keys.open(s, &aad("secrets", id))?)?,
-        None => ConnectionSecrets::default(),
-    };
-    if let Some(s) = &secrets.webhook_secret {
-        return Ok(s.clone());
-    }
-    let secret = generate();
-    secrets.webhook_secret = Some(secret.clone());
-    sqlx::query("update connections set secrets_sealed = $2, secrets_key_id = $3 where id = $1")
-        .bind(id)
-        .bind(seal_secrets(keys, id, &secrets))
-        .bind(keys.active_id())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(secret)
-}
-
-/// The webhook registered for a connection, as last checked.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookState {
-    pub last_event_at: Option<DateTime<Utc>>,
-    pub webhook_key: Option<String>,
-    pub checked_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-}
-
-/// Reads a connection's webhook state.
-pub async fn webhook_state(pool: &PgPool, id: Uuid) -> Result<WebhookState, sqlx::Error> {
-    let row = sqlx::query(
-        "select last_event_at, webhook_key, checked_at, error from connection_webhooks where connection_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else {
-        return Ok(WebhookState::default());
-    };
-    Ok(WebhookState {
-        last_event_at: r.try_get("last_event_at")?,
-        webhook_key: r.try_get("webhook_key")?,
-        checked_at: r.try_get("checked_at")?,
-        error: r.try_get("error")?,
-    })
-}
-
-/// Records the result of a registration check.
-pub async fn webhook_checked(
-    pool: &PgPool,
-    id: Uuid,
-    key: Option<&str>,
-    error: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into connection_webhooks (connection_id, webhook_key, checked_at, error) values ($1, $2, now(), $3) \
-         on conflict (connection_id) do update set webhook_key = coalesce(excluded.webhook_key, connection_webhooks.webhook_key), \
-         checked_at = now(), error = excluded.error",
-    )
-    .bind(id)
-    .bind(key)
-    .bind(error)
-    .execute(pool)
-    .await?;
-    Ok(())
 }

@@ -60,7 +60,7 @@ impl Resolve for PublicOnly {
 /// The client callbacks are sent with: no redirects, a timeout, and (unless private
 /// targets are allowed) a resolver that drops non-public addresses.
 pub fn http_client(settings: &CallbackSettings, allow_private: bool) -> reqwest::Client {
-    let mut b = crate::orchestrator::client::builder()
+    let mut b = crate::orchestrator::http::builder()
         .timeout(Duration::from_millis(settings.timeout_ms))
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())

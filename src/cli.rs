@@ -307,7 +307,7 @@ async fn healthcheck(settings: Settings) -> anyhow::Result<()> {
         "http://{}/readyz",
         std::net::SocketAddr::new(host, settings.port)
     );
-    let res = crate::orchestrator::client::builder()
+    let res = crate::orchestrator::http::builder()
         .timeout(Duration::from_secs(5))
         .build()?
         .get(&url)

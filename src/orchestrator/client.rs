@@ -1,9 +1,7 @@
 //! The HTTP client for one Orchestrator tenant.
 
-use std::time::Duration;
+use super::odata::reference_filter;
 
-use base64::Engine;
-use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
@@ -11,31 +9,6 @@ use super::error::OrchestratorError;
 use super::models::{Folder, Job, ODataList, Release, StartJobsRequest, StopJobsRequest, Webhook};
 use crate::domain::folder::FolderRef;
 use crate::traffic::{Class, Governor, Outcome, Priority};
-
-impl FolderRef {
-    /// The header that carries this folder. Non-ASCII paths use the `-Encoded` header
-    /// (Base64 of UTF-16LE), as UiPath's SDK does.
-    pub fn header(&self) -> (HeaderName, HeaderValue) {
-        let (name, value) = match self {
-            FolderRef::Id(id) => ("x-uipath-organizationunitid", id.to_string()),
-            FolderRef::Key(key) => ("x-uipath-folderkey", key.clone()),
-            FolderRef::Path(path) if path.is_ascii() && !path.chars().any(char::is_control) => {
-                ("x-uipath-folderpath", path.clone())
-            }
-            FolderRef::Path(path) => {
-                let utf16: Vec<u8> = path.encode_utf16().flat_map(u16::to_le_bytes).collect();
-                (
-                    "x-uipath-folderpath-encoded",
-                    base64::engine::general_purpose::STANDARD.encode(utf16),
-                )
-            }
-        };
-        (
-            HeaderName::from_static(name),
-            HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-        )
-    }
-}
 
 /// A client for one tenant's Orchestrator at `base` (e.g. `https://cloud.uipath.com/org/tenant/orchestrator_`).
 #[derive(Debug, Clone)]
@@ -45,28 +18,6 @@ pub struct OrchestratorClient {
     tenant_name: Option<String>,
     tenant: String,
     governor: Option<std::sync::Arc<Governor>>,
-}
-
-/// A builder for every outgoing HTTP client: rustls with the ring provider, which is
-/// installed as the process default first (reqwest needs one; sqlx uses ring too).
-pub fn builder() -> reqwest::ClientBuilder {
-    static PROVIDER: std::sync::Once = std::sync::Once::new();
-    PROVIDER.call_once(|| {
-        // Fails only if a provider is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-}
-
-/// The shared HTTP client: rustls, timeouts, no redirects to other hosts.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5).min(timeout))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("uipath-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client builds")
 }
 
 impl OrchestratorClient {
@@ -375,49 +326,6 @@ impl OrchestratorClient {
             .await
             .map(|_| ())
     }
-}
-
-/// `Reference eq 'a' or Reference eq 'b' ...`, quotes doubled as OData wants.
-pub fn reference_filter(references: &[String]) -> String {
-    references
-        .iter()
-        .map(|r| format!("Reference eq '{}'", r.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(" or ")
-}
-
-/// Splits `items` into runs for `... or ...` filters: at most `most` clauses each, and
-/// at most `max_chars` characters of filter (`clause_len` is one clause's length).
-pub fn pack<T>(
-    items: &[T],
-    most: usize,
-    max_chars: usize,
-    clause_len: impl Fn(&T) -> usize,
-) -> Vec<&[T]> {
-    let mut runs = Vec::new();
-    let (mut start, mut chars) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let len = clause_len(item) + if i > start { 4 } else { 0 };
-        if i > start && (i - start >= most.max(1) || chars + len > max_chars) {
-            runs.push(&items[start..i]);
-            start = i;
-            chars = clause_len(item);
-        } else {
-            chars += len;
-        }
-    }
-    if start < items.len() {
-        runs.push(&items[start..]);
-    }
-    runs
-}
-
-/// `Id eq 1 or Id eq 2 ...`.
-pub fn id_filter(ids: &[i64]) -> String {
-    ids.iter()
-        .map(|id| format!("Id eq {id}"))
-        .collect::<Vec<_>>()
-        .join(" or ")
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl Simulator {
     pub async fn start(scenario: Scenario, host: &str, port: u16) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((host, port))?;
         let port = listener.local_addr()?.port();
-        let http = crate::orchestrator::client::builder()
+        let http = crate::orchestrator::http::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
         let sim = Arc::new(Sim {

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::job_state::JobState;
-use crate::orchestrator::client::{id_filter, pack};
 use crate::orchestrator::models::Job;
+use crate::orchestrator::odata::{id_filter, pack};
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::{self, ConnectionRow};

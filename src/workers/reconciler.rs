@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::dispatch;
-use crate::orchestrator::client::{pack, reference_filter};
 use crate::orchestrator::models::Job;
+use crate::orchestrator::odata::{pack, reference_filter};
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;

@@ -175,7 +175,7 @@ async fn stalled_bodies_cost_bounded_memory_and_are_closed_within_the_deadline()
         None,
     )
     .await;
-    let http = uipath_gateway::orchestrator::client::builder()
+    let http = uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap();
     let key = crate::reliability::provision(&http, &gw.url(""), &sim, "client_credentials").await;

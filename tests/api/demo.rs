@@ -97,7 +97,7 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         .trim()
         .to_string();
     assert_eq!(
-        uipath_gateway::orchestrator::client::builder()
+        uipath_gateway::orchestrator::http::builder()
             .build()
             .unwrap()
             .get(format!("{gateway}/readyz"))

@@ -32,7 +32,7 @@ fn alive(pid: i32) -> bool {
 }
 
 async fn ready(gw: &GatewayProcess) -> u16 {
-    uipath_gateway::orchestrator::client::builder()
+    uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap()
         .get(gw.url("/readyz"))

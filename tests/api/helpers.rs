@@ -85,7 +85,7 @@ pub async fn spawn_app_on(url: SecretString, adjust: impl FnOnce(&mut Settings))
     let pool = app.pool().clone();
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    let client = uipath_gateway::orchestrator::client::builder()
+    let client = uipath_gateway::orchestrator::http::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

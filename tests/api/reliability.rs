@@ -96,7 +96,7 @@ impl Load {
     pub fn start(bases: Vec<String>, key: String, workers: usize) -> Self {
         let acknowledged = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let http = uipath_gateway::orchestrator::client::builder()
+        let http = uipath_gateway::orchestrator::http::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
@@ -254,7 +254,7 @@ async fn a_kill_9_mid_stream_loses_nothing_acknowledged_and_starts_nothing_twice
     let first = GatewayProcess::serve_with(&env, None).await;
     let base = first.url("");
     let key = provision(
-        &uipath_gateway::orchestrator::client::builder()
+        &uipath_gateway::orchestrator::http::builder()
             .build()
             .unwrap(),
         &base,
@@ -469,7 +469,7 @@ async fn requests_in_flight_when_the_database_stops_are_answered_within_seconds_
     );
 
     // Twenty calls and ten deliveries start as PostgreSQL stops; a caller waits 30 s.
-    let http = uipath_gateway::orchestrator::client::builder()
+    let http = uipath_gateway::orchestrator::http::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
@@ -709,7 +709,7 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
     let logs: Logs = Default::default();
     let gw = GatewayProcess::serve_with(&env, Some(logs.clone())).await;
     let base = gw.url("");
-    let http = uipath_gateway::orchestrator::client::builder()
+    let http = uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap();
     // A rotating refresh token, a PAT, a password, a webhook secret, a callback secret.

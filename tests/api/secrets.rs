@@ -159,7 +159,7 @@ async fn no_secret_reaches_the_logs_or_a_database_dump() {
     let out = drain(Box::new(gateway.stdout.take().unwrap()));
     let err = drain(Box::new(gateway.stderr.take().unwrap()));
     let base = format!("http://127.0.0.1:{port}");
-    let http = uipath_gateway::orchestrator::client::builder()
+    let http = uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap();
     let mut ready = false;

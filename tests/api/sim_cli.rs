@@ -78,7 +78,7 @@ async fn the_example_scenario_loads_and_is_served() {
     assert_eq!(scenario.external_apps[0].client_id, "my-app");
 
     let (_child, port) = start(&["--scenario", path]).await;
-    let res = uipath_gateway::orchestrator::client::builder()
+    let res = uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap()
         .post(format!("http://127.0.0.1:{port}/identity_/connect/token"))

@@ -20,7 +20,7 @@ pub async fn spawn_sim(adjust: impl FnOnce(&mut Scenario)) -> Sim {
         .expect("starting the simulator");
     Sim {
         sim,
-        http: uipath_gateway::orchestrator::client::builder()
+        http: uipath_gateway::orchestrator::http::builder()
             .build()
             .unwrap(),
     }

@@ -513,7 +513,7 @@ async fn hanging_and_slow_calls_are_injected_and_then_cleared() {
     let token = sim.token().await;
     let faults = json!({"hang": {"hang_ms": 5000, "path_contains": "StartJobs", "remaining": 1}});
     sim.control(Method::PUT, "/faults", Some(faults)).await;
-    let quick = uipath_gateway::orchestrator::client::builder()
+    let quick = uipath_gateway::orchestrator::http::builder()
         .timeout(std::time::Duration::from_millis(300))
         .build()
         .unwrap();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::*;
+use crate::orchestrator::http::builder;
+use crate::orchestrator::odata::{pack, reference_filter};
 
 /// A self-signed certificate for `localhost` (P-256, valid until 2126) and its key,
 /// made for this test alone: they protect nothing.

@@ -12,9 +12,9 @@ use super::*;
 use crate::storage::batch::{Batcher, Late};
 
 use super::batch_sql::{
-    Claimed, ClaimedJob, HookJob, Started, insert_claimed_many, insert_hooks_many, insert_many,
-    mark_started_many,
+    Claimed, ClaimedJob, HookJob, insert_claimed_many, insert_hooks_many, insert_many,
 };
+use super::marks::{Started, mark_started_many};
 
 /// A write of the trigger path, to be group-committed.
 #[derive(Debug, Clone)]

@@ -9,11 +9,16 @@ pub use crate::domain::job_state::JobState;
 
 mod batch_sql;
 mod ledger;
+mod marks;
 mod queue;
 mod tracking;
 
-pub use batch_sql::{Claimed, ClaimedJob, HookJob, IdempotencyClaim, Started};
+pub use batch_sql::{Claimed, ClaimedJob, HookJob, IdempotencyClaim};
 pub use ledger::{BATCHES_IN_FLIGHT, Ledger};
+pub use marks::Started;
+
+/// A statement with its binds, as the batched writers build them.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 pub use queue::*;
 pub use tracking::*;
 

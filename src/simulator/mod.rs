@@ -12,11 +12,13 @@
 
 pub mod common;
 pub mod control;
+mod demo_tenant;
 pub mod engine;
 pub mod identity;
 pub mod jobs;
 pub mod odata;
 pub mod odata_query;
+mod recorder;
 pub mod scenario;
 pub mod state;
 
@@ -135,7 +137,7 @@ impl Simulator {
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::default().limit(16 * 1024 * 1024))
-                .wrap(from_fn(common::record_and_inject))
+                .wrap(from_fn(recorder::record_and_inject))
                 .configure(configure)
         })
         .workers(2)

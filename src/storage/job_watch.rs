@@ -91,6 +91,11 @@ impl JobWatch {
         }
     }
 
+    /// How many requests are waiting for a job to end on this instance now.
+    pub fn waiting(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Waits up to `timeout` for the job to end. Returns the job as it then stands
     /// (None if it does not exist).
     pub async fn wait(

@@ -159,8 +159,8 @@ async fn wave(
 
 #[tokio::test]
 async fn stalled_bodies_cost_bounded_memory_and_are_closed_within_the_deadline() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("attack");
     // Default limits: 64 connections and 4 MiB of bodies per address, 5 s per pause.
     let gw = GatewayProcess::serve_with(
@@ -178,7 +178,8 @@ async fn stalled_bodies_cost_bounded_memory_and_are_closed_within_the_deadline()
     let http = uipath_gateway::orchestrator::http::builder()
         .build()
         .unwrap();
-    let key = crate::reliability::provision(&http, &gw.url(""), &sim, "client_credentials").await;
+    let key =
+        crate::helpers::setup::provision(&http, &gw.url(""), &sim, "client_credentials").await;
     let res = http
         .post(gw.url("/webhooks"))
         .bearer_auth(ADMIN_TOKEN)
@@ -338,7 +339,7 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     assert_eq!(answer(first, Duration::from_secs(5)).await.0, 200);
     // Once they close, new connections are served again.
     drop(held);
-    crate::reliability::eventually("the count to fall", Duration::from_secs(5), || async {
+    crate::helpers::setup::eventually("the count to fall", Duration::from_secs(5), || async {
         app.get("/healthz").await.status() == 200
     })
     .await;

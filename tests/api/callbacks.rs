@@ -10,9 +10,9 @@ use uipath_gateway::workers::callbacks::try_execute_task as deliver;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::connections::{create, input};
+use crate::helpers::setup::{api_key, create, input};
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::sim_helpers::{Sim, spawn_sim};
 
 const HOOK_SECRET: &str = "hook-secret-0123";
 
@@ -90,16 +90,8 @@ async fn setup(receiver: &MockServer) -> (TestApp, Sim, String, String) {
         .await
         .unwrap();
     assert!(again.get("callback_secret").is_none(), "never shown again");
-    let key: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (app, sim, key["key"].as_str().unwrap().to_string(), secret)
+    let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
+    (app, sim, key, secret)
 }
 
 /// Starts a job and ends it through a signed Orchestrator webhook.

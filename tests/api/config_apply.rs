@@ -6,9 +6,9 @@ use serde_json::Value;
 use uipath_gateway::config::Settings;
 use uipath_gateway::crypto::KeyRing;
 
+use crate::helpers::db;
+use crate::helpers::sim::{CLOUD, spawn_sim};
 use crate::helpers::spawn_app_on;
-use crate::sim_helpers::{CLOUD, spawn_sim};
-use crate::test_db;
 
 #[tokio::test]
 async fn declared_objects_are_applied_idempotently_at_start() {
@@ -52,7 +52,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
     );
     std::fs::write(&file, toml).unwrap();
     let declared = Settings::load(Some(&file)).unwrap();
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = KeyRing::generate_spec("k");
     let with_file = |s: &mut Settings| {
         s.connections = declared.connections.clone();

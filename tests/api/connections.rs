@@ -5,54 +5,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uipath_gateway::crypto::KeyRing;
 
+use crate::helpers::db;
+use crate::helpers::setup::{PAT, create, input};
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app, spawn_app_on, spawn_app_with};
-use crate::sim_helpers::{CLOUD, Sim, spawn_sim};
-use crate::test_db;
-
-pub const PAT: &str = "rt_5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e-1";
-
-/// The body creating a connection of `kind` to the simulator.
-pub fn input(sim: &Sim, kind: &str, name: &str) -> Value {
-    match kind {
-        "client_credentials" => json!({
-            "name": name, "kind": kind, "organization": "demo-org", "tenant": "DefaultTenant",
-            "orchestrator_url": sim.url(CLOUD), "token_url": sim.url("/identity_/connect/token"),
-            "client_id": "sim-app", "client_secret": "sim-app-secret",
-            "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs"],
-        }),
-        "refresh_token" => json!({
-            "name": name, "kind": kind, "organization": "demo-org", "tenant": "DefaultTenant",
-            "orchestrator_url": sim.url(CLOUD), "token_url": sim.url("/demo-org/identity_/connect/token"),
-            "client_id": "sim-app", "client_secret": "sim-app-secret", "refresh_token": "sim-refresh-token-0",
-        }),
-        "pat" => json!({
-            "name": name, "kind": kind, "orchestrator_url": sim.url(CLOUD), "token": PAT,
-            "expires_at": (chrono::Utc::now() + chrono::Duration::days(5)).to_rfc3339(),
-        }),
-        "password" => json!({
-            "name": name, "kind": kind, "host": sim.url(""), "tenancy_name": "Default",
-            "username": "admin", "password": "sim-password",
-        }),
-        "user_key" => json!({
-            "name": name, "kind": kind, "user_key": "sim-user-key",
-            "token_url": sim.url("/oauth/token"), "discovery_url": sim.url(""),
-        }),
-        _ => unreachable!(),
-    }
-}
-
-pub async fn create(app: &TestApp, body: &Value) -> Value {
-    let res = app
-        .admin(Method::POST, "/connections")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert_eq!(status, 201, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
 
 async fn tokens_issued(sim: &Sim) -> u64 {
     let counters: Value = sim.read("/counters").await;
@@ -426,7 +382,7 @@ async fn two_hundred_concurrent_calls_after_expiry_make_one_token_request() {
 #[tokio::test]
 async fn two_instances_share_one_refresh_and_a_restart_reuses_the_stored_token() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = KeyRing::generate_spec("shared");
     let same_keys = |s: &mut uipath_gateway::config::Settings| {
         s.encryption_keys = Some(keys.clone());
@@ -606,7 +562,7 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
 #[tokio::test]
 async fn the_background_refresher_renews_tokens_past_their_refresh_point() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = KeyRing::generate_spec("k");
     let app = spawn_app_on(url, |s| s.encryption_keys = Some(keys.clone())).await;
     let id = create(&app, &input(&sim, "client_credentials", "cc")).await["id"]

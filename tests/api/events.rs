@@ -5,9 +5,9 @@ use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::connections::{create, input};
+use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app};
-use crate::sim_helpers::{Sim, spawn_sim};
 
 const SECRET: &str = "hook-secret-0123";
 
@@ -25,21 +25,9 @@ async fn setup() -> (TestApp, Sim, String) {
     );
     assert!(!created.to_string().contains(SECRET));
     let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP", "release": {"process_key": "InvoiceBot"}});
-    app.admin(Method::POST, "/processes")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let key: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (app, sim, key["key"].as_str().unwrap().to_string())
+    process(&app, body).await;
+    let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
+    (app, sim, key)
 }
 
 fn sign(body: &[u8]) -> String {

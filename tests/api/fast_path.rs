@@ -13,10 +13,10 @@ use uipath_gateway::storage::hooks::Delivery;
 use uipath_gateway::storage::jobs::{BATCHES_IN_FLIGHT, HookJob, NewJob, Started};
 
 use crate::helpers::TestApp;
-use crate::job_tracking::setup_on;
-use crate::reliability::eventually;
-use crate::sim_helpers::spawn_sim;
-use crate::test_db;
+use crate::helpers::db;
+use crate::helpers::setup::eventually;
+use crate::helpers::setup::setup_on;
+use crate::helpers::sim::spawn_sim;
 
 /// Runs `requests` while every write to `jobs` is held back, until at least `n` of the
 /// gateway's writes wait for a group commit: the batches after that surely carry several,
@@ -49,7 +49,7 @@ async fn batched<T>(app: &TestApp, n: usize, requests: impl std::future::Future<
 #[tokio::test]
 async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fails_alone() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     // 200 callers at once from one address: above the per-address default.
     let (app, key) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
 
@@ -129,7 +129,7 @@ async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fa
 #[tokio::test]
 async fn a_revoked_key_or_changed_process_takes_effect_here_at_once_and_on_another_instance_soon() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
     let k = keys.clone();
     let (a, key) = setup_on(&sim, url.clone(), |s| s.encryption_keys = Some(k)).await;
@@ -193,7 +193,7 @@ async fn a_revoked_key_or_changed_process_takes_effect_here_at_once_and_on_anoth
 #[tokio::test]
 async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |_| {}).await;
     let res = app
         .admin(Method::POST, "/webhooks")
@@ -229,7 +229,7 @@ async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
 #[tokio::test]
 async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_one_batch() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     // 180 callers at once from one address: above the per-address default.
     let (app, _) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
     let res = app
@@ -327,7 +327,7 @@ async fn concurrent_repeats_of_webhook_deliveries_make_one_job_each_even_within_
 #[tokio::test]
 async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url.clone(), |_| {}).await;
     let run = || async {
         let res = app
@@ -486,7 +486,7 @@ fn mark(id: uuid::Uuid, orchestrator_job_id: i64) -> Started {
 #[tokio::test]
 async fn one_commit_carries_new_jobs_deliveries_and_start_marks_in_every_mix() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |_| {}).await;
     let res = app
         .admin(Method::POST, "/webhooks")
@@ -596,7 +596,7 @@ async fn one_commit_carries_new_jobs_deliveries_and_start_marks_in_every_mix() {
 #[tokio::test]
 async fn idempotency_keys_are_claimed_in_the_group_commit_one_job_per_key_even_within_one_batch() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     // 90 callers at once from one address: above the per-address default.
     let (app, key) = setup_on(&sim, url, |s| s.limits.connections_per_address = 0).await;
     // 30 keys, each sent three times at once with the same body.

@@ -5,9 +5,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::job_tracking::{run, setup_on};
-use crate::sim_helpers::spawn_sim;
-use crate::test_db;
+use crate::helpers::db;
+use crate::helpers::setup::{run, setup_on};
+use crate::helpers::sim::spawn_sim;
 
 async fn token_hook(app: &TestApp, slug: &str, token: &str) {
     let res = app
@@ -35,7 +35,7 @@ async fn deliver(app: &TestApp, slug: &str, token: &str) -> reqwest::Response {
 #[tokio::test]
 async fn api_keys_and_webhooks_are_limited_each_on_its_own_and_health_never() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |s| {
         s.rate_limits.api_key_per_second = 1;
         s.rate_limits.api_key_burst = 2;
@@ -110,7 +110,7 @@ async fn api_keys_and_webhooks_are_limited_each_on_its_own_and_health_never() {
 #[tokio::test]
 async fn every_admin_change_is_in_the_audit_log_with_its_actor_and_no_secret() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |_| {}).await;
     token_hook(&app, "audited", "audited-hook-token-1").await;
     let res = app
@@ -248,7 +248,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 #[tokio::test]
 async fn metrics_count_requests_runs_orchestrator_calls_tokens_and_verifications() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |_| {}).await;
     let before = app.get("/metrics").await.text().await.unwrap();
     assert_eq!(run(&app, &key, "").await.status(), 202);

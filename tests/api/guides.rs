@@ -10,9 +10,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::helpers::db;
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_on};
-use crate::sim_helpers::{Sim, spawn_sim};
-use crate::test_db;
 
 /// The commands of `docs/<file>`: every ```sh block, without `export NAME=` lines.
 fn commands(file: &str) -> String {
@@ -56,7 +56,7 @@ fn values(app: &TestApp, sim: &Sim) -> BTreeMap<&'static str, String> {
         ("UIPATH_TENANT", "DefaultTenant".into()),
         ("UIPATH_CLIENT_ID", "sim-app".into()),
         ("UIPATH_CLIENT_SECRET", "sim-app-secret".into()),
-        ("UIPATH_PAT", crate::connections::PAT.into()),
+        ("UIPATH_PAT", crate::helpers::setup::PAT.into()),
         ("UIPATH_PAT_EXPIRES", "2099-01-01T00:00:00Z".into()),
         ("ORCHESTRATOR_URL", sim_base.clone()),
         ("ORCHESTRATOR_TENANCY", "Default".into()),
@@ -109,7 +109,7 @@ async fn run_guides(app: &TestApp, sim: &Sim, files: &[&str], extra: &[(&str, St
 }
 
 async fn gateway(sim: &Sim) -> TestApp {
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let _ = sim;
     // The gateway as it runs for a reader: its background workers on.
     spawn_app_on(url, |s| {
@@ -191,7 +191,7 @@ async fn the_recipes_start_jobs_from_signed_github_stripe_and_slack_deliveries_a
         "{out}"
     );
     // The business system's callback arrived, signed.
-    crate::reliability::eventually(
+    crate::helpers::setup::eventually(
         "the callback reaches the business system",
         std::time::Duration::from_secs(20),
         || async {

@@ -8,9 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::job_tracking::setup_on;
-use crate::sim_helpers::{Sim, spawn_sim};
-use crate::test_db;
+use crate::helpers::db;
+use crate::helpers::setup::setup_on;
+use crate::helpers::sim::{Sim, spawn_sim};
 
 const SECRET: &str = "provider-secret-1";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -138,7 +138,7 @@ async fn job_input(app: &TestApp, id: &str) -> Value {
 
 async fn app() -> (TestApp, Sim) {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |_| {}).await;
     (app, sim)
 }
@@ -659,7 +659,7 @@ async fn deliveries_are_recorded_and_an_admin_can_replay_one() {
 #[tokio::test]
 async fn refused_deliveries_are_recorded_at_a_bounded_rate_and_purged_after_their_retention() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |s| {
         s.hooks.refused_per_minute = 5;
         s.rate_limits.hook_per_second = 0;

@@ -7,9 +7,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::job_tracking::setup_on;
-use crate::sim_helpers::{Sim, spawn_sim};
-use crate::test_db;
+use crate::helpers::db;
+use crate::helpers::setup::setup_on;
+use crate::helpers::sim::{Sim, spawn_sim};
 
 /// Every path to a string leaf of `v`.
 fn string_paths(v: &Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
@@ -45,7 +45,7 @@ const MARK: &str = "INVALID-UTF8-HERE";
 
 /// The valid bodies of every JSON endpoint, with where to send them.
 fn bodies(sim: &Sim) -> Vec<(Method, String, Value, bool)> {
-    let mut conn = crate::connections::input(sim, "client_credentials", "hostile");
+    let mut conn = crate::helpers::setup::input(sim, "client_credentials", "hostile");
     conn["webhook_secret"] = "hostile-webhook-secret".into();
     vec![
         (Method::POST, "/connections".into(), conn, true),
@@ -146,7 +146,7 @@ async fn counts(app: &TestApp) -> Vec<i64> {
 #[tokio::test]
 async fn nul_bytes_and_invalid_utf8_in_every_text_field_are_refused_cleanly() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |s| s.rate_limits.api_key_per_second = 0).await;
     let before = counts(&app).await;
     let mut tried = 0;
@@ -223,7 +223,7 @@ async fn nul_bytes_and_invalid_utf8_in_every_text_field_are_refused_cleanly() {
 #[tokio::test]
 async fn deep_big_and_strange_requests_get_a_problem_never_a_5xx() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |s| s.rate_limits.api_key_per_second = 0).await;
     let res = app
         .admin(Method::POST, "/webhooks")
@@ -304,7 +304,7 @@ async fn deep_big_and_strange_requests_get_a_problem_never_a_5xx() {
 #[tokio::test]
 async fn path_traversal_in_names_and_slugs_goes_nowhere() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |_| {}).await;
     for name in [
         "../etc",
@@ -372,7 +372,7 @@ async fn path_traversal_in_names_and_slugs_goes_nowhere() {
 #[tokio::test]
 async fn extreme_numbers_in_arguments_survive_the_ledger() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |s| s.rate_limits.api_key_per_second = 0).await;
     let extremes = [
         "1.7976931348623157e308",
@@ -450,7 +450,7 @@ async fn extreme_numbers_in_arguments_survive_the_ledger() {
 #[tokio::test]
 async fn a_process_that_webhooks_start_cannot_be_deleted_from_under_them() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, _) = setup_on(&sim, url, |_| {}).await;
     let res = app
         .admin(Method::POST, "/webhooks")

@@ -12,63 +12,14 @@ use uipath_gateway::storage::{connections, traffic};
 use uipath_gateway::workers::webhook_registration::{self, Registration};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
-use crate::connections::{create, input};
+use crate::helpers::db;
+use crate::helpers::setup::{SECRET, create, eventually, input, run, setup_on};
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_on};
-use crate::sim_helpers::{Sim, spawn_sim};
-use crate::test_db;
-
-const SECRET: &str = "hook-secret-0123";
-
-/// A gateway (settings adjusted) with connection `sim` and process `Invoices`, and an API key.
-pub async fn setup_on(
-    sim: &Sim,
-    url: secrecy::SecretString,
-    adjust: impl FnOnce(&mut Settings),
-) -> (TestApp, String) {
-    let app = spawn_app_on(url, adjust).await;
-    let mut conn = input(sim, "client_credentials", "sim");
-    conn["webhook_secret"] = SECRET.into();
-    conn["scopes"] = json!([
-        "OR.Folders.Read",
-        "OR.Execution.Read",
-        "OR.Jobs",
-        "OR.Webhooks"
-    ]);
-    create(&app, &conn).await;
-    let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",
-        "release": {"process_key": "InvoiceBot"}, "max_wait_seconds": 30});
-    let res = app
-        .admin(Method::POST, "/processes")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let key: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (app, key["key"].as_str().unwrap().to_string())
-}
 
 async fn setup(sim: &Sim, adjust: impl FnOnce(&mut Settings)) -> (TestApp, String) {
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     setup_on(sim, url, adjust).await
-}
-
-pub async fn run(app: &TestApp, key: &str, query: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/run/Invoices{query}")))
-        .bearer_auth(key)
-        .json(&json!({"in_Vendor": "ACME", "in_Amount": 2}))
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn get(app: &TestApp, key: &str, id: &str, query: &str) -> reqwest::Response {
@@ -193,7 +144,7 @@ async fn the_webhook_skips_job_created_and_a_ping_shows_it_healthy_with_no_job_m
     // Registered, then pinged at once: nothing had been heard yet.
     assert_eq!(register(&app).await, Registration::Created);
     assert_eq!(pings(&sim).await, 1);
-    crate::reliability::eventually("the ping to arrive", Duration::from_secs(10), || async {
+    crate::helpers::setup::eventually("the ping to arrive", Duration::from_secs(10), || async {
         heard().await.is_some()
     })
     .await;
@@ -263,7 +214,7 @@ async fn the_webhook_skips_job_created_and_a_ping_shows_it_healthy_with_no_job_m
         .unwrap();
     assert_eq!(register(&app).await, Registration::Unchanged);
     assert_eq!(pings(&sim).await, 2);
-    crate::reliability::eventually(
+    crate::helpers::setup::eventually(
         "the second ping to arrive",
         Duration::from_secs(10),
         || async {
@@ -345,7 +296,7 @@ async fn with_webhooks_lost_the_poller_batches_ids_and_reads_the_output_it_lacks
 #[tokio::test]
 async fn a_429_blocks_the_tenant_for_retry_after_and_the_jobs_stay_due() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
     let same_keys = |s: &mut Settings| {
         s.encryption_keys = Some(keys.clone());
@@ -644,7 +595,7 @@ async fn res_location(app: &TestApp, key: &str, id: &str) -> String {
 #[tokio::test]
 async fn a_waiter_on_one_instance_wakes_when_another_instance_receives_the_webhook() {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
     let same_keys = |s: &mut Settings| s.encryption_keys = Some(keys.clone());
     let (a, key) = setup_on(&sim, url.clone(), same_keys).await;
@@ -667,9 +618,11 @@ async fn a_waiter_on_one_instance_wakes_when_another_instance_receives_the_webho
             )
         })
     };
-    // Give the waiter time to be waiting; the assertions hold either way, but only a
-    // waiting waiter shows the wake-up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The waiter must be waiting before the event arrives, or the wake-up is not shown.
+    eventually("the waiter to wait", Duration::from_secs(10), || async {
+        a.state.jobs_ended.waiting() == 1
+    })
+    .await;
     let event = json!({"Type": "job.completed", "EventId": "e1", "Timestamp": "2026-11-22T10:00:00Z",
         "Job": {"Id": job["orchestrator_job_id"], "State": "Successful", "OutputArguments": {"out_Total": 42}}})
     .to_string();

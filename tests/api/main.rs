@@ -25,8 +25,6 @@ mod settings;
 mod sim_auth;
 mod sim_cli;
 mod sim_conformance;
-mod sim_helpers;
 mod sim_jobs;
-mod test_db;
 mod tracking;
 mod traffic;

@@ -11,7 +11,7 @@ use uipath_gateway::orchestrator::{
     Credentials, FolderRef, OrchestratorClient, OrchestratorError, http_client, request_token,
 };
 
-use crate::sim_helpers::{CLOUD, INVOICE_KEY, Sim, spawn_sim};
+use crate::helpers::sim::{CLOUD, INVOICE_KEY, Sim, spawn_sim};
 
 fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_string())
@@ -400,7 +400,7 @@ async fn orchestrator_failures_are_typed_for_retry_decisions() {
 
 #[test]
 fn our_requests_validate_against_uipaths_schema() {
-    let schemas = crate::sim_conformance::Schemas::load();
+    let schemas = crate::helpers::spec::Schemas::load();
     schemas.check(
         "StartJobsRequest",
         &serde_json::to_value(start_request("r")).unwrap(),

@@ -3,9 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::connections::{create, input};
+use crate::helpers::setup::{create, input};
+use crate::helpers::sim::spawn_sim;
 use crate::helpers::spawn_app;
-use crate::sim_helpers::spawn_sim;
 
 #[tokio::test]
 async fn processes_are_created_read_replaced_and_deleted() {

@@ -13,22 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::setup::{HOOK_TOKEN, eventually, provision};
+use crate::helpers::sim::Sim;
 use crate::helpers::{ADMIN_TOKEN, GatewayProcess, Logs, PrivateCluster, TestApp, spawn_app_on};
-use crate::sim_helpers::Sim;
-
-/// Waits (bounded) until `check` holds, looking again every 100 ms. For state in another
-/// process or in the database, where there is no event to wait on.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A free TCP port (bound then released), so a restarted gateway keeps its address.
 fn free_port() -> u16 {
@@ -38,51 +25,6 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-
-/// The objects every test here uses, created through the admin API at `base`:
-/// connection `sim`, process `Invoices`, an API key, and a token webhook `crm`.
-pub async fn provision(http: &reqwest::Client, base: &str, sim: &Sim, kind: &str) -> String {
-    let admin = |m: Method, p: &str| {
-        http.request(m, format!("{base}{p}"))
-            .bearer_auth(ADMIN_TOKEN)
-    };
-    let res = admin(Method::POST, "/connections")
-        .json(&crate::connections::input(sim, kind, "sim"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let res = admin(Method::POST, "/processes")
-        .json(
-            &json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",
-            "release": {"process_key": "InvoiceBot"}, "max_wait_seconds": 30}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let res = admin(Method::POST, "/webhooks")
-        .json(
-            &json!({"slug": "crm", "process": "Invoices", "scheme": "token",
-            "config": {"header": "x-crm-token"}, "secrets": [HOOK_TOKEN],
-            "mapping": {"in_Vendor": "body.vendor", "in_Amount": "body.amount"}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let key: Value = admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "load", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    key["key"].as_str().unwrap().to_string()
-}
-
-pub const HOOK_TOKEN: &str = "crm-hook-token-5f1c2a";
 
 /// Sends `/run` and hook deliveries from `workers` tasks until `stop`, to the base URL in
 /// `base` (read anew for every request). Returns the ids of jobs acknowledged with a 2xx.
@@ -246,8 +188,8 @@ fn gateway_env(db: &SecretString, keys: &str, port: u16) -> Vec<(&'static str, S
 
 #[tokio::test]
 async fn a_kill_9_mid_stream_loses_nothing_acknowledged_and_starts_nothing_twice() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("crash");
     let port = free_port();
     let env = gateway_env(&db, keys.expose_secret(), port);
@@ -306,8 +248,8 @@ async fn live_app(
 
 #[tokio::test]
 async fn an_orchestrator_outage_delays_starts_honours_retry_after_and_loses_none() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("outage");
     let app = live_app(db, keys, |s| s.orchestrator.timeout_ms = 1_000).await;
     let key = provision(&app.client, &app.address, &sim, "client_credentials").await;
@@ -386,7 +328,7 @@ async fn an_orchestrator_outage_delays_starts_honours_retry_after_and_loses_none
 
 #[tokio::test]
 async fn a_database_restart_under_load_gets_503s_then_recovers_without_losing_anything() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
     let pg = PrivateCluster::start();
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("dbrestart");
     let app = live_app(pg.url("postgres"), keys, |s| {
@@ -448,7 +390,7 @@ async fn a_database_restart_under_load_gets_503s_then_recovers_without_losing_an
 #[tokio::test]
 async fn requests_in_flight_when_the_database_stops_are_answered_within_seconds_and_each_answer_is_true()
  {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
     let pg = PrivateCluster::start();
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("dbstop");
     // Default pool and write deadlines (3 s to get a connection, 5 s for a write).
@@ -633,12 +575,12 @@ async fn two_instances_share_the_work_start_each_job_once_and_refresh_each_token
     // 5 s are left, whichever is first: every 5 s.
     const LIFETIME: u64 = 10;
     let renew_every_ms = ((LIFETIME as f64 * 0.8).min(LIFETIME as f64 - 5.0) * 1000.0) as i64;
-    let sim = crate::sim_helpers::spawn_sim(|s| {
+    let sim = crate::helpers::sim::spawn_sim(|s| {
         s.token_lifetimes.oauth = LIFETIME;
         s.jobs_filter_rate_per_minute = 1_000;
     })
     .await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("two");
     let both = |s: &mut uipath_gateway::config::Settings| {
         s.orchestrator.refresh_interval_secs = 1;
@@ -701,8 +643,8 @@ async fn two_instances_share_the_work_start_each_job_once_and_refresh_each_token
 
 #[tokio::test]
 async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("hygiene");
     let mut env = gateway_env(&db, keys.expose_secret(), free_port());
     env.push(("GATEWAY_LOG_LEVEL", "debug".into()));
@@ -719,7 +661,7 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
             .bearer_auth(ADMIN_TOKEN)
     };
     for kind in ["pat", "password"] {
-        let mut body = crate::connections::input(&sim, kind, kind);
+        let mut body = crate::helpers::setup::input(&sim, kind, kind);
         body["webhook_secret"] = "orchestrator-webhook-secret-77".into();
         let res = admin(Method::POST, "/connections")
             .json(&body)
@@ -784,7 +726,7 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
         "a-wrong-token-that-was-guessed".into(),
         "sim-app-secret".into(),
         "sim-refresh-token-0".into(),
-        crate::connections::PAT.into(),
+        crate::helpers::setup::PAT.into(),
         "sim-password".into(),
         "orchestrator-webhook-secret-77".into(),
         callback["callback_secret"].as_str().unwrap().into(),
@@ -835,8 +777,8 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
 /// backlog drains within a minute of healing, and the tenant sees no 429.
 #[tokio::test]
 async fn an_outage_at_scale_loses_none_starts_none_twice_and_dead_letters_none() {
-    let sim = crate::sim_helpers::spawn_sim(|_| {}).await;
-    let (_, db) = crate::test_db::server().fresh_database().await;
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("scale");
     let app = live_app(db, keys, |s| {
         s.orchestrator.timeout_ms = 2_000;

@@ -5,27 +5,14 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uipath_gateway::workers::dispatcher::try_execute_task;
 
-use crate::connections::{create, input};
+use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::sim::{INVOICE_KEY, Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::sim_helpers::{INVOICE_KEY, Sim, spawn_sim};
 
 struct Setup {
     app: TestApp,
     sim: Sim,
     key: String,
-}
-
-async fn key(app: &TestApp, scopes: Value) -> String {
-    let created: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": scopes}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_string()
 }
 
 async fn setup(adjust: impl FnOnce(&mut uipath_gateway::config::Settings)) -> Setup {
@@ -42,17 +29,9 @@ async fn setup(adjust: impl FnOnce(&mut uipath_gateway::config::Settings)) -> Se
         ("Failing", "1", json!({"process_key": "FailingJob"})),
     ] {
         let body = json!({"name": name, "connection": "sim", "folder": folder, "release": release, "default_input": {}});
-        assert_eq!(
-            app.admin(Method::POST, "/processes")
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            201
-        );
+        process(&app, body).await;
     }
-    let key = key(&app, json!(["run:*", "jobs:read"])).await;
+    let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
     Setup { app, sim, key }
 }
 
@@ -511,7 +490,7 @@ async fn a_redeploy_is_followed_by_one_fresh_release_lookup() {
 #[tokio::test]
 async fn scopes_decide_who_runs_and_who_reads() {
     let s = setup(|_| {}).await;
-    let orders_only = key(&s.app, json!(["run:Orders"])).await;
+    let orders_only = api_key(&s.app, "k", json!(["run:Orders"])).await;
     let res = s
         .app
         .client
@@ -576,7 +555,7 @@ async fn a_process_named_admin_grants_no_admin_rights_and_old_scopes_are_renamed
         .unwrap();
     assert_eq!(res.status(), 201);
     // A key for the process `admin` starts it, and nothing more.
-    let runner = key(&s.app, json!(["run:admin"])).await;
+    let runner = api_key(&s.app, "k", json!(["run:admin"])).await;
     let res = s
         .app
         .client
@@ -600,7 +579,7 @@ async fn a_process_named_admin_grants_no_admin_rights_and_old_scopes_are_renamed
         assert_eq!(res.status(), 403, "{path}");
     }
     // The other direction: `admin` and `jobs:read` do not name a process to run.
-    let reader = key(&s.app, json!(["jobs:read"])).await;
+    let reader = api_key(&s.app, "k", json!(["jobs:read"])).await;
     let res = s
         .app
         .client

@@ -10,15 +10,15 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use uipath_gateway::crypto::KeyRing;
 
-use crate::connections::{PAT, create, input};
+use crate::helpers::db;
+use crate::helpers::setup::{PAT, create, input};
+use crate::helpers::sim::spawn_sim;
 use crate::helpers::{ADMIN_TOKEN, binary, spawn_app_on};
-use crate::sim_helpers::spawn_sim;
-use crate::test_db;
 
 #[tokio::test]
 async fn keys_rotate_reseals_everything_and_the_old_key_can_go() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let old = KeyRing::generate_spec("old");
     let new = KeyRing::generate_spec("new");
     let app = spawn_app_on(url.clone(), |s| s.encryption_keys = Some(old.clone())).await;
@@ -135,7 +135,7 @@ async fn status_lists_unhealthy_connections_with_the_reason_and_readyz_names_non
 #[tokio::test]
 async fn no_secret_reaches_the_logs_or_a_database_dump() {
     let sim = spawn_sim(|s| s.token_lifetimes.oauth = 3600).await;
-    let (db_name, url) = test_db::server().fresh_database().await;
+    let (db_name, url) = db::server().fresh_database().await;
     let keys = KeyRing::generate_spec("k1");
     let port = uipath_gateway::embedded_db::free_port().unwrap();
     let mut gateway = binary()

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::sim_helpers::{CLOUD, spawn_sim};
+use crate::helpers::sim::{CLOUD, spawn_sim};
 
 const CC: [(&str, &str); 3] = [
     ("grant_type", "client_credentials"),
@@ -74,7 +74,7 @@ async fn client_credentials_refuse_json_bodies_bad_secrets_and_offline_access() 
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_scope");
 }
 
-async fn refresh(sim: &crate::sim_helpers::Sim, token: &str) -> reqwest::Response {
+async fn refresh(sim: &crate::helpers::sim::Sim, token: &str) -> reqwest::Response {
     sim.token_form(
         "/identity_/connect/token",
         &[

@@ -4,90 +4,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::sim_helpers::{Sim, spawn_sim};
-
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/orchestrator-openapi/orchestrator-cloud-v20.0-openapi3.json"
-);
-
-/// OpenAPI 3.0 marks null with `nullable: true`; JSON Schema wants `null` in `type`.
-/// UiPath's document lost `nullable` in its Swagger 2 conversion, while Orchestrator
-/// (like any .NET service) sends `null` for unset optional fields, as its own examples
-/// show: so a property that is not `required` may also be null.
-fn nullable_to_types(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            let required: Vec<String> = map
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(Value::Object(props)) = map.get_mut("properties") {
-                for (name, prop) in props.iter_mut() {
-                    if !required.contains(name) {
-                        let inner = prop.take();
-                        *prop = json!({"anyOf": [inner, {"type": "null"}]});
-                    }
-                }
-            }
-            if map.remove("nullable") == Some(Value::Bool(true))
-                && let Some(Value::String(t)) = map.get("type").cloned()
-            {
-                map.insert("type".into(), json!([t, "null"]));
-                if let Some(Value::Array(e)) = map.get_mut("enum") {
-                    e.push(Value::Null);
-                }
-            }
-            map.values_mut().for_each(nullable_to_types);
-        }
-        Value::Array(items) => items.iter_mut().for_each(nullable_to_types),
-        _ => {}
-    }
-}
-
-pub struct Schemas(Value);
-
-impl Schemas {
-    pub fn load() -> Self {
-        let text = std::fs::read_to_string(SPEC)
-            .expect("the shared OpenAPI document is beside the project");
-        let spec: Value = serde_json::from_str(&text).unwrap();
-        let mut components = spec["components"].clone();
-        nullable_to_types(&mut components);
-        Schemas(components)
-    }
-
-    #[track_caller]
-    pub fn check(&self, schema: &str, instance: &Value) {
-        let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": self.0});
-        let validator = jsonschema::draft4::new(&root).expect("the schema compiles");
-        let errors: Vec<String> = validator
-            .iter_errors(instance)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{schema} does not validate:\n{}\n{instance:#}",
-            errors.join("\n")
-        );
-        // The check must be able to fail: a wrong type for a known field is refused.
-        if let Value::Object(map) = instance
-            && map.contains_key("Id")
-        {
-            let mut broken = instance.clone();
-            broken["Id"] = json!("not a number");
-            assert!(
-                validator.iter_errors(&broken).next().is_some(),
-                "{schema} accepted a string Id"
-            );
-        }
-    }
-}
+use crate::helpers::sim::{Sim, spawn_sim};
+use crate::helpers::spec::Schemas;
 
 async fn body(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
@@ -96,7 +14,7 @@ async fn body(res: reqwest::Response, status: u16) -> Value {
 
 async fn start(sim: &Sim, token: &str, schemas: &Schemas) -> i64 {
     let request = json!({"startInfo": {
-        "ReleaseKey": crate::sim_helpers::INVOICE_KEY,
+        "ReleaseKey": crate::helpers::sim::INVOICE_KEY,
         "Strategy": "ModernJobsCount",
         "JobsCount": 1,
         "RuntimeType": "Unattended",
@@ -209,18 +127,18 @@ async fn webhook_payloads_validate_against_the_event_schemas() {
             job,
         },
         1,
-        Some(crate::sim_helpers::INVOICE_KEY),
+        Some(crate::helpers::sim::INVOICE_KEY),
     );
     schemas.check("JobsCreatedEventDto", &created);
     let started = sim.sim.with_state(|s| step(s, id)).unwrap();
     schemas.check(
         "JobStartedEventDto",
-        &event_payload(&started, 1, Some(crate::sim_helpers::INVOICE_KEY)),
+        &event_payload(&started, 1, Some(crate::helpers::sim::INVOICE_KEY)),
     );
     let completed = sim.sim.with_state(|s| step(s, id)).unwrap();
     schemas.check(
         "JobCompletedEventDto",
-        &event_payload(&completed, 1, Some(crate::sim_helpers::INVOICE_KEY)),
+        &event_payload(&completed, 1, Some(crate::helpers::sim::INVOICE_KEY)),
     );
 
     let url = sim.cloud("/odata/Jobs/UiPath.Server.Configuration.OData.StartJobs");

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::sim_helpers::{INVOICE_KEY, Sim, spawn_sim};
+use crate::helpers::sim::{INVOICE_KEY, Sim, spawn_sim};
 
 const AP: Option<(&str, &str)> = Some(("X-UIPATH-FolderPath", "Finance/AP"));
 const SHARED: Option<(&str, &str)> = Some(("X-UIPATH-OrganizationUnitId", "1"));

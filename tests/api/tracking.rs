@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use uipath_gateway::storage::jobs::{Observed, record_state};
 use uipath_gateway::workers::job_sync::try_execute_task as poll;
 
-use crate::connections::{create, input};
+use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app};
-use crate::sim_helpers::{Sim, spawn_sim};
 
 async fn setup() -> (TestApp, Sim, String) {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
@@ -19,22 +19,10 @@ async fn setup() -> (TestApp, Sim, String) {
         ("Failing", "Shared", "FailingJob"),
     ] {
         let body = json!({"name": name, "connection": "sim", "folder": folder, "release": {"process_key": key}});
-        app.admin(Method::POST, "/processes")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        process(&app, body).await;
     }
-    let created: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (app, sim, created["key"].as_str().unwrap().to_string())
+    let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
+    (app, sim, key)
 }
 
 async fn run(app: &TestApp, key: &str, process: &str, body: Value) -> Value {
@@ -336,7 +324,7 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
     let stop = async {
         // The job is recorded and its StartJobs is on the way: cancel it.
         let queued = "select id from jobs where input->>'in_Vendor' = 'B' and state = 'queued'";
-        crate::reliability::eventually(
+        crate::helpers::setup::eventually(
             "the second job recorded",
             std::time::Duration::from_secs(10),
             || async {
@@ -429,7 +417,7 @@ async fn a_stop_that_finds_the_job_started_meanwhile_stops_it_in_orchestrator() 
         .json(&json!({"strategy": "Kill"}))
         .send();
     let start_recorded = async {
-        crate::reliability::eventually(
+        crate::helpers::setup::eventually(
             "the stop waiting for the job's row",
             std::time::Duration::from_secs(10),
             || async {

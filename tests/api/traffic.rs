@@ -8,12 +8,12 @@ use uipath_gateway::config::Settings;
 use uipath_gateway::traffic::{Class, Priority};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
+use crate::helpers::db;
+use crate::helpers::setup::{run, setup_on};
+use crate::helpers::sim::spawn_sim;
 use crate::helpers::spawn_app_on;
-use crate::job_tracking::{run, setup_on};
-use crate::sim_helpers::spawn_sim;
-use crate::test_db;
 
-async fn rate_limited(sim: &crate::sim_helpers::Sim) -> u64 {
+async fn rate_limited(sim: &crate::helpers::sim::Sim) -> u64 {
     let counters: Value = sim.read("/counters").await;
     counters["rate_limited"].as_u64().unwrap()
 }
@@ -30,7 +30,7 @@ async fn a_tenant_below_the_configured_budget_gets_one_429_then_none_and_every_j
         s.jobs_filter_window_secs = WINDOW;
     })
     .await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let (app, key) = setup_on(&sim, url, |s| {
         s.traffic.list_window_secs = WINDOW as u64;
         s.tracking.list_budget_per_minute = 60;
@@ -117,7 +117,7 @@ async fn a_tenant_below_the_configured_budget_gets_one_429_then_none_and_every_j
 #[tokio::test]
 async fn two_instances_share_one_tenants_pause_and_list_budget() {
     let sim = spawn_sim(|_| {}).await;
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("shared");
     let same = |s: &mut Settings| {
         s.encryption_keys = Some(keys.clone());

@@ -1,4 +1,11 @@
-//! Spawning the gateway for black-box tests.
+//! Everything the black-box tests share: spawning the gateway (here), the simulator
+//! (`sim`), databases (`db`), the usual objects (`setup`) and UiPath's schemas (`spec`).
+//! No test file imports another.
+
+pub mod db;
+pub mod setup;
+pub mod sim;
+pub mod spec;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,8 +20,6 @@ use tokio::sync::mpsc;
 use uipath_gateway::config::Settings;
 use uipath_gateway::embedded_db::{self, Cluster, PgBinaries};
 use uipath_gateway::startup::Application;
-
-use crate::test_db;
 
 /// The admin token of test gateways.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -55,7 +60,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the gateway after letting the test adjust its settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let (_, url) = test_db::server().fresh_database().await;
+    let (_, url) = db::server().fresh_database().await;
     spawn_app_on(url, adjust).await
 }
 

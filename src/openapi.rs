@@ -72,7 +72,9 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 }
 
 /// Every call that counts against a rate limit (those with credentials, and
-/// `/hooks/{slug}`) may answer 429 with `Retry-After`; every JSON body may get 415.
+/// `/hooks/{slug}`) may answer 429 with `Retry-After`; every JSON body may get 415; every
+/// admin operation answers 401 without the admin token and 403 while the admin API is
+/// closed (an operation may say more in its own words).
 fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::{
         ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type, schema::ObjectBuilder,
@@ -95,15 +97,20 @@ fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi
                 .build(),
         )
         .build();
-    let not_json = ResponseBuilder::new()
-        .description("The body is not sent as `Content-Type: application/json`")
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build();
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let not_json = problem("The body is not sent as `Content-Type: application/json`");
+    let no_admin_token = problem("No or wrong admin token");
+    let admin_closed = problem("The admin API is closed");
     for (path, item) in api.paths.paths.iter_mut() {
         for op in [
             &mut item.get,
@@ -117,6 +124,17 @@ fn with_rate_limit_answers(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi
         {
             let limited =
                 path == "/hooks/{slug}" || op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let admin = serde_json::to_value(&op.security)
+                .is_ok_and(|s| s.to_string().contains("\"admin_token\""));
+            if admin {
+                let answers = &mut op.responses.responses;
+                answers
+                    .entry("401".into())
+                    .or_insert_with(|| no_admin_token.clone().into());
+                answers
+                    .entry("403".into())
+                    .or_insert_with(|| admin_closed.clone().into());
+            }
             if limited {
                 op.responses
                     .responses

@@ -98,8 +98,6 @@ fn scope_problem(s: &str) -> Option<String> {
     responses(
         (status = 201, description = "Created; the key is in the body, once", body = CreatedApiKey),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or scopes", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -162,8 +160,6 @@ pub async fn create_api_key(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key", body = ApiKeyList),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api-keys")]
@@ -188,8 +184,6 @@ pub async fn list_api_keys(
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     )
 )]

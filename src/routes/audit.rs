@@ -88,8 +88,6 @@ pub struct AuditQuery {
     responses(
         (status = 200, description = "Changes, newest first", body = AuditList),
         (status = 400, description = "A bad filter or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/audit")]

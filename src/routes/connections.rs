@@ -48,8 +48,6 @@ async fn load(state: &AppState, id_or_name: &str) -> Result<ConnectionRow, ApiEr
     responses(
         (status = 201, description = "Created", body = ConnectionView),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each with the fix", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Discovery failed (user_key)", body = Problem, content_type = "application/problem+json"),
@@ -89,8 +87,6 @@ pub async fn create_connection(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every connection", body = ConnectionList),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/connections")]
@@ -111,8 +107,6 @@ pub async fn list_connections(
     params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "The connection", body = ConnectionView),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -134,8 +128,6 @@ pub async fn get_connection(
     responses(
         (status = 200, description = "Updated", body = ConnectionView),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -188,8 +180,6 @@ pub async fn replace_connection(
     params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Processes still use it", body = Problem, content_type = "application/problem+json"),
     )
@@ -237,8 +227,6 @@ pub async fn delete_connection(
     params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "The test ran; `ok` says how it went", body = ConnectionTest),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -259,8 +247,6 @@ pub async fn test_connection(
     params(("id" = String, Path, description = "Connection id, or its name")),
     responses(
         (status = 200, description = "Folders", body = FolderList),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The connection is misconfigured", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Orchestrator refused", body = Problem, content_type = "application/problem+json"),
@@ -293,8 +279,6 @@ pub struct FolderQuery {
     responses(
         (status = 200, description = "Releases", body = ReleaseList),
         (status = 400, description = "No folder given", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The connection is misconfigured", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Orchestrator refused (e.g. 1100: no such folder)", body = Problem, content_type = "application/problem+json"),

@@ -36,8 +36,6 @@ pub struct DeadQuery {
     responses(
         (status = 200, description = "Dead letters, newest first", body = DeadLetters),
         (status = 400, description = "A bad limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/dead-letters")]
@@ -69,8 +67,6 @@ pub async fn list_dead_letters(
     responses(
         (status = 202, description = "Queued again; the dispatcher starts it", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not dead-lettered", body = Problem, content_type = "application/problem+json"),
     )
@@ -114,8 +110,6 @@ pub async fn redrive_job(
     responses(
         (status = 202, description = "Pending again", body = CallbackView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such callback delivery", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The callback is not dead-lettered", body = Problem, content_type = "application/problem+json"),
     )

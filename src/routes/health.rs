@@ -93,7 +93,6 @@ pub struct UnhealthyConnection {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The checks, ready or not", body = StatusView),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is closed, or the key lacks `admin`", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -45,8 +45,6 @@ fn not_found(slug: &str) -> ApiError {
     responses(
         (status = 201, description = "Created", body = HookView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (an expression that does not compile is named)", body = Problem, content_type = "application/problem+json"),
     )
@@ -87,8 +85,6 @@ pub async fn create_hook(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every webhook", body = HookList),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/webhooks")]
@@ -109,8 +105,6 @@ pub async fn list_hooks(
     params(("slug" = String, Path, description = "Slug")),
     responses(
         (status = 200, description = "The webhook", body = HookView),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -135,8 +129,6 @@ pub async fn get_hook(
     responses(
         (status = 200, description = "Updated", body = HookView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The new slug is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -182,8 +174,6 @@ pub async fn replace_hook(
     params(("slug" = String, Path, description = "Slug")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -220,8 +210,6 @@ pub struct DeliveryQuery {
     responses(
         (status = 200, description = "Deliveries", body = DeliveryList),
         (status = 400, description = "A bad limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -256,8 +244,6 @@ pub async fn list_deliveries(
     responses(
         (status = 200, description = "The delivery", body = DeliveryView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook or delivery", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -287,8 +273,6 @@ pub async fn get_delivery(
         (status = 202, description = "A job was recorded", body = crate::views::hooks::HookReceipt),
         (status = 200, description = "Filtered out by the current filter", body = crate::views::hooks::HookReceipt),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook or delivery", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The delivery was refused (never verified), so it cannot be replayed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The filter or mapping failed", body = Problem, content_type = "application/problem+json"),

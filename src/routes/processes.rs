@@ -73,8 +73,6 @@ fn not_found(name: &str) -> ApiError {
     responses(
         (status = 201, description = "Created", body = ProcessView),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
@@ -112,8 +110,6 @@ pub async fn create_process(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every process", body = ProcessList),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/processes")]
@@ -134,8 +130,6 @@ pub async fn list_processes(
     params(("name" = String, Path, description = "Process name")),
     responses(
         (status = 200, description = "The process", body = ProcessView),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -160,8 +154,6 @@ pub async fn get_process(
     responses(
         (status = 200, description = "Updated", body = ProcessView),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The new name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -203,8 +195,6 @@ pub async fn replace_process(
     params(("name" = String, Path, description = "Process name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Inbound webhooks start this process", body = Problem, content_type = "application/problem+json"),
     )
@@ -247,8 +237,6 @@ pub async fn delete_process(
     params(("name" = String, Path, description = "Process name")),
     responses(
         (status = 200, description = "The new secret", body = CallbackSecret),
-        (status = 401, description = "No or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The admin API is closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
     )
 )]

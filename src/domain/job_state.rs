@@ -93,6 +93,19 @@ impl JobState {
     }
 }
 
+/// A stored state this code does not know (only this code writes states).
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a job state")]
+pub struct UnknownState(pub String);
+
+impl TryFrom<String> for JobState {
+    type Error = UnknownState;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        JobState::parse(&name).ok_or(UnknownState(name))
+    }
+}
+
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -1,11 +1,11 @@
 //! API keys: only a SHA-256 hash of each key is stored.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 /// A stored key, without the key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ApiKeyRow {
     pub id: Uuid,
     pub name: String,
@@ -15,19 +15,6 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-}
-
-fn from_row(r: &sqlx::postgres::PgRow) -> Result<ApiKeyRow, sqlx::Error> {
-    Ok(ApiKeyRow {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        prefix: r.try_get("prefix")?,
-        scopes: r.try_get("scopes")?,
-        expires_at: r.try_get("expires_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        created_at: r.try_get("created_at")?,
-    })
 }
 
 const COLUMNS: &str = "id, name, prefix, scopes, expires_at, last_used_at, revoked_at, created_at";
@@ -54,7 +41,7 @@ pub async fn insert(
         .bind(expires_at)
         .fetch_one(pool)
         .await?;
-    from_row(&row)
+    ApiKeyRow::from_row(&row)
 }
 
 /// Every key, newest first.
@@ -63,7 +50,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(pool)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(ApiKeyRow::from_row).collect()
 }
 
 /// The live key with this hash (not revoked, not expired), noting its use at most once a minute.
@@ -75,25 +62,28 @@ pub async fn find_live(pool: &PgPool, hash: &[u8]) -> Result<Option<ApiKeyRow>, 
         .bind(hash)
         .fetch_optional(pool)
         .await?;
-    let key = row.as_ref().map(from_row).transpose()?;
+    let key = row.as_ref().map(ApiKeyRow::from_row).transpose()?;
     if let Some(k) = &key
         && k.last_used_at
             .is_none_or(|t| Utc::now() - t > chrono::Duration::minutes(1))
     {
-        sqlx::query("update api_keys set last_used_at = now() where id = $1")
-            .bind(k.id)
-            .execute(pool)
-            .await?;
+        sqlx::query!(
+            "update api_keys set last_used_at = now() where id = $1",
+            k.id
+        )
+        .execute(pool)
+        .await?;
     }
     Ok(key)
 }
 
 /// Revokes a key. False if there is no such key.
 pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("update api_keys set revoked_at = coalesce(revoked_at, now()) where id = $1")
-            .bind(id)
-            .execute(pool)
-            .await?;
+    let done = sqlx::query!(
+        "update api_keys set revoked_at = coalesce(revoked_at, now()) where id = $1",
+        id
+    )
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 
 /// One change to record.
 pub struct Entry<'a> {
@@ -17,7 +17,7 @@ pub struct Entry<'a> {
 }
 
 /// A stored change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct AuditRow {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -81,18 +81,8 @@ pub fn mask(v: Value) -> Value {
 
 /// Stores one change (the before and after masked).
 pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: Entry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, object_type, object_key, before, after, request_id, client_ip)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.actor)
-    .bind(e.action)
-    .bind(e.object_type)
-    .bind(e.object_key)
-    .bind(e.before.map(mask))
-    .bind(e.after.map(mask))
-    .bind(e.request_id)
-    .bind(e.client_ip)
+    sqlx::query!("INSERT INTO audit_log (actor, action, object_type, object_key, before, after, request_id, client_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", e.actor, e.action, e.object_type, e.object_key, e.before.map(mask), e.after.map(mask), e.request_id, e.client_ip)
     .execute(db)
     .await?;
     Ok(())
@@ -100,8 +90,7 @@ pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: Entry<'_>) -> Result<(
 
 /// Newest first.
 pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, at, actor, action, object_type, object_key, before, after, request_id, client_ip
+    let rows = sqlx::query("SELECT id, at, actor, action, object_type, object_key, before, after, request_id, client_ip
            FROM audit_log
           WHERE ($1::text IS NULL OR object_type = $1)
             AND ($2::text IS NULL OR object_key = $2)
@@ -109,32 +98,16 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<AuditRow>, sqlx::Erro
             AND ($4::text IS NULL OR action = $4)
             AND ($5::bigint IS NULL OR id < $5)
           ORDER BY id DESC
-          LIMIT $6",
-    )
-    .bind(&f.object_type)
-    .bind(&f.object_key)
-    .bind(&f.actor)
-    .bind(&f.action)
-    .bind(f.before_id)
-    .bind(f.limit)
+          LIMIT $6")
+        .bind(&f.object_type)
+        .bind(&f.object_key)
+        .bind(&f.actor)
+        .bind(&f.action)
+        .bind(f.before_id)
+        .bind(f.limit)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditRow {
-                id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                object_type: r.try_get("object_type")?,
-                object_key: r.try_get("object_key")?,
-                before: r.try_get("before")?,
-                after: r.try_get("after")?,
-                request_id: r.try_get("request_id")?,
-                client_ip: r.try_get("client_ip")?,
-            })
-        })
-        .collect()
+    rows.iter().map(AuditRow::from_row).collect()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
 /// A delivery due now, leased to the caller.
@@ -23,15 +23,13 @@ pub async fn claim_due(
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<Due>, sqlx::Error> {
-    let rows = sqlx::query(
-        "update callback_deliveries set lease_expires_at = now() + make_interval(secs => $2) where id in ( \
+    let rows = sqlx::query("update callback_deliveries set lease_expires_at = now() + make_interval(secs => $2) where id in ( \
            select id from callback_deliveries where state = 'pending' and next_attempt_at <= now() \
              and (lease_expires_at is null or lease_expires_at < now()) \
            order by next_attempt_at limit $1 for update skip locked) \
-         returning id, job_id, url, attempts, message_id, payload",
-    )
-    .bind(limit)
-    .bind(lease_secs)
+         returning id, job_id, url, attempts, message_id, payload")
+        .bind(limit)
+        .bind(lease_secs)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -57,12 +55,14 @@ pub async fn set_payload(
     message_id: &str,
     payload: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update callback_deliveries set payload = $2, message_id = $3 where id = $1")
-        .bind(id)
-        .bind(payload)
-        .bind(message_id)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "update callback_deliveries set payload = $2, message_id = $3 where id = $1",
+        id,
+        payload,
+        message_id
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -85,14 +85,7 @@ pub async fn record_attempt(
     outcome: Outcome,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "insert into callback_attempts (delivery_id, attempt, status, error, duration_ms) values ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(status.map(i32::from))
-    .bind(error)
-    .bind(duration_ms)
+    sqlx::query!("insert into callback_attempts (delivery_id, attempt, status, error, duration_ms) values ($1, $2, $3, $4, $5)", id, attempt, status.map(i32::from), error, duration_ms)
     .execute(&mut *tx)
     .await?;
     let (state, next) = match outcome {
@@ -100,24 +93,16 @@ pub async fn record_attempt(
         Outcome::RetryAt(at) => ("pending", Some(at)),
         Outcome::Dead => ("dead", None),
     };
-    sqlx::query(
-        "update callback_deliveries set state = $2, attempts = $3, next_attempt_at = $4, lease_expires_at = null, \
+    sqlx::query!("update callback_deliveries set state = $2, attempts = $3, next_attempt_at = $4, lease_expires_at = null, \
          last_status = $5, last_error = $6, delivered_at = case when $2 = 'delivered' then now() else delivered_at end \
-         where id = $1",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(attempt)
-    .bind(next)
-    .bind(status.map(i32::from))
-    .bind(error)
+         where id = $1", id, state, attempt, next, status.map(i32::from), error)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
 }
 
 /// One attempt, as shown on the job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct AttemptRow {
     pub attempt: i32,
     pub status: Option<i32>,
@@ -152,22 +137,12 @@ async fn with_log(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: Uuid = r.try_get("id")?;
-        let log = sqlx::query(
-            "select attempt, status, error, duration_ms, at from callback_attempts where delivery_id = $1 order by id",
-        )
+        let log = sqlx::query("select attempt, status, error, duration_ms, at from callback_attempts where delivery_id = $1 order by id")
         .bind(id)
         .fetch_all(pool)
         .await?
         .iter()
-        .map(|a| {
-            Ok(AttemptRow {
-                attempt: a.try_get("attempt")?,
-                status: a.try_get("status")?,
-                error: a.try_get("error")?,
-                duration_ms: a.try_get("duration_ms")?,
-                at: a.try_get("at")?,
-            })
-        })
+        .map(AttemptRow::from_row)
         .collect::<Result<_, sqlx::Error>>()?;
         out.push(DeliveryRow {
             id,
@@ -212,11 +187,8 @@ pub async fn dead(pool: &PgPool, limit: i64) -> Result<Vec<DeliveryRow>, sqlx::E
 
 /// Sends a dead-lettered delivery again, with a fresh schedule. False unless it was dead.
 pub async fn redrive(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
-        "update callback_deliveries set state = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null \
-         where id = $1 and state = 'dead'",
-    )
-    .bind(id)
+    Ok(sqlx::query!("update callback_deliveries set state = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null \
+         where id = $1 and state = 'dead'", id)
     .execute(pool)
     .await?
     .rows_affected()

@@ -13,9 +13,10 @@ pub async fn read(pool: &PgPool) -> Result<LedgerGauges, sqlx::Error> {
     )
     .fetch_one(pool)
     .await?;
-    let dead_jobs: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'dead'")
-        .fetch_one(pool)
-        .await?;
+    let dead_jobs: i64 =
+        sqlx::query_scalar!(r#"select count(*) as "count!" from jobs where state = 'dead'"#)
+            .fetch_one(pool)
+            .await?;
     let (pending_callbacks, dead_callbacks): (i64, i64) = sqlx::query_as(
         "select count(*) filter (where state = 'pending'), count(*) filter (where state = 'dead')
            from callback_deliveries where state in ('pending', 'dead')",

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
 use crate::crypto::KeyRing;
@@ -104,10 +104,10 @@ pub async fn upsert(
     existing: Option<&str>,
     h: &NewHook,
 ) -> Result<Option<HookRow>, WriteError> {
-    let process: Option<Uuid> = sqlx::query_scalar("select id from processes where name = $1")
-        .bind(&h.process)
-        .fetch_optional(pool)
-        .await?;
+    let process: Option<Uuid> =
+        sqlx::query_scalar!("select id from processes where name = $1", &h.process)
+            .fetch_optional(pool)
+            .await?;
     let process = process.ok_or_else(|| WriteError::UnknownProcess(h.process.clone()))?;
     let id = match existing {
         Some(slug) => {
@@ -132,29 +132,12 @@ pub async fn upsert(
         .as_ref()
         .map(|m| serde_json::to_value(m).expect("mapping serializes"));
     let response = serde_json::to_value(&h.response).expect("response serializes");
-    sqlx::query(
-        "insert into webhooks (id, slug, process_id, scheme, scheme_config, secrets_sealed, secrets_key_id, public, enabled, \
+    sqlx::query!("insert into webhooks (id, slug, process_id, scheme, scheme_config, secrets_sealed, secrets_key_id, public, enabled, \
            tolerance_seconds, dedup_source, filter, mapping, response, max_body_bytes) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          on conflict (id) do update set slug = $2, process_id = $3, scheme = $4, scheme_config = $5, \
            secrets_sealed = coalesce($6, webhooks.secrets_sealed), secrets_key_id = case when $6 is null then webhooks.secrets_key_id else $7 end, \
-           public = $8, enabled = $9, tolerance_seconds = $10, dedup_source = $11, filter = $12, mapping = $13, response = $14, max_body_bytes = $15",
-    )
-    .bind(id)
-    .bind(&h.slug)
-    .bind(process)
-    .bind(&h.scheme)
-    .bind(config)
-    .bind(sealed)
-    .bind(keys.active_id())
-    .bind(h.public)
-    .bind(h.enabled)
-    .bind(h.tolerance_seconds)
-    .bind(&h.dedup)
-    .bind(&h.filter)
-    .bind(mapping)
-    .bind(response)
-    .bind(h.max_body_bytes)
+           public = $8, enabled = $9, tolerance_seconds = $10, dedup_source = $11, filter = $12, mapping = $13, response = $14, max_body_bytes = $15", id, &h.slug, process, &h.scheme, config, sealed, keys.active_id(), h.public, h.enabled, h.tolerance_seconds, h.dedup.as_deref(), h.filter.as_deref(), mapping, response, h.max_body_bytes)
     .execute(pool)
     .await?;
     Ok(get(pool, &h.slug).await?)
@@ -181,8 +164,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<HookRow>, sqlx::Error> {
 
 /// Deletes a definition and its delivery records.
 pub async fn delete(pool: &PgPool, slug: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("delete from webhooks where slug = $1")
-        .bind(slug)
+    Ok(sqlx::query!("delete from webhooks where slug = $1", slug)
         .execute(pool)
         .await?
         .rows_affected()
@@ -190,7 +172,7 @@ pub async fn delete(pool: &PgPool, slug: &str) -> Result<bool, sqlx::Error> {
 }
 
 /// A delivery record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct Delivery {
     pub id: Uuid,
     pub webhook_id: Uuid,
@@ -221,53 +203,13 @@ pub struct Delivery {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, mapped_input, \
     job_id, error, outcome, request_headers, request_query, request_body, replay_of, received_at, body_sha256";
 
-fn delivery_from_row(r: &sqlx::postgres::PgRow) -> Result<Delivery, sqlx::Error> {
-    Ok(Delivery {
-        id: r.try_get("id")?,
-        webhook_id: r.try_get("webhook_id")?,
-        delivery_key: r.try_get("delivery_key")?,
-        verification: r.try_get("verification")?,
-        verification_detail: r.try_get("verification_detail")?,
-        dedup: r.try_get("dedup")?,
-        filter_result: r.try_get("filter_result")?,
-        mapped_input: r.try_get("mapped_input")?,
-        job_id: r.try_get("job_id")?,
-        error: r.try_get("error")?,
-        outcome: r.try_get("outcome")?,
-        request_headers: r.try_get("request_headers")?,
-        request_query: r.try_get("request_query")?,
-        request_body: r.try_get("request_body")?,
-        replay_of: r.try_get("replay_of")?,
-        received_at: r.try_get("received_at")?,
-        body_sha256: r.try_get("body_sha256")?,
-    })
-}
-
 /// Records a delivery. With `dedup = "first"` and a key or a body hash, returns false
 /// (and records nothing) when either was already recorded first: a repeat.
 pub async fn record<'e, E: sqlx::PgExecutor<'e>>(ex: E, d: &Delivery) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, \
+    let done = sqlx::query!("insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, filter_result, \
            mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of, body_sha256) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-         on conflict do nothing",
-    )
-    .bind(d.id)
-    .bind(d.webhook_id)
-    .bind(&d.delivery_key)
-    .bind(&d.verification)
-    .bind(&d.verification_detail)
-    .bind(&d.dedup)
-    .bind(&d.filter_result)
-    .bind(&d.mapped_input)
-    .bind(d.job_id)
-    .bind(&d.error)
-    .bind(&d.outcome)
-    .bind(&d.request_headers)
-    .bind(&d.request_query)
-    .bind(&d.request_body)
-    .bind(d.replay_of)
-    .bind(&d.body_sha256)
+         on conflict do nothing", d.id, d.webhook_id, d.delivery_key.as_deref(), &d.verification, d.verification_detail.as_deref(), &d.dedup, d.filter_result.as_deref(), d.mapped_input.as_ref(), d.job_id, d.error.as_deref(), &d.outcome, d.request_headers.as_ref(), d.request_query.as_deref(), d.request_body.as_deref(), d.replay_of, d.body_sha256.as_deref())
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -287,7 +229,7 @@ pub async fn first_with_key(
         .bind(key)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(delivery_from_row).transpose()
+    row.as_ref().map(Delivery::from_row).transpose()
 }
 
 /// The first delivery recorded with a body hash.
@@ -304,7 +246,7 @@ pub async fn first_with_body(
         .bind(sha256)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(delivery_from_row).transpose()
+    row.as_ref().map(Delivery::from_row).transpose()
 }
 
 /// Deletes refused deliveries older than `retention_secs`, at most `limit` at a time;
@@ -314,13 +256,13 @@ pub async fn purge_refused(
     retention_secs: i64,
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "delete from webhook_deliveries where id in ( \
            select id from webhook_deliveries where outcome = 'refused' \
              and received_at < now() - make_interval(secs => $1) limit $2)",
+        retention_secs as f64,
+        limit
     )
-    .bind(retention_secs as f64)
-    .bind(limit)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -328,10 +270,10 @@ pub async fn purge_refused(
 
 /// A first delivery older than the retention window no longer blocks its key.
 pub async fn expire(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update webhook_deliveries set dedup = 'expired' where id = $1 and dedup = 'first'",
+        id
     )
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(())
@@ -351,7 +293,7 @@ pub async fn deliveries(
         .bind(limit)
         .fetch_all(pool)
         .await?;
-    rows.iter().map(delivery_from_row).collect()
+    rows.iter().map(Delivery::from_row).collect()
 }
 
 /// One delivery of a webhook.
@@ -368,5 +310,5 @@ pub async fn delivery(
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(delivery_from_row).transpose()
+    row.as_ref().map(Delivery::from_row).transpose()
 }

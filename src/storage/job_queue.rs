@@ -6,17 +6,16 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use super::jobs::{COLUMNS, JobRow, JobState, event, from_row};
+use super::jobs::{COLUMNS, JobRow, JobState, event};
 
 /// Jobs whose start attempt was interrupted (the instance died holding their lease) may
 /// have reached Orchestrator: they become `unknown` and are looked up before any new
 /// start. Returns how many.
 pub async fn interrupted_to_unknown(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(
-        "with upd as ( \
+    let n: i64 = sqlx::query_scalar("with upd as ( \
            update jobs set state = 'unknown', lease_owner = null, lease_expires_at = null, next_attempt_at = now(), \
              last_error = 'an earlier start attempt was interrupted', state_changed_at = now() \
            where id in (select id from jobs where state = 'queued' and lease_owner is not null \
@@ -24,8 +23,7 @@ pub async fn interrupted_to_unknown(pool: &PgPool) -> Result<u64, sqlx::Error> {
            returning id), \
          ev as (insert into job_events (job_id, state, source, detail) \
            select id, 'unknown', 'dispatcher', '{\"why\": \"an earlier start attempt was interrupted; the job is looked up by its Reference before it is started again\"}'::jsonb from upd) \
-         select count(*) from upd",
-    )
+         select count(*) from upd")
     .fetch_one(pool)
     .await?;
     Ok(n as u64)
@@ -93,7 +91,7 @@ pub async fn claim(
         .bind(state.as_str())
         .fetch_all(pool)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(JobRow::from_row).collect()
 }
 
 /// How a failed attempt leaves the job.
@@ -113,19 +111,17 @@ pub struct Deferral<'a> {
 /// The attempt did not start the job and Orchestrator certainly does not have it: try
 /// again at `next`. Returns the job's strikes now (None if it was no longer queued).
 pub async fn defer(pool: &PgPool, d: &Deferral<'_>) -> Result<Option<i32>, sqlx::Error> {
-    let strikes: Option<i32> = sqlx::query_scalar(
-        "with upd as (update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3, \
+    let strikes: Option<i32> = sqlx::query_scalar("with upd as (update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3, \
            strikes = strikes + $4 where id = $1 and state = 'queued' returning id, strikes), \
          ev as (insert into job_events (job_id, state, source, detail) \
            select id, $5, 'dispatcher', $6 from upd where $5 is not null) \
-         select strikes from upd",
-    )
-    .bind(d.id)
-    .bind(d.next)
-    .bind(d.error)
-    .bind(i32::from(d.strike))
-    .bind(d.event.as_ref().map(|(e, _)| *e))
-    .bind(d.event.as_ref().map(|(_, v)| v))
+         select strikes from upd")
+        .bind(d.id)
+        .bind(d.next)
+        .bind(d.error)
+        .bind(i32::from(d.strike))
+        .bind(d.event.as_ref().map(|(e, _)| *e))
+        .bind(d.event.as_ref().map(|(_, v)| v))
     .fetch_optional(pool)
     .await?;
     Ok(strikes)
@@ -134,18 +130,16 @@ pub async fn defer(pool: &PgPool, d: &Deferral<'_>) -> Result<Option<i32>, sqlx:
 /// The job's start may have reached Orchestrator (a timeout, a 5xx after sending): it
 /// waits as `unknown` until a lookup by Reference answers for it, from `next` on.
 pub async fn mark_unknown(pool: &PgPool, d: &Deferral<'_>) -> Result<bool, sqlx::Error> {
-    let done: Option<Uuid> = sqlx::query_scalar(
-        "with upd as (update jobs set state = 'unknown', lease_owner = null, lease_expires_at = null, \
+    let done: Option<Uuid> = sqlx::query_scalar("with upd as (update jobs set state = 'unknown', lease_owner = null, lease_expires_at = null, \
            next_attempt_at = $2, last_error = $3, strikes = strikes + $4, state_changed_at = now() \
            where id = $1 and state = 'queued' returning id), \
          ev as (insert into job_events (job_id, state, source, detail) select id, 'unknown', 'dispatcher', $5 from upd) \
-         select id from upd",
-    )
-    .bind(d.id)
-    .bind(d.next)
-    .bind(d.error)
-    .bind(i32::from(d.strike))
-    .bind(json!({"why": d.error, "lookup_after": d.next}))
+         select id from upd")
+        .bind(d.id)
+        .bind(d.next)
+        .bind(d.error)
+        .bind(i32::from(d.strike))
+        .bind(json!({"why": d.error, "lookup_after": d.next}))
     .fetch_optional(pool)
     .await?;
     Ok(done.is_some())
@@ -158,8 +152,7 @@ pub async fn not_found(pool: &PgPool, ids: &[Uuid], max_attempts: i32) -> Result
     if ids.is_empty() {
         return Ok(0);
     }
-    let dead: i64 = sqlx::query_scalar(
-        "with upd as ( \
+    let dead: i64 = sqlx::query_scalar("with upd as ( \
            update jobs set state = case when strikes >= $2 then 'dead' else 'queued' end, \
              lease_owner = null, lease_expires_at = null, \
              next_attempt_at = case when strikes >= $2 then null else now() end, \
@@ -172,10 +165,9 @@ pub async fn not_found(pool: &PgPool, ids: &[Uuid], max_attempts: i32) -> Result
          ev as (insert into job_events (job_id, state, source, detail) \
            select id, case when state = 'dead' then 'dead' else 'reconciled' end, 'reconciler', \
              '{\"found\": false, \"why\": \"Orchestrator has no job with its Reference\"}'::jsonb from upd) \
-         select count(*) filter (where state = 'dead') from upd",
-    )
-    .bind(ids)
-    .bind(max_attempts)
+         select count(*) filter (where state = 'dead') from upd")
+        .bind(ids)
+        .bind(max_attempts)
     .fetch_one(pool)
     .await?;
     if dead > 0 {
@@ -201,13 +193,8 @@ pub async fn unknown_later(
     next: DateTime<Utc>,
     error: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3 \
-         where id = any($1) and state = 'unknown'",
-    )
-    .bind(ids)
-    .bind(next)
-    .bind(error)
+    sqlx::query!("update jobs set lease_owner = null, lease_expires_at = null, next_attempt_at = $2, last_error = $3 \
+         where id = any($1) and state = 'unknown'", ids, next, error)
     .execute(pool)
     .await?;
     Ok(())

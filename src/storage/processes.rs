@@ -97,10 +97,10 @@ pub async fn upsert(
     existing: Option<&str>,
     p: &NewProcess,
 ) -> Result<Option<ProcessRow>, WriteError> {
-    let connection: Option<Uuid> = sqlx::query_scalar("select id from connections where name = $1")
-        .bind(&p.connection)
-        .fetch_optional(pool)
-        .await?;
+    let connection: Option<Uuid> =
+        sqlx::query_scalar!("select id from connections where name = $1", &p.connection)
+            .fetch_optional(pool)
+            .await?;
     let connection =
         connection.ok_or_else(|| WriteError::UnknownConnection(p.connection.clone()))?;
     let (path, id, key) = match FolderRef::parse(&p.folder) {
@@ -166,8 +166,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ProcessRow>, sqlx::Error> {
 
 /// Deletes a process; its jobs keep their history.
 pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("delete from processes where name = $1")
-        .bind(name)
+    Ok(sqlx::query!("delete from processes where name = $1", name)
         .execute(pool)
         .await?
         .rows_affected()
@@ -192,12 +191,12 @@ pub async fn set_callback_secret(
     secret: &str,
 ) -> Result<(), sqlx::Error> {
     let sealed = keys.seal(secret.as_bytes(), &secret_aad(id));
-    sqlx::query(
+    sqlx::query!(
         "update processes set callback_secret_sealed = $2, callback_key_id = $3 where id = $1",
+        id,
+        sealed,
+        keys.active_id()
     )
-    .bind(id)
-    .bind(sealed)
-    .bind(keys.active_id())
     .execute(pool)
     .await?;
     Ok(())
@@ -209,11 +208,12 @@ pub async fn callback_secret(
     keys: &crate::crypto::KeyRing,
     id: Uuid,
 ) -> anyhow::Result<Option<String>> {
-    let sealed: Option<Option<Vec<u8>>> =
-        sqlx::query_scalar("select callback_secret_sealed from processes where id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+    let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar!(
+        "select callback_secret_sealed from processes where id = $1",
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
     let Some(sealed) = sealed.flatten() else {
         return Ok(None);
     };
@@ -235,10 +235,7 @@ pub async fn cache_release(
     release: &ResolvedRelease,
 ) -> Result<(), sqlx::Error> {
     let arguments = serde_json::to_value(&release.arguments).unwrap_or_default();
-    sqlx::query("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1")
-        .bind(process_id)
-        .bind(release.key)
-        .bind(arguments)
+    sqlx::query!("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1", process_id, release.key, arguments)
         .execute(pool)
         .await?;
     Ok(())

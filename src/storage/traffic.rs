@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 
 /// A tenant's row, as every instance sees it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, FromRow)]
 pub struct TenantRow {
     pub tenant_key: String,
     pub lists_paused_until: Option<DateTime<Utc>>,
@@ -27,36 +27,22 @@ const COLUMNS: &str = "tenant_key, lists_paused_until, starts_paused_until, call
     pause_reason, list_budget::int8 as list_budget, list_budget_learned_at, circuit_open_until, \
     circuit_opens, circuit_reason, urgent_until";
 
-fn from_row(r: &sqlx::postgres::PgRow) -> Result<TenantRow, sqlx::Error> {
-    Ok(TenantRow {
-        tenant_key: r.try_get("tenant_key")?,
-        lists_paused_until: r.try_get("lists_paused_until")?,
-        starts_paused_until: r.try_get("starts_paused_until")?,
-        calls_paused_until: r.try_get("calls_paused_until")?,
-        pause_reason: r.try_get("pause_reason")?,
-        list_budget: r.try_get("list_budget")?,
-        list_budget_learned_at: r.try_get("list_budget_learned_at")?,
-        circuit_open_until: r.try_get("circuit_open_until")?,
-        circuit_opens: r.try_get("circuit_opens")?,
-        circuit_reason: r.try_get("circuit_reason")?,
-        urgent_until: r.try_get("urgent_until")?,
-    })
-}
-
 /// Every tenant's row.
 pub async fn all(pool: &PgPool) -> Result<Vec<TenantRow>, sqlx::Error> {
     let sql = format!("select {COLUMNS} from orchestrator_tenants");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(pool)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(TenantRow::from_row).collect()
 }
 
 async fn ensure<'e, E: sqlx::PgExecutor<'e>>(ex: E, tenant: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into orchestrator_tenants (tenant_key) values ($1) on conflict do nothing")
-        .bind(tenant)
-        .execute(ex)
-        .await?;
+    sqlx::query!(
+        "insert into orchestrator_tenants (tenant_key) values ($1) on conflict do nothing",
+        tenant
+    )
+    .execute(ex)
+    .await?;
     Ok(())
 }
 
@@ -98,7 +84,7 @@ pub async fn pause(
         .bind(reason)
         .fetch_one(pool)
         .await?;
-    from_row(&row)
+    TenantRow::from_row(&row)
 }
 
 /// Opens the circuit, for `first * 2^opens` capped at `max`. `probe` is true when the
@@ -129,7 +115,7 @@ pub async fn open_circuit(
         .fetch_optional(pool)
         .await?;
     match row {
-        Some(r) => from_row(&r),
+        Some(r) => TenantRow::from_row(&r),
         None => get(pool, tenant).await,
     }
 }
@@ -137,12 +123,8 @@ pub async fn open_circuit(
 /// Takes the one probe of an open circuit whose time has come: the circuit stays marked
 /// open (for `hold`) while the probe is out. True for the one instance that got it.
 pub async fn claim_probe(pool: &PgPool, tenant: &str, hold: Duration) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update orchestrator_tenants set circuit_open_until = now() + make_interval(secs => $2), updated_at = now() \
-         where tenant_key = $1 and circuit_open_until <= now()",
-    )
-    .bind(tenant)
-    .bind(hold.as_secs_f64())
+    let done = sqlx::query!("update orchestrator_tenants set circuit_open_until = now() + make_interval(secs => $2), updated_at = now() \
+         where tenant_key = $1 and circuit_open_until <= now()", tenant, hold.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -150,10 +132,7 @@ pub async fn claim_probe(pool: &PgPool, tenant: &str, hold: Duration) -> Result<
 
 /// The probe was not sent after all: the next call may probe at once.
 pub async fn release_probe(pool: &PgPool, tenant: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update orchestrator_tenants set circuit_open_until = now() where tenant_key = $1 and circuit_open_until is not null",
-    )
-    .bind(tenant)
+    sqlx::query!("update orchestrator_tenants set circuit_open_until = now() where tenant_key = $1 and circuit_open_until is not null", tenant)
     .execute(pool)
     .await?;
     Ok(())
@@ -170,7 +149,7 @@ pub async fn close_circuit(pool: &PgPool, tenant: &str) -> Result<TenantRow, sql
         .fetch_optional(pool)
         .await?;
     match row {
-        Some(r) => from_row(&r),
+        Some(r) => TenantRow::from_row(&r),
         None => get(pool, tenant).await,
     }
 }
@@ -183,7 +162,7 @@ pub async fn get(pool: &PgPool, tenant: &str) -> Result<TenantRow, sqlx::Error> 
         .fetch_optional(pool)
         .await?;
     match row {
-        Some(r) => from_row(&r),
+        Some(r) => TenantRow::from_row(&r),
         None => Ok(TenantRow {
             tenant_key: tenant.to_string(),
             ..TenantRow::default()
@@ -215,13 +194,11 @@ pub async fn take_list(
 ) -> Result<Result<(), Duration>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     ensure(&mut *tx, tenant).await?;
-    let row = sqlx::query(
-        "select extract(epoch from lists_paused_until - now())::float8 as paused, list_budget::int8 as budget, \
+    let row = sqlx::query("select extract(epoch from lists_paused_until - now())::float8 as paused, list_budget::int8 as budget, \
          extract(epoch from now() - list_budget_learned_at)::float8 as learned_ago, \
          coalesce(urgent_until > now(), false) as urgent_waits \
-         from orchestrator_tenants where tenant_key = $1 for update",
-    )
-    .bind(tenant)
+         from orchestrator_tenants where tenant_key = $1 for update")
+        .bind(tenant)
     .fetch_one(&mut *tx)
     .await?;
     let paused: Option<f64> = row.try_get("paused")?;
@@ -240,11 +217,7 @@ pub async fn take_list(
         // Time to find out whether the tenant allows more again: one more a window.
         budget += 1;
         let stored = (budget < b.configured).then_some(budget as i32);
-        sqlx::query(
-            "update orchestrator_tenants set list_budget = $2, list_budget_learned_at = now() where tenant_key = $1",
-        )
-        .bind(tenant)
-        .bind(stored)
+        sqlx::query!("update orchestrator_tenants set list_budget = $2, list_budget_learned_at = now() where tenant_key = $1", tenant, stored)
         .execute(&mut *tx)
         .await?;
     }
@@ -252,11 +225,7 @@ pub async fn take_list(
     // A little longer than the window: our clock and Orchestrator's see a call at
     // slightly different times.
     let window = b.window_secs as f64 + 1.0;
-    sqlx::query(
-        "delete from tenant_list_calls where tenant_key = $1 and at <= now() - make_interval(secs => $2)",
-    )
-    .bind(tenant)
-    .bind(window)
+    sqlx::query!("delete from tenant_list_calls where tenant_key = $1 and at <= now() - make_interval(secs => $2)", tenant, window)
     .execute(&mut *tx)
     .await?;
     let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
@@ -274,11 +243,7 @@ pub async fn take_list(
     };
     if count >= limit {
         if b.urgent {
-            sqlx::query(
-                "update orchestrator_tenants set urgent_until = now() + make_interval(secs => $2) where tenant_key = $1",
-            )
-            .bind(tenant)
-            .bind(window)
+            sqlx::query!("update orchestrator_tenants set urgent_until = now() + make_interval(secs => $2) where tenant_key = $1", tenant, window)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -288,10 +253,12 @@ pub async fn take_list(
         let wait = oldest.unwrap_or(window).max(0.001);
         return Ok(Err(Duration::from_secs_f64(wait)));
     }
-    sqlx::query("insert into tenant_list_calls (tenant_key) values ($1)")
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "insert into tenant_list_calls (tenant_key) values ($1)",
+        tenant
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Ok(()))
 }
@@ -307,13 +274,11 @@ pub async fn learn_list_budget(
 ) -> Result<i64, sqlx::Error> {
     let used = used(pool, tenant, window_secs).await?;
     let learned = (used - 1).max(1);
-    let now: Option<i64> = sqlx::query_scalar(
-        "update orchestrator_tenants set list_budget = $2, list_budget_learned_at = now(), updated_at = now() \
-         where tenant_key = $1 and coalesce(list_budget, $3) > $2 returning list_budget::int8",
-    )
-    .bind(tenant)
-    .bind(learned as i32)
-    .bind(configured as i32)
+    let now: Option<i64> = sqlx::query_scalar("update orchestrator_tenants set list_budget = $2, list_budget_learned_at = now(), updated_at = now() \
+         where tenant_key = $1 and coalesce(list_budget, $3) > $2 returning list_budget::int8")
+        .bind(tenant)
+        .bind(learned as i32)
+        .bind(configured as i32)
     .fetch_optional(pool)
     .await?;
     Ok(match now {
@@ -324,11 +289,7 @@ pub async fn learn_list_budget(
 
 /// Filtered-list calls counted for a tenant in the current window.
 pub async fn used(pool: &PgPool, tenant: &str, window_secs: u64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from tenant_list_calls where tenant_key = $1 and at > now() - make_interval(secs => $2)",
-    )
-    .bind(tenant)
-    .bind(window_secs as f64 + 1.0)
+    sqlx::query_scalar!(r#"select count(*) as "count!" from tenant_list_calls where tenant_key = $1 and at > now() - make_interval(secs => $2)"#, tenant, window_secs as f64 + 1.0)
     .fetch_one(pool)
     .await
 }

@@ -3,6 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::setup::api_key;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -23,14 +24,7 @@ async fn a_key_is_shown_once_stored_hashed_and_revocable() {
     );
     assert_eq!(created["prefix"].as_str().unwrap(), &key[..12]);
 
-    let list: Value = app
-        .admin(Method::GET, "/api-keys")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get("/api-keys").await;
     assert!(
         !list.to_string().contains(&key),
         "a listing never shows the key"
@@ -79,30 +73,14 @@ async fn a_key_is_shown_once_stored_hashed_and_revocable() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401, "revoked keys stop working at once");
-    let list: Value = app
-        .admin(Method::GET, "/api-keys")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get("/api-keys").await;
     assert!(list["items"][0]["revoked_at"].is_string());
 }
 
 #[tokio::test]
 async fn scopes_are_checked_and_named_when_missing() {
     let app = spawn_app().await;
-    let created: Value = app
-        .admin(Method::POST, "/api-keys")
-        .json(&json!({"name": "erp", "scopes": ["run:Invoices", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
+    let key = &api_key(&app, "erp", json!(["run:Invoices", "jobs:read"])).await;
     let res = app
         .client
         .get(app.url("/processes"))

@@ -10,7 +10,7 @@ use uipath_gateway::workers::callbacks::try_execute_task as deliver;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::setup::{api_key, create, input};
+use crate::helpers::setup::{api_key, create, get_job, input};
 use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -81,14 +81,7 @@ async fn setup(receiver: &MockServer) -> (TestApp, Sim, String, String) {
     let secret = process["callback_secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"), "shown once, on create");
     assert_eq!(process["has_callback_secret"], true);
-    let again: Value = app
-        .admin(Method::GET, "/processes/Invoices")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = app.admin_get("/processes/Invoices").await;
     assert!(again.get("callback_secret").is_none(), "never shown again");
     let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
     (app, sim, key, secret)
@@ -123,18 +116,6 @@ async fn run_to_end(app: &TestApp, key: &str, query: &str) -> String {
         .unwrap();
     assert_eq!(res.status(), 200);
     job["id"].as_str().unwrap().to_string()
-}
-
-async fn job(app: &TestApp, key: &str, id: &str) -> Value {
-    app.client
-        .get(app.url(&format!("/jobs/{id}")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -207,7 +188,7 @@ async fn a_callback_is_signed_retried_after_a_500_and_shown_on_the_job() {
         &h("webhook-signature")
     ));
 
-    let shown = job(&app, &key, &id).await;
+    let shown = get_job(&app, &key, &id).await;
     let cb = &shown["callbacks"][0];
     assert_eq!(cb["state"], "delivered", "{shown}");
     assert_eq!(cb["attempts"], 2);
@@ -238,7 +219,7 @@ async fn a_callback_is_dead_lettered_when_the_schedule_runs_out_and_can_be_redri
         0,
         "dead: not tried again"
     );
-    let shown = job(&app, &key, &id).await;
+    let shown = get_job(&app, &key, &id).await;
     let cb = shown["callbacks"][0].clone();
     assert_eq!(cb["state"], "dead");
     assert_eq!(
@@ -247,14 +228,7 @@ async fn a_callback_is_dead_lettered_when_the_schedule_runs_out_and_can_be_redri
         "the first try and two retries"
     );
 
-    let dead: Value = app
-        .admin(Method::GET, "/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead = app.admin_get("/dead-letters").await;
     assert_eq!(dead["callbacks"][0]["id"], cb["id"]);
 
     // The receiver is fixed and the secret rotated; a redrive delivers, signed anew.
@@ -294,7 +268,7 @@ async fn a_callback_is_dead_lettered_when_the_schedule_runs_out_and_can_be_redri
         &h("webhook-signature")
     ));
     assert_eq!(
-        job(&app, &key, &id).await["callbacks"][0]["state"],
+        get_job(&app, &key, &id).await["callbacks"][0]["state"],
         "delivered"
     );
     let res = app

@@ -62,14 +62,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
     };
 
     let first = spawn_app_on(url.clone(), with_file).await;
-    let processes: Value = first
-        .admin(Method::GET, "/processes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let processes = first.admin_get("/processes").await;
     let names: Vec<&str> = processes["items"]
         .as_array()
         .unwrap()
@@ -77,14 +70,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Invoices", "Orders"]);
-    let conns: Value = first
-        .admin(Method::GET, "/connections")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conns = first.admin_get("/connections").await;
     let id = conns["items"][0]["id"].as_str().unwrap().to_string();
     let test: Value = first
         .admin(Method::POST, &format!("/connections/{id}/test"))
@@ -102,14 +88,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
     // A restart with the same file: nothing duplicated, and the rotated refresh token
     // is kept (the file's first token is spent; using it again would fail).
     let second = spawn_app_on(url, with_file).await;
-    let conns: Value = second
-        .admin(Method::GET, "/connections")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conns = second.admin_get("/connections").await;
     assert_eq!(conns["items"].as_array().unwrap().len(), 1);
     assert_eq!(conns["items"][0]["id"], id.as_str());
     sim.control(Method::POST, "/tokens/expire", None).await;
@@ -122,25 +101,11 @@ mapping = {{ in_Vendor = "body.vendor" }}
         .await
         .unwrap();
     assert_eq!(test["ok"], true, "{test}");
-    let processes: Value = second
-        .admin(Method::GET, "/processes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let processes = second.admin_get("/processes").await;
     assert_eq!(processes["items"].as_array().unwrap().len(), 2);
 
     // The first start recorded what it created; the second, which changed nothing, nothing.
-    let audit: Value = second
-        .admin(Method::GET, "/audit?actor=config-file")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = second.admin_get("/audit?actor=config-file").await;
     let actions: Vec<String> = audit["items"]
         .as_array()
         .unwrap()
@@ -167,14 +132,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
     assert!(!audit.to_string().contains("declared-hook-token"));
 
     // The declared webhook survived the second apply with its secret, and works.
-    let hooks: Value = second
-        .admin(Method::GET, "/webhooks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks = second.admin_get("/webhooks").await;
     assert_eq!(hooks["items"].as_array().unwrap().len(), 1, "{hooks}");
     assert!(!hooks.to_string().contains("declared-hook-token"));
     let refused = second

@@ -62,14 +62,7 @@ async fn every_kind_connects_tests_and_discovers_folders_and_releases() {
             "{kind}: {test}"
         );
 
-        let folders: Value = app
-            .admin(Method::GET, &format!("/connections/{id}/folders"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let folders = app.admin_get(&format!("/connections/{id}/folders")).await;
         let ap = folders["items"]
             .as_array()
             .unwrap()
@@ -101,24 +94,10 @@ async fn every_kind_connects_tests_and_discovers_folders_and_releases() {
                     .any(|a| a["name"] == "in_Amount")
             );
         }
-        let view: Value = app
-            .admin(Method::GET, &format!("/connections/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = app.admin_get(&format!("/connections/{id}")).await;
         assert_eq!(view["health"], "healthy", "{kind}");
     }
-    let pat: Value = app
-        .admin(Method::GET, "/connections")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pat = app.admin_get("/connections").await;
     let pat = pat["items"]
         .as_array()
         .unwrap()
@@ -130,14 +109,7 @@ async fn every_kind_connects_tests_and_discovers_folders_and_releases() {
         pat["warnings"][0].as_str().unwrap().contains("expires in"),
         "a PAT close to expiry warns: {pat}"
     );
-    let legacy: Value = app
-        .admin(Method::GET, "/connections")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let legacy = app.admin_get("/connections").await;
     let legacy = legacy["items"]
         .as_array()
         .unwrap()
@@ -323,14 +295,7 @@ async fn a_spent_refresh_token_marks_the_connection_unhealthy_with_the_reason() 
         .unwrap();
     assert_eq!(test["ok"], false);
     assert_eq!(test["orchestrator_error_code"], "invalid_grant");
-    let view: Value = app
-        .admin(Method::GET, &format!("/connections/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.admin_get(&format!("/connections/{id}")).await;
     assert_eq!(view["health"], "unhealthy");
     assert!(
         view["health_reason"]
@@ -497,14 +462,7 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
         .unwrap();
     assert_eq!(test["ok"], true, "the kept secret still works: {test}");
     // The name works wherever the id does.
-    let by_name: Value = app
-        .admin(Method::GET, "/connections/cc-renamed")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_name = app.admin_get("/connections/cc-renamed").await;
     assert_eq!(by_name["id"], id.as_str());
     let test: Value = app
         .admin(Method::POST, "/connections/cc-renamed/test")

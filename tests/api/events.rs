@@ -5,7 +5,7 @@ use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::setup::{api_key, create, get_job, input, process, timeline};
 use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app};
 
@@ -48,18 +48,6 @@ async fn start(app: &TestApp, key: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn ledger(app: &TestApp, key: &str, id: &str) -> Value {
-    app.client
-        .get(app.url(&format!("/jobs/{id}")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn orchestrator_webhooks_bring_the_result_without_any_poll() {
     let (app, sim, key) = setup().await;
@@ -82,7 +70,7 @@ async fn orchestrator_webhooks_bring_the_result_without_any_poll() {
     let id = job["id"].as_str().unwrap();
     let mut done = Value::Null;
     for _ in 0..300 {
-        done = ledger(&app, &key, id).await;
+        done = get_job(&app, &key, id).await;
         if done["state"] == "successful" {
             break;
         }
@@ -90,12 +78,7 @@ async fn orchestrator_webhooks_bring_the_result_without_any_poll() {
     }
     assert_eq!(done["state"], "successful", "{done}");
     assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
-    let sources: Vec<&str> = done["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["source"].as_str().unwrap())
-        .collect();
+    let sources = timeline(&done, "source");
     assert!(sources.contains(&"webhook"), "{sources:?}");
     assert!(
         sim.calls(&format!("/odata/Jobs({orch_id})"))
@@ -134,7 +117,7 @@ async fn forged_or_altered_events_are_refused_and_change_nothing() {
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(
-        ledger(&app, &key, job["id"].as_str().unwrap()).await["state"],
+        get_job(&app, &key, job["id"].as_str().unwrap()).await["state"],
         "pending",
         "nothing changed"
     );
@@ -160,7 +143,7 @@ async fn forged_or_altered_events_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(res["updated"], 0);
     assert_eq!(
-        ledger(&app, &key, job["id"].as_str().unwrap()).await["state"],
+        get_job(&app, &key, job["id"].as_str().unwrap()).await["state"],
         "successful"
     );
 

@@ -199,32 +199,15 @@ async fn every_admin_change_is_in_the_audit_log_with_its_actor_and_no_secret() {
     assert!(items[7]["after"]["name"] == "sim");
 
     // Filters and pages.
-    let hooks: Value = app
-        .admin(Method::GET, "/audit?object_type=webhook&object_key=audited")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks = app
+        .admin_get("/audit?object_type=webhook&object_key=audited")
+        .await;
     assert_eq!(hooks["items"].as_array().unwrap().len(), 3);
-    let page: Value = app
-        .admin(Method::GET, "/audit?limit=5")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.admin_get("/audit?limit=5").await;
     let before = page["next_before"].as_i64().unwrap();
-    let rest: Value = app
-        .admin(Method::GET, &format!("/audit?limit=5&before={before}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = app
+        .admin_get(&format!("/audit?limit=5&before={before}"))
+        .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 3);
     assert!(rest["next_before"].is_null());
     // Only admins read it.

@@ -289,14 +289,7 @@ async fn tampered_wrongly_keyed_stale_and_unsigned_deliveries_are_refused() {
         assert_eq!(p["code"], "timestamp_outside_window", "{scheme}: {p}");
     }
     assert_eq!(jobs_count(&app).await, 0, "nothing started");
-    let listed: Value = app
-        .admin(Method::GET, "/webhooks/github/deliveries")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.admin_get("/webhooks/github/deliveries").await;
     let items = listed["items"].as_array().unwrap();
     assert!(
         items
@@ -445,14 +438,7 @@ async fn a_filter_decides_and_a_failing_expression_is_recorded_not_a_500() {
     assert_eq!(res.status(), 422);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["code"], "mapping_failed", "{p}");
-    let listed: Value = app
-        .admin(Method::GET, "/webhooks/broken/deliveries")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.admin_get("/webhooks/broken/deliveries").await;
     assert_eq!(listed["items"][0]["outcome"], "failed");
     assert!(
         listed["items"][0]["error"]
@@ -624,14 +610,9 @@ async fn deliveries_are_recorded_and_an_admin_can_replay_one() {
     .await
     .unwrap();
     let id = first["delivery_id"].as_str().unwrap();
-    let d: Value = app
-        .admin(Method::GET, &format!("/webhooks/shop/deliveries/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = app
+        .admin_get(&format!("/webhooks/shop/deliveries/{id}"))
+        .await;
     assert_eq!(d["verification"], "ok");
     assert_eq!(d["dedup"], "first");
     assert_eq!(d["delivery_key"], "w1");

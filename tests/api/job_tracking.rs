@@ -13,7 +13,7 @@ use uipath_gateway::workers::webhook_registration::{self, Registration};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
 use crate::helpers::db;
-use crate::helpers::setup::{SECRET, create, eventually, input, run, setup_on};
+use crate::helpers::setup::{SECRET, create, eventually, input, process, run, setup_on, timeline};
 use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_on};
 
@@ -103,12 +103,7 @@ async fn the_registered_webhook_brings_the_result_and_no_poll_happens() {
     let done: Value = res.json().await.unwrap();
     assert_eq!(done["state"], "successful", "{done}");
     assert_eq!(done["output"], json!({"in_Vendor": "ACME", "in_Amount": 2}));
-    let sources: Vec<&str> = done["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["source"].as_str().unwrap())
-        .collect();
+    let sources = timeline(&done, "source");
     assert!(sources.contains(&"webhook"), "{sources:?}");
 
     // With healthy webhooks a poller pass asks Orchestrator nothing.
@@ -444,13 +439,7 @@ async fn a_tenant_whose_backlog_outruns_its_budget_does_not_starve_another_tenan
     create(&app, &input(&sim, "password", "onprem")).await;
     let body = json!({"name": "Orders", "connection": "onprem", "folder": "Shared",
         "release": {"process_key": "OrderSync"}});
-    let res = app
-        .admin(Method::POST, "/processes")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    process(&app, body).await;
     for _ in 0..30 {
         assert_eq!(run(&app, &key, "").await.status(), 202);
     }
@@ -662,14 +651,7 @@ async fn a_dead_lettered_job_is_listed_and_redriven() {
         first["state"], "dead",
         "one attempt allowed, and it failed: {first}"
     );
-    let dead: Value = app
-        .admin(Method::GET, "/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead = app.admin_get("/dead-letters").await;
     assert_eq!(dead["jobs"][0]["id"], id.as_str());
     let res = app
         .admin(Method::POST, &format!("/jobs/{id}/redrive"))

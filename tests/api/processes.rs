@@ -48,14 +48,7 @@ async fn processes_are_created_read_replaced_and_deleted() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let list: Value = app
-        .admin(Method::GET, "/processes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get("/processes").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["name"], "Invoices-v2");
     assert_eq!(list["items"][0]["folder"], "3");

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uipath_gateway::workers::dispatcher::try_execute_task;
 
-use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::setup::{api_key, create, get_job, input, process, timeline};
 use crate::helpers::sim::{INVOICE_KEY, Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -50,16 +50,7 @@ impl Setup {
     }
 
     async fn job(&self, id: &str) -> Value {
-        self.app
-            .client
-            .get(self.app.url(&format!("/jobs/{id}")))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_job(&self.app, &self.key, id).await
     }
 
     /// Makes every queued job due now, then runs one dispatcher pass.
@@ -121,12 +112,7 @@ async fn a_run_starts_the_release_with_our_reference_and_a_string_of_arguments()
     assert_eq!(sent, invoice());
 
     let read = s.job(job["id"].as_str().unwrap()).await;
-    let states: Vec<&str> = read["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
+    let states = timeline(&read, "state");
     assert_eq!(states, ["queued", "pending"]);
     // The release was looked up once and cached: a second run makes no Releases call.
     s.run("Invoices", invoice(), None).await;
@@ -546,14 +532,7 @@ async fn a_process_named_admin_grants_no_admin_rights_and_old_scopes_are_renamed
     let s = setup(|_| {}).await;
     let body = json!({"name": "admin", "connection": "sim", "folder": "Finance/AP",
         "release": {"process_key": "InvoiceBot"}, "default_input": {}});
-    let res = s
-        .app
-        .admin(Method::POST, "/processes")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    process(&s.app, body).await;
     // A key for the process `admin` starts it, and nothing more.
     let runner = api_key(&s.app, "k", json!(["run:admin"])).await;
     let res = s

@@ -103,14 +103,7 @@ async fn status_lists_unhealthy_connections_with_the_reason_and_readyz_names_non
         !ready.contains("broken") && !ready.contains("invalid_client"),
         "/readyz needs no credentials, so it names no connection and no reason: {ready}"
     );
-    let status: Value = app
-        .admin(Method::GET, "/status")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = app.admin_get("/status").await;
     assert_eq!(status["ready"], true);
     let listed = &status["unhealthy_connections"][0];
     assert_eq!(listed["name"], "broken");

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use uipath_gateway::storage::jobs::{Observed, record_state};
 use uipath_gateway::workers::job_sync::try_execute_task as poll;
 
-use crate::helpers::setup::{api_key, create, input, process};
+use crate::helpers::setup::{api_key, create, get_job, input, process, timeline};
 use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app};
 
@@ -56,18 +56,6 @@ async fn queued_run(app: &TestApp, sim: &Sim, key: &str, vendor: &str) -> Value 
     .await;
     assert_eq!(queued["state"], "queued");
     queued
-}
-
-async fn job(app: &TestApp, key: &str, id: &str) -> Value {
-    app.client
-        .get(app.url(&format!("/jobs/{id}")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn finish_in_sim(sim: &Sim, orchestrator_id: i64) {
@@ -127,7 +115,7 @@ async fn the_poller_records_success_with_output_arguments_as_json() {
     finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
     sim.control(Method::DELETE, "/calls", None).await;
     assert_eq!(poll(&app.state).await.unwrap().changed, 1);
-    let done = job(&app, &key, started["id"].as_str().unwrap()).await;
+    let done = get_job(&app, &key, started["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "successful");
     assert_eq!(
         done["output"],
@@ -163,7 +151,7 @@ async fn a_faulted_job_keeps_its_error() {
     let started = run(&app, &key, "Failing", json!({})).await;
     finish_in_sim(&sim, started["orchestrator_job_id"].as_i64().unwrap()).await;
     poll(&app.state).await.unwrap();
-    let done = job(&app, &key, started["id"].as_str().unwrap()).await;
+    let done = get_job(&app, &key, started["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "faulted");
     assert_eq!(done["info"], "The simulated workflow threw an exception.");
     assert_eq!(done["error"]["category"], "User");
@@ -218,15 +206,10 @@ async fn late_or_repeated_states_never_overwrite_later_ones() {
             "{late} after successful"
         );
     }
-    let read = job(&app, &key, started["id"].as_str().unwrap()).await;
+    let read = get_job(&app, &key, started["id"].as_str().unwrap()).await;
     assert_eq!(read["state"], "successful");
     assert_eq!(read["output"], json!({"x": 1}));
-    let states: Vec<&str> = read["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
+    let states = timeline(&read, "state");
     assert_eq!(states, ["queued", "pending", "running", "successful"]);
 }
 
@@ -261,7 +244,7 @@ async fn a_running_job_is_stopped_and_a_queued_one_is_cancelled() {
     sim.control(Method::POST, &format!("/jobs/{orch_id}/advance"), None)
         .await; // Terminating -> Stopped
     poll(&app.state).await.unwrap();
-    assert_eq!(job(&app, &key, id).await["state"], "stopped");
+    assert_eq!(get_job(&app, &key, id).await["state"], "stopped");
     let res = app
         .client
         .post(app.url(&format!("/jobs/{id}/stop")))
@@ -281,7 +264,7 @@ async fn a_running_job_is_stopped_and_a_queued_one_is_cancelled() {
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    assert_eq!(job(&app, &key, qid).await["state"], "stopped");
+    assert_eq!(get_job(&app, &key, qid).await["state"], "stopped");
     sim.control(Method::DELETE, "/faults", None).await;
     sqlx::query("update jobs set next_attempt_at = now()")
         .execute(&app.pool)
@@ -357,7 +340,7 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
     assert_eq!(answer["state"], "stopped", "{answer}");
 
     // Orchestrator got the job anyway: it is killed there and linked to the ledger's.
-    let read = job(&app, &key, &id.to_string()).await;
+    let read = get_job(&app, &key, &id.to_string()).await;
     assert_eq!(read["state"], "stopped");
     let linked = read["orchestrator_job_id"].as_i64();
     assert!(linked.is_some(), "{read}");
@@ -377,12 +360,7 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
     assert_eq!(theirs["Id"].as_i64(), linked);
     // Being killed (this simulator moves its jobs on only when told to).
     assert_eq!(theirs["State"], "Terminating", "{theirs}");
-    let timeline: Vec<&str> = read["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
+    let timeline = timeline(&read, "state");
     assert_eq!(timeline, ["queued", "stopped", "stop_requested"]);
 }
 
@@ -449,7 +427,7 @@ async fn a_stop_that_finds_the_job_started_meanwhile_stops_it_in_orchestrator() 
         stops[0]["body"],
         json!({"strategy": "Kill", "jobIds": [orch_id]})
     );
-    let read = job(&app, &key, &id.to_string()).await;
+    let read = get_job(&app, &key, &id.to_string()).await;
     assert_eq!(read["orchestrator_job_id"], orch_id);
     assert_eq!(
         read["timeline"].as_array().unwrap().last().unwrap()["state"],

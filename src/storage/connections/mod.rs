@@ -90,6 +90,28 @@ pub fn open_secrets(keys: &KeyRing, row: &ConnectionRow) -> anyhow::Result<Conne
     Ok(serde_json::from_slice(&plain)?)
 }
 
+/// Binds `$1`..`$11` of the insert and of the update: the id, the connection's fields,
+/// its sealed secrets and the key that sealed them.
+fn bind_fields<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    id: Uuid,
+    new: &'q NewConnection,
+    sealed: Vec<u8>,
+    keys: &'q KeyRing,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(id)
+        .bind(&new.name)
+        .bind(new.kind.as_str())
+        .bind(new.flavour.as_str())
+        .bind(&new.settings.orchestrator_url)
+        .bind(&new.settings.token_url)
+        .bind(&new.organization)
+        .bind(&new.tenant)
+        .bind(serde_json::to_value(&new.settings).expect("settings serialize"))
+        .bind(sealed)
+        .bind(keys.active_id())
+}
+
 /// Inserts a connection (and its initial refresh token, if any).
 #[tracing::instrument(skip_all, fields(connection = %new.name))]
 pub async fn insert(
@@ -99,33 +121,20 @@ pub async fn insert(
     new: &NewConnection,
 ) -> Result<ConnectionRow, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    let insert = sqlx::query(
         "insert into connections (id, name, kind, flavour, orchestrator_url, identity_url, organization, tenant, settings, secrets_sealed, secrets_key_id) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id)
-    .bind(&new.name)
-    .bind(new.kind.as_str())
-    .bind(new.flavour.as_str())
-    .bind(&new.settings.orchestrator_url)
-    .bind(&new.settings.token_url)
-    .bind(&new.organization)
-    .bind(&new.tenant)
-    .bind(serde_json::to_value(&new.settings).expect("settings serialize"))
-    .bind(seal_secrets(keys, id, &new.secrets))
-    .bind(keys.active_id())
-    .execute(&mut *tx)
-    .await?;
+    );
+    bind_fields(insert, id, new, seal_secrets(keys, id, &new.secrets), keys)
+        .execute(&mut *tx)
+        .await?;
     let refresh = new.refresh_token.as_ref().map(|t| {
         keys.seal(
             secrecy::ExposeSecret::expose_secret(t).as_bytes(),
             &aad("refresh_token", id),
         )
     });
-    sqlx::query("insert into connection_tokens (connection_id, refresh_token_sealed, key_id) values ($1, $2, $3)")
-        .bind(id)
-        .bind(refresh)
-        .bind(keys.active_id())
+    sqlx::query!("insert into connection_tokens (connection_id, refresh_token_sealed, key_id) values ($1, $2, $3)", id, refresh, keys.active_id())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -157,35 +166,21 @@ pub async fn replace(
             .or(old_secrets.webhook_secret),
     };
     let mut tx = pool.begin().await?;
-    let done = sqlx::query(
+    let update = sqlx::query(
         "update connections set name = $2, kind = $3, flavour = $4, orchestrator_url = $5, identity_url = $6, organization = $7, \
          tenant = $8, settings = $9, secrets_sealed = $10, secrets_key_id = $11, health = 'unknown', health_reason = null where id = $1",
-    )
-    .bind(id)
-    .bind(&new.name)
-    .bind(new.kind.as_str())
-    .bind(new.flavour.as_str())
-    .bind(&new.settings.orchestrator_url)
-    .bind(&new.settings.token_url)
-    .bind(&new.organization)
-    .bind(&new.tenant)
-    .bind(serde_json::to_value(&new.settings).expect("settings serialize"))
-    .bind(seal_secrets(keys, id, &merged))
-    .bind(keys.active_id())
-    .execute(&mut *tx)
-    .await?;
+    );
+    let done = bind_fields(update, id, new, seal_secrets(keys, id, &merged), keys)
+        .execute(&mut *tx)
+        .await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
-    sqlx::query("update connection_tokens set access_token_sealed = null, access_expires_at = null, id_token_sealed = null where connection_id = $1")
-        .bind(id)
+    sqlx::query!("update connection_tokens set access_token_sealed = null, access_expires_at = null, id_token_sealed = null where connection_id = $1", id)
         .execute(&mut *tx)
         .await?;
     if let Some(t) = &new.refresh_token {
-        sqlx::query("update connection_tokens set refresh_token_sealed = $2, key_id = $3 where connection_id = $1")
-            .bind(id)
-            .bind(keys.seal(secrecy::ExposeSecret::expose_secret(t).as_bytes(), &aad("refresh_token", id)))
-            .bind(keys.active_id())
+        sqlx::query!("update connection_tokens set refresh_token_sealed = $2, key_id = $3 where connection_id = $1", id, keys.seal(secrecy::ExposeSecret::expose_secret(t).as_bytes(), &aad("refresh_token", id)), keys.active_id())
             .execute(&mut *tx)
             .await?;
     }
@@ -218,8 +213,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ConnectionRow>, sqlx::Error> {
 
 /// Deletes a connection. Fails with a foreign-key violation while processes use it.
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("delete from connections where id = $1")
-        .bind(id)
+    Ok(sqlx::query!("delete from connections where id = $1", id)
         .execute(pool)
         .await?
         .rows_affected()
@@ -233,10 +227,7 @@ pub async fn set_health(
     healthy: bool,
     reason: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update connections set health = $2, health_reason = $3, health_checked_at = now() where id = $1")
-        .bind(id)
-        .bind(if healthy { "healthy" } else { "unhealthy" })
-        .bind(reason)
+    sqlx::query!("update connections set health = $2, health_reason = $3, health_checked_at = now() where id = $1", id, if healthy { "healthy" } else { "unhealthy" }, reason)
         .execute(pool)
         .await?;
     Ok(())

@@ -2,7 +2,7 @@
 //! (sealed), when one was last heard, and when the registration was last checked.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use super::{aad, seal_secrets};
@@ -12,12 +12,9 @@ use crate::domain::connection::ConnectionSecrets;
 /// A verified Orchestrator webhook arrived for the connection (its webhooks are healthy).
 /// Written at most once a second per connection.
 pub async fn webhook_heard(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into connection_webhooks (connection_id, last_event_at) values ($1, now()) \
+    sqlx::query!("insert into connection_webhooks (connection_id, last_event_at) values ($1, now()) \
          on conflict (connection_id) do update set last_event_at = now() \
-         where connection_webhooks.last_event_at is null or connection_webhooks.last_event_at < now() - interval '1 second'",
-    )
-    .bind(id)
+         where connection_webhooks.last_event_at is null or connection_webhooks.last_event_at < now() - interval '1 second'", id)
     .execute(pool)
     .await?;
     Ok(())
@@ -31,11 +28,12 @@ pub async fn ensure_webhook_secret(
     generate: impl FnOnce() -> String,
 ) -> anyhow::Result<String> {
     let mut tx = pool.begin().await?;
-    let sealed: Option<Vec<u8>> =
-        sqlx::query_scalar("select secrets_sealed from connections where id = $1 for update")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar!(
+        "select secrets_sealed from connections where id = $1 for update",
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let mut secrets: ConnectionSecrets = match &sealed {
         Some(s) => serde_json::from_slice(&keys.open(s, &aad("secrets", id))?)?,
         None => ConnectionSecrets::default(),
@@ -45,18 +43,20 @@ pub async fn ensure_webhook_secret(
     }
     let secret = generate();
     secrets.webhook_secret = Some(secret.clone());
-    sqlx::query("update connections set secrets_sealed = $2, secrets_key_id = $3 where id = $1")
-        .bind(id)
-        .bind(seal_secrets(keys, id, &secrets))
-        .bind(keys.active_id())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update connections set secrets_sealed = $2, secrets_key_id = $3 where id = $1",
+        id,
+        seal_secrets(keys, id, &secrets),
+        keys.active_id()
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(secret)
 }
 
 /// The webhook registered for a connection, as last checked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct WebhookState {
     pub last_event_at: Option<DateTime<Utc>>,
     pub webhook_key: Option<String>,
@@ -66,21 +66,14 @@ pub struct WebhookState {
 
 /// Reads a connection's webhook state.
 pub async fn webhook_state(pool: &PgPool, id: Uuid) -> Result<WebhookState, sqlx::Error> {
-    let row = sqlx::query(
-        "select last_event_at, webhook_key, checked_at, error from connection_webhooks where connection_id = $1",
-    )
-    .bind(id)
+    let row = sqlx::query("select last_event_at, webhook_key, checked_at, error from connection_webhooks where connection_id = $1")
+        .bind(id)
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else {
         return Ok(WebhookState::default());
     };
-    Ok(WebhookState {
-        last_event_at: r.try_get("last_event_at")?,
-        webhook_key: r.try_get("webhook_key")?,
-        checked_at: r.try_get("checked_at")?,
-        error: r.try_get("error")?,
-    })
+    WebhookState::from_row(&r)
 }
 
 /// Records the result of a registration check.
@@ -90,14 +83,9 @@ pub async fn webhook_checked(
     key: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into connection_webhooks (connection_id, webhook_key, checked_at, error) values ($1, $2, now(), $3) \
+    sqlx::query!("insert into connection_webhooks (connection_id, webhook_key, checked_at, error) values ($1, $2, now(), $3) \
          on conflict (connection_id) do update set webhook_key = coalesce(excluded.webhook_key, connection_webhooks.webhook_key), \
-         checked_at = now(), error = excluded.error",
-    )
-    .bind(id)
-    .bind(key)
-    .bind(error)
+         checked_at = now(), error = excluded.error", id, key, error)
     .execute(pool)
     .await?;
     Ok(())

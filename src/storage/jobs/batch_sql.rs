@@ -70,7 +70,7 @@ pub(super) async fn in_order(
 ) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
     let mut by_id = std::collections::HashMap::with_capacity(rows.len());
     for r in &rows {
-        let row = from_row(r)?;
+        let row = JobRow::from_row(r)?;
         by_id.insert(row.id, row);
     }
     let mut out = Vec::with_capacity(rows.len());
@@ -295,11 +295,9 @@ pub(super) async fn insert_claimed_many(
         out.push(match row {
             Some(row) => Claimed::New(Box::new(row)),
             None => {
-                let taken = sqlx::query(
-                    "select job_id, request_hash from idempotency_keys where scope = $1 and key = $2",
-                )
-                .bind(&item.claim.scope)
-                .bind(&item.claim.key)
+                let taken = sqlx::query("select job_id, request_hash from idempotency_keys where scope = $1 and key = $2")
+        .bind(&item.claim.scope)
+        .bind(&item.claim.key)
                 .fetch_one(&mut *conn)
                 .await?;
                 let stored_hash: Vec<u8> = taken.try_get("request_hash")?;

@@ -119,7 +119,7 @@ pub(super) fn answer_marks(
 ) -> Result<Vec<Option<JobRow>>, sqlx::Error> {
     let mut by_id = std::collections::HashMap::with_capacity(rows.len());
     for r in rows {
-        let row = from_row(r)?;
+        let row = JobRow::from_row(r)?;
         by_id.insert(row.id, row);
     }
     Ok(started.iter().map(|s| by_id.remove(&s.id)).collect())

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 pub use crate::domain::job_state::JobState;
@@ -23,12 +23,14 @@ pub use queue::*;
 pub use tracking::*;
 
 /// A job as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
     pub id: Uuid,
     pub process_id: Option<Uuid>,
     pub process_name: String,
     pub source: String,
+    /// Only this code writes states: one it does not know is a decode error.
+    #[sqlx(try_from = "String")]
     pub state: JobState,
     pub input: Value,
     pub reference: String,
@@ -49,7 +51,7 @@ pub struct JobRow {
 }
 
 /// One entry of a job's timeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
     pub state: String,
     pub source: String,
@@ -59,41 +61,6 @@ pub struct EventRow {
 
 pub(super) const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
     output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
-
-/// A row's `state`, which only this code writes: anything else is a decode error.
-fn state_of(r: &sqlx::postgres::PgRow) -> Result<JobState, sqlx::Error> {
-    let name: String = r.try_get("state")?;
-    JobState::parse(&name).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: "state".into(),
-        source: format!("`{name}` is not a job state").into(),
-    })
-}
-
-pub(super) fn from_row(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
-    Ok(JobRow {
-        id: r.try_get("id")?,
-        process_id: r.try_get("process_id")?,
-        process_name: r.try_get("process_name")?,
-        source: r.try_get("source")?,
-        state: state_of(r)?,
-        input: r.try_get("input")?,
-        reference: r.try_get("reference")?,
-        orchestrator_job_id: r.try_get("orchestrator_job_id")?,
-        orchestrator_job_key: r.try_get("orchestrator_job_key")?,
-        output: r.try_get("output")?,
-        error: r.try_get("error")?,
-        info: r.try_get("info")?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        last_error: r.try_get("last_error")?,
-        callback_url: r.try_get("callback_url")?,
-        replay_of: r.try_get("replay_of")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
 
 /// What a new job needs.
 #[derive(Debug, Clone)]
@@ -130,13 +97,15 @@ pub async fn event<'e, E: sqlx::PgExecutor<'e>>(
     source: &str,
     detail: Option<Value>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into job_events (job_id, state, source, detail) values ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(state)
-        .bind(source)
-        .bind(detail)
-        .execute(ex)
-        .await?;
+    sqlx::query!(
+        "insert into job_events (job_id, state, source, detail) values ($1, $2, $3, $4)",
+        id,
+        state,
+        source,
+        detail
+    )
+    .execute(ex)
+    .await?;
     Ok(())
 }
 
@@ -153,7 +122,7 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(
         .bind(id)
         .fetch_optional(ex)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    row.as_ref().map(JobRow::from_row).transpose()
 }
 
 /// A job's timeline, oldest first.
@@ -164,16 +133,7 @@ pub async fn events(pool: &PgPool, id: Uuid) -> Result<Vec<EventRow>, sqlx::Erro
     .bind(id)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(EventRow {
-                state: r.try_get("state")?,
-                source: r.try_get("source")?,
-                detail: r.try_get("detail")?,
-                occurred_at: r.try_get("occurred_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(EventRow::from_row).collect()
 }
 
 /// Filters of `GET /jobs`.
@@ -211,5 +171,5 @@ pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Err
         .bind(f.reference.as_deref().map(id_of_reference))
         .fetch_all(pool)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(JobRow::from_row).collect()
 }

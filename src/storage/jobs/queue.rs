@@ -18,13 +18,8 @@ pub async fn mark_final(
     error: Value,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query(
-        "update jobs set state = $2, error = $3, last_error = $3->>'message', lease_owner = null, lease_expires_at = null, \
-         next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state in ('queued', 'unknown')",
-    )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(&error)
+    let done = sqlx::query!("update jobs set state = $2, error = $3, last_error = $3::jsonb->>'message', lease_owner = null, lease_expires_at = null, \
+         next_attempt_at = null, finished_at = now(), state_changed_at = now() where id = $1 and state in ('queued', 'unknown')", id, state.as_str(), &error)
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -46,13 +41,13 @@ pub async fn link_cancelled(
     orchestrator_job_id: i64,
     orchestrator_job_key: Option<Uuid>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update jobs set orchestrator_job_id = $2, orchestrator_job_key = $3 \
          where id = $1 and state = 'stopped' and orchestrator_job_id is null",
+        id,
+        orchestrator_job_id,
+        orchestrator_job_key
     )
-    .bind(id)
-    .bind(orchestrator_job_id)
-    .bind(orchestrator_job_key)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -61,18 +56,11 @@ pub async fn link_cancelled(
 /// A job has just reached a terminal state: queue its callback (if it has one) and
 /// wake whoever waits for it, on every instance, when the transaction commits.
 pub async fn ended(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into callback_deliveries (id, job_id, url, state, next_attempt_at, message_id) \
-         select $2, id, callback_url, 'pending', now(), $3 from jobs where id = $1 and callback_url is not null",
-    )
-    .bind(id)
-    .bind(Uuid::new_v4())
-    .bind(format!("msg_{}", Uuid::new_v4().simple()))
+    sqlx::query!("insert into callback_deliveries (id, job_id, url, state, next_attempt_at, message_id) \
+         select $2, id, callback_url, 'pending', now(), $3 from jobs where id = $1 and callback_url is not null", id, Uuid::new_v4(), format!("msg_{}", Uuid::new_v4().simple()))
     .execute(&mut **tx)
     .await?;
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(ENDED_CHANNEL)
-        .bind(id.to_string())
+    sqlx::query!("select pg_notify($1, $2)", ENDED_CHANNEL, id.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -87,17 +75,14 @@ pub async fn dead(pool: &PgPool, limit: i64) -> Result<Vec<JobRow>, sqlx::Error>
         .bind(limit)
         .fetch_all(pool)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(JobRow::from_row).collect()
 }
 
 /// Queues a dead-lettered job again with a fresh set of attempts. False unless it was dead.
 pub async fn redrive(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query(
-        "update jobs set state = 'queued', attempts = 0, strikes = 0, next_attempt_at = now(), lease_owner = null, lease_expires_at = null, \
-         error = null, finished_at = null, state_changed_at = now() where id = $1 and state = 'dead'",
-    )
-    .bind(id)
+    let done = sqlx::query!("update jobs set state = 'queued', attempts = 0, strikes = 0, next_attempt_at = now(), lease_owner = null, lease_expires_at = null, \
+         error = null, finished_at = null, state_changed_at = now() where id = $1 and state = 'dead'", id)
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use super::*;
@@ -81,7 +81,7 @@ pub async fn record_state(
 }
 
 /// A started, unfinished job the poller should ask about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ToPoll {
     pub id: Uuid,
     pub process_id: Uuid,
@@ -122,9 +122,10 @@ pub async fn claim_for_polling(
     // The planner's estimate (every process times `limit` rows) can pass
     // `jit_above_cost`, and compiling the plan takes longer than running it (30 ms
     // against 0.3 ms when nothing is due).
-    sqlx::query("set local jit = off").execute(&mut *tx).await?;
-    let rows = sqlx::query(
-        "update jobs j set last_polled_at = now() from ( \
+    sqlx::query!("set local jit = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query("update jobs j set last_polled_at = now() from ( \
            select j.id, c.connection_id, j.last_polled_at as previous_poll from ( \
              select d.id, pw.connection_id, pw.due_before from ( \
                select p.id as process_id, p.connection_id, now() - make_interval(secs => \
@@ -145,27 +146,16 @@ pub async fn claim_for_polling(
              and coalesce(greatest(j.last_polled_at, j.state_changed_at), j.created_at) <= c.due_before \
            for update of j skip locked) due \
          where j.id = due.id \
-         returning j.id, j.process_id, due.connection_id, j.orchestrator_job_id, due.previous_poll",
-    )
-    .bind(limit)
-    .bind(cadence.every_secs as f64)
-    .bind(cadence.with_webhooks_secs as f64)
-    .bind(cadence.quiet_secs as f64)
-    .bind(connections)
+         returning j.id, j.process_id, due.connection_id, j.orchestrator_job_id, due.previous_poll")
+        .bind(limit)
+        .bind(cadence.every_secs as f64)
+        .bind(cadence.with_webhooks_secs as f64)
+        .bind(cadence.quiet_secs as f64)
+        .bind(connections)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ToPoll {
-                id: r.try_get("id")?,
-                process_id: r.try_get("process_id")?,
-                connection_id: r.try_get("connection_id")?,
-                orchestrator_job_id: r.try_get("orchestrator_job_id")?,
-                previous_poll: r.try_get("previous_poll")?,
-            })
-        })
-        .collect()
+    rows.iter().map(ToPoll::from_row).collect()
 }
 
 /// Gives claimed jobs back unasked (the tenant's budget ran out): they stay due, and
@@ -176,12 +166,8 @@ pub async fn unclaim(pool: &PgPool, jobs: &[&ToPoll]) -> Result<(), sqlx::Error>
     }
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     let previous: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.previous_poll).collect();
-    sqlx::query(
-        "update jobs set last_polled_at = v.previous from unnest($1::uuid[], $2::timestamptz[]) as v(id, previous) \
-         where jobs.id = v.id",
-    )
-    .bind(&ids)
-    .bind(&previous)
+    sqlx::query!("update jobs set last_polled_at = v.previous from unnest($1::uuid[], $2::timestamptz[]) as v(id, previous) \
+         where jobs.id = v.id", &ids, &previous as _)
     .execute(pool)
     .await?;
     Ok(())
@@ -193,12 +179,8 @@ pub async fn by_orchestrator_id(
     connection_id: Uuid,
     orchestrator_job_id: i64,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select j.id from jobs j join processes p on p.id = j.process_id \
-         where j.orchestrator_job_id = $1 and p.connection_id = $2 order by j.created_at desc limit 1",
-    )
-    .bind(orchestrator_job_id)
-    .bind(connection_id)
+    sqlx::query_scalar!("select j.id from jobs j join processes p on p.id = j.process_id \
+         where j.orchestrator_job_id = $1 and p.connection_id = $2 order by j.created_at desc limit 1", orchestrator_job_id, connection_id)
     .fetch_optional(pool)
     .await
 }

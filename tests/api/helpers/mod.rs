@@ -45,6 +45,17 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// `GET path` with the admin token: the JSON answer.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        self.admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// An admin request with the admin token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

@@ -176,3 +176,26 @@ pub async fn process(app: &TestApp, body: Value) -> Value {
     assert_eq!(status, 201, "{text}");
     serde_json::from_str(&text).unwrap()
 }
+
+/// `GET /jobs/{id}` with `key`: the job, with its timeline and callbacks.
+pub async fn get_job(app: &TestApp, key: &str, id: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/jobs/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// One field (`state`, `source`) of each entry of a job's timeline, in order.
+pub fn timeline<'a>(job: &'a Value, field: &str) -> Vec<&'a str> {
+    job["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[field].as_str().unwrap())
+        .collect()
+}

@@ -9,8 +9,10 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use uipath_gateway::app::submit;
 use uipath_gateway::storage::hooks::Delivery;
 use uipath_gateway::storage::jobs::{BATCHES_IN_FLIGHT, HookJob, NewJob, Started};
+use uipath_gateway::storage::processes::{self, ProcessRow};
 
 use crate::helpers::TestApp;
 use crate::helpers::db;
@@ -376,10 +378,10 @@ async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
 /// `n` wait, so the next batch carries exactly them.
 async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<Output = T>) -> T {
     let ledger = &app.state.ledger;
-    let process_id = invoices_id(app).await;
+    let process = invoices(app).await;
     let blocker = || {
-        let ledger = ledger.clone();
-        tokio::spawn(async move { ledger.insert(new_job(process_id)).await.unwrap() })
+        let (ledger, job) = (ledger.clone(), new_job(&process));
+        tokio::spawn(async move { ledger.insert(job).await.unwrap() })
     };
     let on_the_lock = |n: i64| async move {
         eventually(
@@ -424,31 +426,25 @@ async fn one_batch<T>(app: &TestApp, n: usize, items: impl std::future::Future<O
     out
 }
 
-async fn invoices_id(app: &TestApp) -> uuid::Uuid {
-    sqlx::query_scalar("select id from processes where name = 'Invoices'")
-        .fetch_one(&app.pool)
+async fn invoices(app: &TestApp) -> ProcessRow {
+    processes::get(&app.pool, "Invoices")
         .await
+        .unwrap()
         .unwrap()
 }
 
-fn new_job(process_id: uuid::Uuid) -> NewJob {
-    NewJob {
-        id: uuid::Uuid::new_v4(),
-        process_id,
-        process_name: "Invoices".into(),
-        source: "api",
-        source_detail: None,
-        input: json!({"in_Vendor": "ACME"}),
-        callback_url: None,
-        replay_of: None,
-    }
+/// A job made the one way jobs are made (`app::submit::new_job`).
+fn job_from(process: &ProcessRow, source: &'static str) -> NewJob {
+    let input = json!({"in_Vendor": "ACME"}).as_object().cloned().unwrap();
+    submit::new_job(process, source, None, input, None, None)
 }
 
-fn hook_job(process_id: uuid::Uuid, webhook_id: uuid::Uuid, key: &str) -> HookJob {
-    let job = NewJob {
-        source: "hook",
-        ..new_job(process_id)
-    };
+fn new_job(process: &ProcessRow) -> NewJob {
+    job_from(process, "api")
+}
+
+fn hook_job(process: &ProcessRow, webhook_id: uuid::Uuid, key: &str) -> HookJob {
+    let job = job_from(process, "hook");
     HookJob {
         delivery: Delivery {
             id: uuid::Uuid::new_v4(),
@@ -500,35 +496,35 @@ async fn one_commit_carries_new_jobs_deliveries_and_start_marks_in_every_mix() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let process_id = invoices_id(&app).await;
+    let process = invoices(&app).await;
     let ledger = &app.state.ledger;
     // Jobs already recorded, waiting for their marks.
     let mut queued = Vec::new();
     for _ in 0..4 {
-        queued.push(ledger.insert(new_job(process_id)).await.unwrap().id);
+        queued.push(ledger.insert(new_job(&process)).await.unwrap().id);
     }
 
     // New jobs with marks; deliveries with marks; all three kinds; and a mark for a job
     // that is no longer queued (it answers None and changes nothing).
     let (job, marked) = one_batch(&app, 2, async {
         tokio::join!(
-            ledger.insert(new_job(process_id)),
+            ledger.insert(new_job(&process)),
             ledger.started(mark(queued[0], 100))
         )
     })
     .await;
     let (delivered, marked_too) = one_batch(&app, 2, async {
         tokio::join!(
-            ledger.hook(hook_job(process_id, webhook_id, "evt-1")),
+            ledger.hook(hook_job(&process, webhook_id, "evt-1")),
             ledger.started(mark(queued[1], 101))
         )
     })
     .await;
     let (job_too, delivered_too, taken, again) = one_batch(&app, 4, async {
         tokio::join!(
-            ledger.insert(new_job(process_id)),
-            ledger.hook(hook_job(process_id, webhook_id, "evt-2")),
-            ledger.hook(hook_job(process_id, webhook_id, "evt-1")),
+            ledger.insert(new_job(&process)),
+            ledger.hook(hook_job(&process, webhook_id, "evt-2")),
+            ledger.hook(hook_job(&process, webhook_id, "evt-1")),
             ledger.started(mark(queued[0], 999)),
         )
     })

@@ -3,7 +3,6 @@
 //! API key, so anyone can call it at once. A second run reuses the same data.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -24,14 +23,7 @@ fn kept_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<Str
         return Ok(text.trim().to_string());
     }
     let value = make();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(value.as_bytes())?;
+    crate::embedded_db::write_private(path, &value)?;
     Ok(value)
 }
 
@@ -101,30 +93,21 @@ pub async fn run(
         .await?
         .is_none()
     {
-        let inserted = api_keys::insert(
-            app.pool(),
-            uuid::Uuid::new_v4(),
-            "demo",
-            &key[..12],
-            &auth::hash(&key),
-            &["run:*".into(), "jobs:read".into()],
-            None,
-        )
-        .await;
-        if inserted.is_err() {
+        let pool = app.pool().clone();
+        let store = |key: String| {
+            let pool = pool.clone();
+            async move {
+                let scopes = ["run:*".to_string(), "jobs:read".to_string()];
+                let hash = auth::hash(&key);
+                let id = uuid::Uuid::new_v4();
+                api_keys::insert(&pool, id, "demo", &key[..12], &hash, &scopes, None).await
+            }
+        };
+        if store(key.clone()).await.is_err() {
             // The stored key was revoked: make a new one.
             key = auth::new_key().0;
             std::fs::write(&key_file, &key)?;
-            api_keys::insert(
-                app.pool(),
-                uuid::Uuid::new_v4(),
-                "demo",
-                &key[..12],
-                &auth::hash(&key),
-                &["run:*".into(), "jobs:read".into()],
-                None,
-            )
-            .await?;
+            store(key.clone()).await?;
         }
     }
 

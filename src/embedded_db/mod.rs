@@ -186,6 +186,12 @@ fn read_password(path: &PathBuf) -> anyhow::Result<SecretString> {
 pub fn write_new_password(path: &Path) -> anyhow::Result<SecretString> {
     let bytes: [u8; 24] = rand::rng().random();
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, &password)?;
+    Ok(SecretString::from(password))
+}
+
+/// Writes `text` to `path`, readable by this user alone (mode 0600).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -193,6 +199,6 @@ pub fn write_new_password(path: &Path) -> anyhow::Result<SecretString> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(password.as_bytes())?;
-    Ok(SecretString::from(password))
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }

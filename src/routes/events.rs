@@ -2,14 +2,16 @@
 //! path of job tracking (the poller is the safety net: these are never retried).
 
 use actix_web::{HttpRequest, post, web};
-use base64::Engine;
-use hmac::{KeyInit, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::domain::job_state::JobState;
 use crate::error::{ApiError, Problem};
+use crate::hooks::{
+    self,
+    verify::{Request, SchemeConfig},
+};
 use crate::state::AppState;
 use crate::storage::connections;
 use crate::storage::jobs::{self, Observed};
@@ -29,17 +31,24 @@ fn unauthorized(detail: &str) -> ApiError {
     }
 }
 
-/// Checks `X-UiPath-Signature`: Base64 of HMAC-SHA256 of the raw body, in constant time.
-fn verify(secret: &str, body: &[u8], header: Option<&str>) -> Result<(), ApiError> {
-    let header = header.ok_or_else(|| unauthorized("X-UiPath-Signature is missing"))?;
-    let given = base64::engine::general_purpose::STANDARD
-        .decode(header.trim())
-        .map_err(|_| unauthorized("X-UiPath-Signature is not Base64"))?;
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    mac.verify_slice(&given)
-        .map_err(|_| unauthorized("X-UiPath-Signature does not match the body"))
+/// Checks `X-UiPath-Signature` (Base64 of HMAC-SHA256 of the raw body, in constant time)
+/// with the same verifier as a `uipath` webhook.
+fn verify(secret: String, body: &[u8], req: &HttpRequest) -> Result<(), ApiError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let request = Request {
+        header: &header,
+        body,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let uipath = hooks::verifier("uipath", &SchemeConfig::default()).expect("a known scheme");
+    uipath
+        .verify(&request, &[secret], 0)
+        .map_err(|refusal| unauthorized(&refusal.detail))
 }
 
 /// The jobs of an event: `Job`, or `Jobs` as an array or (in some versions) one object.
@@ -126,14 +135,7 @@ pub async fn orchestrator_event(
     let secrets = connections::open_secrets(&state.keys, &conn)
         .map_err(|e| ApiError::Internal(e.context("opening secrets")))?;
     let secret = secrets.webhook_secret.ok_or_else(not_found)?;
-    verify(
-        &secret,
-        &body,
-        req.headers()
-            .get("x-uipath-signature")
-            .and_then(|v| v.to_str().ok()),
-    )
-    .inspect_err(|_| crate::metrics::orchestrator_event("invalid"))?;
+    verify(secret, &body, &req).inspect_err(|_| crate::metrics::orchestrator_event("invalid"))?;
     crate::metrics::orchestrator_event("ok");
     let event: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("malformed_json", format!("the event is not JSON: {e}"))

@@ -3,6 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::SendJson;
 use crate::helpers::setup::api_key;
 use crate::helpers::spawn_app;
 
@@ -113,12 +114,8 @@ async fn scopes_are_checked_and_named_when_missing() {
     let expired: Value = app
         .admin(Method::POST, "/api-keys")
         .json(&json!({"name": "old", "scopes": ["admin"], "expires_at": "2020-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let res = app
         .client
         .get(app.url("/processes"))

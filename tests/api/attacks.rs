@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::helpers::SendJson;
 use crate::helpers::{ADMIN_TOKEN, GatewayProcess, spawn_app_with};
 
 /// The resident memory of a process, in kB.
@@ -261,12 +262,8 @@ async fn credentials_are_checked_before_the_body_is_read() {
     let created: Value = app
         .admin(Method::POST, "/api-keys")
         .json(&json!({"name": "k", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap();
     let res = app

@@ -10,6 +10,7 @@ use uipath_gateway::workers::callbacks::try_execute_task as deliver;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::helpers::SendJson;
 use crate::helpers::setup::{api_key, create, get_job, input};
 use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{TestApp, spawn_app_with};
@@ -94,12 +95,8 @@ async fn run_to_end(app: &TestApp, key: &str, query: &str) -> String {
         .post(app.url(&format!("/run/Invoices{query}")))
         .bearer_auth(key)
         .json(&json!({"in_Vendor": "ACME", "in_Amount": 7}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let event = json!({"Type": "job.completed", "EventId": "e", "Timestamp": "2026-11-22T10:00:00Z",
         "Job": {"Id": job["orchestrator_job_id"], "State": "Successful", "OutputArguments": {"out_Ok": true}}})
     .to_string();
@@ -240,12 +237,8 @@ async fn a_callback_is_dead_lettered_when_the_schedule_runs_out_and_can_be_redri
         .await;
     let rotated: Value = app
         .admin(Method::POST, "/processes/Invoices/callback-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let new_secret = rotated["callback_secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
     let res = app
@@ -320,12 +313,8 @@ async fn private_targets_are_refused_unless_allowed() {
     let key: Value = app
         .admin(Method::POST, "/api-keys")
         .json(&json!({"name": "k", "scopes": ["run:*"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let res = app
         .client
         .post(app.url("/run/P?callback_url=http://192.168.1.10/hook"))

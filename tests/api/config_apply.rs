@@ -6,6 +6,7 @@ use serde_json::Value;
 use uipath_gateway::config::Settings;
 use uipath_gateway::crypto::KeyRing;
 
+use crate::helpers::SendJson;
 use crate::helpers::db;
 use crate::helpers::sim::{CLOUD, spawn_sim};
 use crate::helpers::spawn_app_on;
@@ -74,12 +75,8 @@ mapping = {{ in_Vendor = "body.vendor" }}
     let id = conns["items"][0]["id"].as_str().unwrap().to_string();
     let test: Value = first
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(
         test["ok"], true,
         "the declared refresh token worked and rotated: {test}"
@@ -94,12 +91,8 @@ mapping = {{ in_Vendor = "body.vendor" }}
     sim.control(Method::POST, "/tokens/expire", None).await;
     let test: Value = second
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "{test}");
     let processes = second.admin_get("/processes").await;
     assert_eq!(processes["items"].as_array().unwrap().len(), 2);
@@ -162,12 +155,8 @@ mapping = {{ in_Vendor = "body.vendor" }}
                 receipt["delivery_id"].as_str().unwrap()
             ),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(delivery["job_id"], receipt["job_id"], "{delivery}");
     assert_eq!(delivery["mapped_input"]["in_Vendor"], "ACME", "{delivery}");
 }

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uipath_gateway::crypto::KeyRing;
 
+use crate::helpers::SendJson;
 use crate::helpers::db;
 use crate::helpers::setup::{PAT, create, input};
 use crate::helpers::sim::{Sim, spawn_sim};
@@ -46,12 +47,8 @@ async fn every_kind_connects_tests_and_discovers_folders_and_releases() {
 
         let test: Value = app
             .admin(Method::POST, &format!("/connections/{id}/test"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .send_json()
+            .await;
         assert_eq!(test["ok"], true, "{kind}: {test}");
         assert!(
             test["folders"]
@@ -234,12 +231,8 @@ async fn rotating_refresh_tokens_leave_the_gateway_with_the_newest() {
         sim.control(Method::POST, "/tokens/expire", None).await;
         let test: Value = app
             .admin(Method::POST, &format!("/connections/{id}/test"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .send_json()
+            .await;
         assert_eq!(test["ok"], true, "{test}");
     }
     // Three refreshes: sim-refresh-token-0 and the two that followed are spent.
@@ -257,12 +250,8 @@ async fn rotating_refresh_tokens_leave_the_gateway_with_the_newest() {
     sim.control(Method::POST, "/tokens/expire", None).await;
     let test: Value = app
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "{test}");
 }
 
@@ -287,12 +276,8 @@ async fn a_spent_refresh_token_marks_the_connection_unhealthy_with_the_reason() 
     .await;
     let test: Value = app
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], false);
     assert_eq!(test["orchestrator_error_code"], "invalid_grant");
     let view = app.admin_get(&format!("/connections/{id}")).await;
@@ -454,24 +439,16 @@ async fn replacing_keeps_write_only_secrets_and_delete_removes() {
     assert_eq!(view["secrets_stored"], json!(["client_secret"]));
     let test: Value = app
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "the kept secret still works: {test}");
     // The name works wherever the id does.
     let by_name = app.admin_get("/connections/cc-renamed").await;
     assert_eq!(by_name["id"], id.as_str());
     let test: Value = app
         .admin(Method::POST, "/connections/cc-renamed/test")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "{test}");
     assert_eq!(
         app.admin(Method::DELETE, &format!("/connections/{id}"))

@@ -4,6 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::SendJson;
 use crate::helpers::TestApp;
 use crate::helpers::db;
 use crate::helpers::setup::{run, setup_on};
@@ -46,12 +47,8 @@ async fn api_keys_and_webhooks_are_limited_each_on_its_own_and_health_never() {
     let other: Value = app
         .admin(Method::POST, "/api-keys")
         .json(&json!({"name": "other", "scopes": ["jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let other = other["key"].as_str().unwrap();
 
     let list = |k: String| {
@@ -123,21 +120,13 @@ async fn every_admin_change_is_in_the_audit_log_with_its_actor_and_no_secret() {
     assert_eq!(res.status(), 200);
     let secret: Value = app
         .admin(Method::POST, "/processes/Invoices/callback-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let admin_key: Value = app
         .admin(Method::POST, "/api-keys")
         .json(&json!({"name": "ops", "scopes": ["admin"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     // A change made with an admin-scoped key is recorded under that key's name.
     let res = app
         .client

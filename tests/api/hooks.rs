@@ -7,6 +7,7 @@ use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::SendJson;
 use crate::helpers::TestApp;
 use crate::helpers::db;
 use crate::helpers::setup::setup_on;
@@ -531,12 +532,8 @@ async fn a_rotated_secret_works_while_the_old_one_is_still_listed() {
     let view: Value = app
         .admin(Method::PUT, "/webhooks/pay")
         .json(&d)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(view["secrets_count"], 1);
     assert!(
         !view.to_string().contains("provider-secret"),

@@ -12,6 +12,7 @@ use uipath_gateway::storage::{connections, traffic};
 use uipath_gateway::workers::webhook_registration::{self, Registration};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
+use crate::helpers::SendJson;
 use crate::helpers::db;
 use crate::helpers::setup::{SECRET, create, eventually, input, process, run, setup_on, timeline};
 use crate::helpers::sim::{Sim, spawn_sim};
@@ -534,12 +535,8 @@ async fn wait_answers_200_when_the_job_ends_in_time_and_202_when_it_does_not() {
     // The process's maximum caps the wait.
     let mut capped: Value = app
         .admin(Method::GET, "/processes/Invoices")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     capped["max_wait_seconds"] = 1.into();
     for k in [
         "id",

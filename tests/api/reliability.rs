@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::SendJson;
 use crate::helpers::setup::{HOOK_TOKEN, eventually, provision};
 use crate::helpers::sim::Sim;
 use crate::helpers::{ADMIN_TOKEN, GatewayProcess, Logs, PrivateCluster, TestApp, spawn_app_on};
@@ -680,12 +681,8 @@ async fn no_secret_of_a_whole_run_is_in_its_logs_or_its_database_dump() {
         assert_eq!(res.json::<Value>().await.unwrap()["ok"], true);
     }
     let callback: Value = admin(Method::POST, "/processes/Invoices/callback-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     // Wrong credentials are logged as refusals, never echoed.
     let res = http
         .post(format!("{base}/hooks/crm"))

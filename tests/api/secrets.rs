@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use uipath_gateway::crypto::KeyRing;
 
+use crate::helpers::SendJson;
 use crate::helpers::db;
 use crate::helpers::setup::{PAT, create, input};
 use crate::helpers::sim::spawn_sim;
@@ -28,12 +29,8 @@ async fn keys_rotate_reseals_everything_and_the_old_key_can_go() {
         .to_string();
     let test: Value = app
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true);
 
     let both = KeyRing::parse(&secrecy::SecretString::from(format!(
@@ -59,22 +56,14 @@ async fn keys_rotate_reseals_everything_and_the_old_key_can_go() {
     let only_new = spawn_app_on(url, |s| s.encryption_keys = Some(new.clone())).await;
     let test: Value = only_new
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "{test}");
     sim.control(Method::POST, "/tokens/expire", None).await;
     let test: Value = only_new
         .admin(Method::POST, &format!("/connections/{id}/test"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(test["ok"], true, "{test}");
 }
 
@@ -198,12 +187,8 @@ async fn no_secret_reaches_the_logs_or_a_database_dump() {
             let test: Value = http
                 .post(format!("{base}/connections/{id}/test"))
                 .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .send_json()
+                .await;
             assert_eq!(test["ok"], true, "round {round}: {test}");
         }
         sim.control(Method::POST, "/tokens/expire", None).await;

@@ -8,6 +8,7 @@ use uipath_gateway::config::Settings;
 use uipath_gateway::traffic::{Class, Priority};
 use uipath_gateway::workers::{dispatcher, job_sync};
 
+use crate::helpers::SendJson;
 use crate::helpers::db;
 use crate::helpers::setup::{run, setup_on};
 use crate::helpers::sim::spawn_sim;
@@ -142,12 +143,8 @@ async fn two_instances_share_one_tenants_pause_and_list_budget() {
         .post(b.url("/run/Invoices"))
         .bearer_auth(&key)
         .json(&json!({"in_Vendor": "ACME", "in_Amount": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(second["state"], "queued", "{second}");
     assert_eq!(
         sim.calls("StartJobs").await.len(),
@@ -158,12 +155,8 @@ async fn two_instances_share_one_tenants_pause_and_list_budget() {
         .client
         .get(b.url(&format!("/jobs/{}", second["id"].as_str().unwrap())))
         .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let held = job["timeline"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(held["state"], "held", "{job}");
     assert_eq!(held["detail"]["reason"], "paused", "{held}");

@@ -21,6 +21,17 @@ use uipath_gateway::config::Settings;
 use uipath_gateway::embedded_db::{self, Cluster, PgBinaries};
 use uipath_gateway::startup::Application;
 
+/// Sends a request and reads its answer as JSON, whatever the status.
+pub trait SendJson {
+    fn send_json(self) -> impl std::future::Future<Output = serde_json::Value>;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 /// The admin token of test gateways.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -47,13 +58,7 @@ impl TestApp {
 
     /// `GET path` with the admin token: the JSON answer.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
-        self.admin(reqwest::Method::GET, path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin(reqwest::Method::GET, path).send_json().await
     }
 
     /// An admin request with the admin token.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uipath_gateway::config::Settings;
 
 use super::sim::{CLOUD, Sim};
-use super::{ADMIN_TOKEN, TestApp, spawn_app_on};
+use super::{ADMIN_TOKEN, SendJson, TestApp, spawn_app_on};
 
 pub const PAT: &str = "rt_5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e-1";
 
@@ -104,12 +104,8 @@ pub async fn provision(http: &reqwest::Client, base: &str, sim: &Sim, kind: &str
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let key: Value = admin(Method::POST, "/api-keys")
         .json(&json!({"name": "load", "scopes": ["run:*", "jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     key["key"].as_str().unwrap().to_string()
 }
 
@@ -182,12 +178,8 @@ pub async fn get_job(app: &TestApp, key: &str, id: &str) -> Value {
     app.client
         .get(app.url(&format!("/jobs/{id}")))
         .bearer_auth(key)
-        .send()
+        .send_json()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// One field (`state`, `source`) of each entry of a job's timeline, in order.

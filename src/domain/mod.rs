@@ -6,5 +6,6 @@ pub mod connection;
 pub mod folder;
 pub mod hook;
 pub mod job_state;
+pub mod listing;
 pub mod problem;
 pub mod process;

@@ -2,14 +2,15 @@
 
 use actix_web::{get, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::admin::Admin;
+use crate::domain::listing::AuditFilter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::audit::{self as store, AuditRow, Filter};
+use crate::storage::audit::{self as store, AuditRow};
 
 /// One change.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,29 +63,11 @@ pub struct AuditList {
     pub next_before: Option<i64>,
 }
 
-/// Filters of `GET /audit`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// `connection`, `process`, `api_key`, `webhook`, `job`, `callback`, `delivery`.
-    pub object_type: Option<String>,
-    /// The object's name, slug or id.
-    pub object_key: Option<String>,
-    /// Who made the change.
-    pub actor: Option<String>,
-    /// The kind of change.
-    pub action: Option<String>,
-    /// Only entries older than this id (from `next_before`).
-    pub before: Option<i64>,
-    /// 1-500 (default 100).
-    pub limit: Option<i64>,
-}
-
 /// List admin changes, newest first.
 #[utoipa::path(
     tag = "admin",
     security(("admin_token" = [])),
-    params(AuditQuery),
+    params(AuditFilter),
     responses(
         (status = 200, description = "Changes, newest first", body = AuditList),
         (status = 400, description = "A bad filter or limit", body = Problem, content_type = "application/problem+json"),
@@ -94,7 +77,7 @@ pub struct AuditQuery {
 pub async fn list_audit(
     _: Admin,
     state: web::Data<AppState>,
-    q: web::Query<AuditQuery>,
+    q: web::Query<AuditFilter>,
 ) -> Result<web::Json<AuditList>, ApiError> {
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(100);
@@ -104,18 +87,7 @@ pub async fn list_audit(
             "limit must be between 1 and 500",
         ));
     }
-    let rows = store::list(
-        &state.pool,
-        &Filter {
-            object_type: q.object_type,
-            object_key: q.object_key,
-            actor: q.actor,
-            action: q.action,
-            before_id: q.before,
-            limit,
-        },
-    )
-    .await?;
+    let rows = store::list(&state.pool, &q, limit).await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();

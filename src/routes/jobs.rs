@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use crate::app::submit;
+use crate::domain::listing::JobFilter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::storage::jobs::{self as store, JobFilter, JobRow};
+use crate::storage::jobs::{self as store, JobRow};
 use crate::views::jobs::{CallbackView, JobPage, JobView, view};
 
 /// The wait a caller asked for: `?wait=N`, else `Prefer: wait=N` (RFC 7240).
@@ -118,27 +119,6 @@ pub async fn get_job(
     Ok(res.json(v))
 }
 
-/// Filters of `GET /jobs`.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct JobQuery {
-    /// Process name.
-    pub process: Option<String>,
-    /// Ledger state.
-    pub state: Option<String>,
-    /// `api`, `hook` or `replay`.
-    pub source: Option<String>,
-    /// The Reference (`ugw-...`).
-    pub reference: Option<String>,
-    /// Created at or after (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Created before (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
-    /// From the previous page's `next_cursor`.
-    pub cursor: Option<String>,
-    /// Page size, 1-200 (default 50).
-    pub limit: Option<i64>,
-}
-
 fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
@@ -165,7 +145,7 @@ fn encode_cursor(j: &JobRow) -> String {
 #[utoipa::path(
     tag = "jobs",
     security(("api_key" = [])),
-    params(JobQuery),
+    params(JobFilter),
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
@@ -177,7 +157,7 @@ fn encode_cursor(j: &JobRow) -> String {
 pub async fn list_jobs(
     caller: Caller,
     state: web::Data<AppState>,
-    q: web::Query<JobQuery>,
+    q: web::Query<JobFilter>,
 ) -> Result<web::Json<JobPage>, ApiError> {
     caller.require("jobs:read")?;
     let limit = q.limit.unwrap_or(50);
@@ -193,17 +173,7 @@ pub async fn list_jobs(
         })?),
         None => None,
     };
-    let filter = JobFilter {
-        process: q.process.clone(),
-        state: q.state.clone(),
-        source: q.source.clone(),
-        reference: q.reference.clone(),
-        from: q.from,
-        to: q.to,
-        after,
-        limit: limit + 1,
-    };
-    let mut rows = store::list(&state.pool, &filter).await?;
+    let mut rows = store::list(&state.pool, &q, after, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(encode_cursor)

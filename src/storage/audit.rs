@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgPool};
 
+use crate::domain::listing::AuditFilter;
+
 /// One change to record.
 pub struct Entry<'a> {
     pub actor: &'a str,
@@ -29,18 +31,6 @@ pub struct AuditRow {
     pub after: Option<Value>,
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
-}
-
-/// What to list.
-#[derive(Debug, Default)]
-pub struct Filter {
-    pub object_type: Option<String>,
-    pub object_key: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Only entries older than this id (the cursor).
-    pub before_id: Option<i64>,
-    pub limit: i64,
 }
 
 /// Names whose values are secrets wherever they appear.
@@ -89,7 +79,11 @@ pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: Entry<'_>) -> Result<(
 }
 
 /// Newest first.
-pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<AuditRow>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    f: &AuditFilter,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
     let rows = sqlx::query("SELECT id, at, actor, action, object_type, object_key, before, after, request_id, client_ip
            FROM audit_log
           WHERE ($1::text IS NULL OR object_type = $1)
@@ -103,8 +97,8 @@ pub async fn list(pool: &PgPool, f: &Filter) -> Result<Vec<AuditRow>, sqlx::Erro
         .bind(&f.object_key)
         .bind(&f.actor)
         .bind(&f.action)
-        .bind(f.before_id)
-        .bind(f.limit)
+        .bind(f.before)
+        .bind(limit)
     .fetch_all(pool)
     .await?;
     rows.iter().map(AuditRow::from_row).collect()

@@ -6,6 +6,7 @@ use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 pub use crate::domain::job_state::JobState;
+use crate::domain::listing::JobFilter;
 
 mod batch_sql;
 mod ledger;
@@ -136,22 +137,14 @@ pub async fn events(pool: &PgPool, id: Uuid) -> Result<Vec<EventRow>, sqlx::Erro
     rows.iter().map(EventRow::from_row).collect()
 }
 
-/// Filters of `GET /jobs`.
-#[derive(Debug, Default)]
-pub struct JobFilter {
-    pub process: Option<String>,
-    pub state: Option<String>,
-    pub source: Option<String>,
-    pub reference: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    /// Continue after this (created_at, id).
-    pub after: Option<(DateTime<Utc>, Uuid)>,
-    pub limit: i64,
-}
-
 /// Jobs, newest first, one page.
-pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
+/// `after` continues after that (created_at, id).
+pub async fn list(
+    pool: &PgPool,
+    f: &JobFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
     let sql = format!(
         "select {COLUMNS} from jobs where ($1::text is null or process_name = $1) and ($2::text is null or state = $2) \
          and ($3::text is null or source = $3) and ($4::text is null or (id = $10 and reference = $4)) \
@@ -165,9 +158,9 @@ pub async fn list(pool: &PgPool, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Err
         .bind(&f.reference)
         .bind(f.from)
         .bind(f.to)
-        .bind(f.after.map(|a| a.0))
-        .bind(f.after.map(|a| a.1))
-        .bind(f.limit)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit)
         .bind(f.reference.as_deref().map(id_of_reference))
         .fetch_all(pool)
         .await?;

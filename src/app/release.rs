@@ -2,6 +2,8 @@
 //! selector (process key or name, optionally a version), looked up in Orchestrator once
 //! and kept on the process, typed, until a redeploy asks for a fresh lookup.
 
+use std::borrow::Cow;
+
 use uuid::Uuid;
 
 use crate::domain::arguments::ResolvedRelease;
@@ -12,16 +14,17 @@ use crate::storage::processes::{self, ProcessRow};
 use crate::tokens::TokenError;
 
 /// The release of a process: the one it last resolved to, or looked up (and cached)
-/// when it has none or `fresh` is asked for (after a redeploy changed its key).
+/// when it has none or `fresh` is asked for (after a redeploy changed its key). The
+/// cached one is lent, not copied: every `/run` and every start attempt asks.
 #[tracing::instrument(skip_all, fields(process = %process.name, fresh))]
-pub async fn resolve(
+pub async fn resolve<'p>(
     state: &AppState,
-    process: &ProcessRow,
+    process: &'p ProcessRow,
     conn: &ConnectionRow,
     fresh: bool,
-) -> Result<ResolvedRelease, TokenError> {
+) -> Result<Cow<'p, ResolvedRelease>, TokenError> {
     if !fresh && let Some(release) = &process.resolved {
-        return Ok(release.clone());
+        return Ok(Cow::Borrowed(release));
     }
     let sel = &process.release;
     let filter = match (&sel.process_key, &sel.name) {
@@ -72,7 +75,7 @@ pub async fn resolve(
     // This instance's copy of the process is now stale; the change notification would
     // say so too, but maybe only after the next request read the copy.
     state.lookups.clear();
-    Ok(resolved)
+    Ok(Cow::Owned(resolved))
 }
 
 fn version_key(v: &str) -> Vec<u64> {

@@ -2,6 +2,7 @@
 //! `new_job`, record it through the ledger's group commit (claiming an `Idempotency-Key`
 //! in the same statement when there is one), and start it with `start_within`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +146,10 @@ pub async fn checked_arguments(
         Ok(release) => {
             let checked = arguments::validate(&release.arguments, &defaults, &input)
                 .map_err(|problems| ApiError::invalid("invalid_arguments", &problems));
-            process.resolved = Some(release);
+            // A release looked up just now is kept, so the start does not look again.
+            if let Cow::Owned(looked_up) = release {
+                process.resolved = Some(looked_up);
+            }
             checked
         }
         Err(e) => {

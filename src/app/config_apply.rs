@@ -127,10 +127,25 @@ pub async fn apply(
             done.unchanged += 1;
             continue;
         }
+        // Checked like `POST /processes`, but a config file never stops the start: what
+        // does not check out is stored unverified, with a warning.
+        let checked = crate::app::process_check::check(state, &new).await?;
+        match &checked {
+            crate::app::process_check::Checked::Verified(_) => {}
+            crate::app::process_check::Checked::Unverified(why) => {
+                tracing::warn!(process = %name, reason = %why, "processes[{i}]: saved unverified")
+            }
+            crate::app::process_check::Checked::Invalid(p) => tracing::warn!(
+                process = %name,
+                problems = %p.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; "),
+                "processes[{i}]: does not match Orchestrator; saved unverified"
+            ),
+        }
         let row = processes::upsert(&state.pool, old.as_ref().map(|o| o.name.as_str()), &new)
             .await
             .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?
             .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
+        let row = crate::app::process_check::record(state, row, &checked).await?;
         store_callback_secret(state, &row, &new).await?;
         let action = if old.is_some() { "replace" } else { "create" };
         let before = old.map(|o| json(crate::views::processes::ProcessView::from(o)));

@@ -5,6 +5,7 @@ pub mod config_apply;
 pub mod discovery;
 pub mod dispatch;
 pub mod hook_delivery;
+pub mod process_check;
 pub mod release;
 pub mod stop;
 pub mod submit;

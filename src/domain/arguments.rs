@@ -32,6 +32,8 @@ pub struct ResolvedRelease {
     pub key: Uuid,
     /// `Arguments.Input`, parsed.
     pub arguments: Vec<ArgumentDefinition>,
+    /// `Arguments.Output`, parsed: what a finished job's `output` holds.
+    pub outputs: Vec<ArgumentDefinition>,
 }
 
 /// Orchestrator's cap on the `InputArguments` string.
@@ -40,8 +42,10 @@ pub const MAX_INPUT_ARGUMENTS: usize = 10_000;
 /// The JSON shape a .NET type takes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
-    /// `System.String`, `System.Char`, `System.Guid`, `System.TimeSpan`.
+    /// `System.String`, `System.Char`, `System.TimeSpan`, `System.Uri`.
     String,
+    /// `System.Guid`: a UUID string.
+    Guid,
     /// An integer type, with its range.
     Integer { min: i128, max: i128 },
     /// `System.Double` (`max` f64::MAX) and `System.Single` (`max` f32::MAX): any finite
@@ -60,10 +64,23 @@ pub enum Shape {
     Object,
     /// `System.Object` or a type we cannot check.
     Any,
+    /// `System.Nullable<T>` (`int?`): `T`, or null.
+    Nullable(Box<Shape>),
+}
+
+impl Shape {
+    /// Whether `null` is a value of this type: reference types and `Nullable<T>` take it,
+    /// value types (numbers, booleans, dates, GUIDs) do not.
+    pub fn takes_null(&self) -> bool {
+        matches!(
+            self,
+            Shape::String | Shape::Array(_) | Shape::Object | Shape::Any | Shape::Nullable(_)
+        )
+    }
 }
 
 /// The type name without its assembly qualification: `System.String, System.Private.CoreLib, ...` -> `System.String`.
-fn bare(type_name: &str) -> &str {
+pub fn bare(type_name: &str) -> &str {
     let mut depth = 0;
     for (i, c) in type_name.char_indices() {
         match c {
@@ -79,6 +96,11 @@ fn bare(type_name: &str) -> &str {
 /// Maps a .NET type name to the JSON shape it accepts.
 pub fn shape(type_name: &str) -> Shape {
     let t = bare(type_name);
+    if let Some(inner) = t.strip_prefix("System.Nullable`1[") {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        let inner = inner.trim_start_matches('[').trim_end_matches(']');
+        return Shape::Nullable(Box::new(shape(inner)));
+    }
     if let Some(element) = t.strip_suffix("[]") {
         return Shape::Array(Box::new(shape(element)));
     }
@@ -105,9 +127,8 @@ pub fn shape(type_name: &str) -> Shape {
     }
     let int = |min: i128, max: i128| Shape::Integer { min, max };
     match t {
-        "System.String" | "System.Char" | "System.Guid" | "System.TimeSpan" | "System.Uri" => {
-            Shape::String
-        }
+        "System.String" | "System.Char" | "System.TimeSpan" | "System.Uri" => Shape::String,
+        "System.Guid" => Shape::Guid,
         "System.Int32" => int(i32::MIN.into(), i32::MAX.into()),
         "System.Int64" => int(i64::MIN.into(), i64::MAX.into()),
         "System.Int16" => int(i16::MIN.into(), i16::MAX.into()),
@@ -131,6 +152,8 @@ pub fn shape(type_name: &str) -> Shape {
 fn describe(s: &Shape) -> String {
     match s {
         Shape::String => "a string".into(),
+        Shape::Guid => "a GUID string".into(),
+        Shape::Nullable(inner) => format!("{} or null", describe(inner)),
         Shape::Integer { .. } => "an integer".into(),
         Shape::Float { .. } | Shape::Decimal => "a number".into(),
         Shape::Boolean => "true or false".into(),
@@ -149,7 +172,10 @@ fn describe(s: &Shape) -> String {
 /// Why `v` does not fit `s`, if it does not.
 fn check(s: &Shape, v: &Value) -> Option<String> {
     let fits = match (s, v) {
-        (Shape::Any, _) | (_, Value::Null) => true,
+        (_, Value::Null) => s.takes_null(),
+        (Shape::Any, _) => true,
+        (Shape::Nullable(inner), v) => return check(inner, v),
+        (Shape::Guid, Value::String(t)) => Uuid::parse_str(t).is_ok(),
         (Shape::String, Value::String(_))
         | (Shape::Boolean, Value::Bool(_))
         | (Shape::Object, Value::Object(_)) => true,
@@ -248,6 +274,35 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// When the arguments encode to more than Orchestrator's 10,000 characters: a problem
+/// against the largest argument, naming the largest ones and their sizes.
+fn too_long(merged: &Map<String, Value>) -> Option<FieldProblem> {
+    let total = Value::Object(merged.clone()).to_string().chars().count();
+    if total <= MAX_INPUT_ARGUMENTS {
+        return None;
+    }
+    let mut sizes: Vec<(&String, usize)> = merged
+        .iter()
+        .map(|(k, v)| (k, v.to_string().chars().count()))
+        .collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let largest = sizes
+        .iter()
+        .take(3)
+        .map(|(k, n)| format!("{k} ({n} characters)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(FieldProblem {
+        field: sizes
+            .first()
+            .map_or_else(|| "(body)".into(), |(k, _)| (*k).clone()),
+        problem: format!(
+            "the input arguments encode to {total} characters and Orchestrator takes at most \
+             {MAX_INPUT_ARGUMENTS}; the largest: {largest}"
+        ),
+    })
+}
+
 /// Merges `input` over `defaults` and checks the result against `definitions`.
 /// Returns the merged arguments, or every problem found.
 pub fn validate(
@@ -275,6 +330,13 @@ pub fn validate(
                     }
                 ),
             }),
+            Some(def) if def.required && value.is_null() => problems.push(FieldProblem {
+                field: name.clone(),
+                problem: format!(
+                    "required ({}): give a value; null is not accepted",
+                    bare(&def.type_name)
+                ),
+            }),
             Some(def) => {
                 if let Some(why) = check(&shape(&def.type_name), value) {
                     problems.push(FieldProblem {
@@ -294,12 +356,8 @@ pub fn validate(
             problem: format!("required ({}) but missing", bare(&def.type_name)),
         });
     }
-    let encoded = Value::Object(merged.clone()).to_string();
-    if encoded.chars().count() > MAX_INPUT_ARGUMENTS {
-        problems.push(FieldProblem {
-            field: "(body)".into(),
-            problem: format!("the input arguments encode to {} characters; Orchestrator takes at most {MAX_INPUT_ARGUMENTS}", encoded.chars().count()),
-        });
+    if let Some(too_long) = too_long(&merged) {
+        problems.push(too_long);
     }
     if problems.is_empty() {
         Ok(merged)
@@ -307,6 +365,8 @@ pub fn validate(
         Err(problems)
     }
 }
+
+pub mod schema;
 
 #[cfg(test)]
 mod tests;

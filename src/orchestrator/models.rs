@@ -72,6 +72,14 @@ impl Release {
             None => Ok(Vec::new()),
         }
     }
+
+    /// The output argument definitions, parsed.
+    pub fn output_arguments(&self) -> Result<Vec<ArgumentDefinition>, serde_json::Error> {
+        match self.arguments.as_ref().and_then(|a| a.output.as_deref()) {
+            Some(text) => serde_json::from_str(text),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// `{"startInfo": StartProcessDto}`.

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
 
 use super::admin::{Admin, snapshot};
+use crate::app::process_check::{self, Checked};
 use crate::domain::problem::FieldProblem;
 use crate::domain::process::{NewProcess, ProcessInput};
 use crate::error::{ApiError, Problem};
@@ -31,6 +32,20 @@ fn write_error(e: WriteError, name: &str) -> ApiError {
 }
 
 /// Validates the input, including the callback URL against private targets.
+/// Checks a process against Orchestrator before it is stored: what does not exist is a
+/// 422 naming the field; when Orchestrator cannot answer, it is stored unverified.
+async fn checked(state: &AppState, new: &NewProcess) -> Result<Checked, ApiError> {
+    let checked = process_check::check(state, new).await?;
+    match checked {
+        Checked::Invalid(p) => Err(problems(p)),
+        Checked::Unverified(ref why) => {
+            tracing::warn!(process = %new.name, reason = %why, "process saved unverified");
+            Ok(checked)
+        }
+        Checked::Verified(_) => Ok(checked),
+    }
+}
+
 fn validate(state: &AppState, input: ProcessInput) -> Result<NewProcess, ApiError> {
     let new = input.validate().map_err(problems)?;
     if let Some(url) = &new.callback_url
@@ -71,10 +86,10 @@ fn not_found(name: &str) -> ApiError {
     security(("admin_token" = [])),
     request_body = ProcessInput,
     responses(
-        (status = 201, description = "Created", body = ProcessView),
+        (status = 201, description = "Created. Its folder, release and version were found through the connection; when Orchestrator could not be asked, `unverified` is true and `warnings` says why", body = ProcessView),
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or a folder, release or version that does not exist in Orchestrator (the field is named, with what does exist)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/processes")]
@@ -84,10 +99,12 @@ pub async fn create_process(
     body: web::Json<ProcessInput>,
 ) -> Result<HttpResponse, ApiError> {
     let new = validate(&state, body.into_inner())?;
+    let checked = checked(&state, &new).await?;
     let row = store::upsert(&state.pool, None, &new)
         .await
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&new.name))?;
+    let row = process_check::record(&state, row, &checked).await?;
     let view = with_secret(&state, row, &new).await?;
     admin
         .audit(
@@ -156,7 +173,7 @@ pub async fn get_process(
         (status = 400, description = "Malformed JSON, or a value that cannot be stored", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The new name is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or a folder, release or version that does not exist in Orchestrator (the field is named, with what does exist)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[put("/processes/{name}")]
@@ -169,11 +186,14 @@ pub async fn replace_process(
     let new = validate(&state, body.into_inner())?;
     let before = store::get(&state.pool, &name)
         .await?
-        .and_then(|row| snapshot(&ProcessView::from(row)));
+        .ok_or_else(|| not_found(&name))?;
+    let before = snapshot(&ProcessView::from(before));
+    let checked = checked(&state, &new).await?;
     let row = store::upsert(&state.pool, Some(&name), &new)
         .await
         .map_err(|e| write_error(e, &new.name))?
         .ok_or_else(|| not_found(&name))?;
+    let row = process_check::record(&state, row, &checked).await?;
     let view = with_secret(&state, row, &new).await?;
     admin
         .audit(

@@ -20,6 +20,9 @@ pub struct ProcessRow {
     /// The release last looked up for this process (its key and argument definitions).
     pub resolved: Option<ResolvedRelease>,
     pub release_resolved_at: Option<DateTime<Utc>>,
+    /// Why the folder, release and version could not be checked against Orchestrator
+    /// when this was saved; cleared by the next successful lookup.
+    pub unverified_reason: Option<String>,
     pub default_input: serde_json::Value,
     pub job_options: JobOptions,
     pub max_wait_seconds: i32,
@@ -32,7 +35,7 @@ pub struct ProcessRow {
 
 const SELECT: &str = "select p.id, p.name, p.connection_id, c.name as connection_name, p.folder_path, p.folder_id, \
     p.folder_key, p.release_process_key, p.release_name, p.release_version, p.release_key, p.release_arguments, \
-    p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, \
+    p.release_outputs, p.unverified_reason, p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, \
     p.callback_secret_sealed is not null as has_callback_secret, p.created_at, p.updated_at \
     from processes p join connections c on c.id = p.connection_id";
 
@@ -66,10 +69,15 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
             (Some(key), Some(arguments)) => Some(ResolvedRelease {
                 key,
                 arguments: serde_json::from_value(arguments).unwrap_or_default(),
+                outputs: r
+                    .try_get::<Option<serde_json::Value>, _>("release_outputs")?
+                    .and_then(|o| serde_json::from_value(o).ok())
+                    .unwrap_or_default(),
             }),
             _ => None,
         },
         release_resolved_at: r.try_get("release_resolved_at")?,
+        unverified_reason: r.try_get("unverified_reason")?,
         default_input: r.try_get("default_input")?,
         job_options: serde_json::from_value(job_options).unwrap_or_default(),
         max_wait_seconds: r.try_get("max_wait_seconds")?,
@@ -120,7 +128,7 @@ pub async fn upsert(
         Some(old) => sqlx::query(
             "update processes set name = $2, connection_id = $3, folder_path = $4, folder_id = $5, folder_key = $6, \
              release_process_key = $7, release_name = $8, release_version = $9, default_input = $10, job_options = $11, \
-             max_wait_seconds = $12, callback_url = $13, release_key = null, release_arguments = null, release_resolved_at = null \
+             max_wait_seconds = $12, callback_url = $13, release_key = null, release_arguments = null, release_outputs = null, unverified_reason = null, release_resolved_at = null \
              where name = $1",
         )
         .bind(old),
@@ -235,8 +243,32 @@ pub async fn cache_release(
     release: &ResolvedRelease,
 ) -> Result<(), sqlx::Error> {
     let arguments = serde_json::to_value(&release.arguments).unwrap_or_default();
-    sqlx::query!("update processes set release_key = $2, release_arguments = $3, release_resolved_at = now() where id = $1", process_id, release.key, arguments)
-        .execute(pool)
-        .await?;
+    let outputs = serde_json::to_value(&release.outputs).unwrap_or_default();
+    sqlx::query!(
+        "update processes set release_key = $2, release_arguments = $3, release_outputs = $4, \
+         release_resolved_at = now(), unverified_reason = null where id = $1",
+        process_id,
+        release.key,
+        arguments,
+        outputs
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks a process as saved without the check against Orchestrator, and why.
+pub async fn mark_unverified(
+    pool: &PgPool,
+    process_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update processes set unverified_reason = $2 where id = $1",
+        process_id,
+        reason
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -21,6 +21,11 @@ pub struct ProcessView {
     /// The ReleaseKey found for the selector, once looked up.
     pub release_key: Option<Uuid>,
     pub release_resolved_at: Option<DateTime<Utc>>,
+    /// Saved without checking its folder, release and version against Orchestrator
+    /// (it could not be asked); the next successful lookup clears it.
+    pub unverified: bool,
+    /// What the operator should know about this process (why it is unverified).
+    pub warnings: Vec<String>,
     #[schema(value_type = Object)]
     pub default_input: serde_json::Value,
     pub job_options: JobOptions,
@@ -58,6 +63,8 @@ impl From<ProcessRow> for ProcessView {
             release: r.release,
             release_key: r.resolved.as_ref().map(|release| release.key),
             release_resolved_at: r.release_resolved_at,
+            unverified: r.unverified_reason.is_some(),
+            warnings: r.unverified_reason.into_iter().collect(),
             default_input: r.default_input,
             job_options: r.job_options,
             max_wait_seconds: r.max_wait_seconds,

@@ -46,7 +46,7 @@ process = "Invoices"
 scheme = "token"
 config = {{ header = "x-hook-token" }}
 secrets = ["declared-hook-token"]
-mapping = {{ in_Vendor = "body.vendor" }}
+mapping = {{ in_Vendor = "body.vendor", in_Amount = "body.amount" }}
 "#,
         orch = sim.url(CLOUD),
         token = sim.url("/identity_/connect/token"),
@@ -132,7 +132,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
         .client
         .post(second.url("/hooks/declared-hook"))
         .header("x-hook-token", "wrong")
-        .json(&serde_json::json!({"vendor": "ACME"}))
+        .json(&serde_json::json!({"vendor": "ACME", "amount": 12.5}))
         .send()
         .await
         .unwrap();
@@ -141,7 +141,7 @@ mapping = {{ in_Vendor = "body.vendor" }}
         .client
         .post(second.url("/hooks/declared-hook"))
         .header("x-hook-token", "declared-hook-token")
-        .json(&serde_json::json!({"vendor": "ACME"}))
+        .json(&serde_json::json!({"vendor": "ACME", "amount": 12.5}))
         .send()
         .await
         .unwrap();

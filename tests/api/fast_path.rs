@@ -211,7 +211,7 @@ async fn a_change_made_in_plain_sql_reaches_the_cached_webhook() {
         app.client
             .post(app.url("/hooks/plain"))
             .header("x-hook-token", "t0ken-for-plain")
-            .json(&json!({"in_Vendor": "ACME"}))
+            .json(&json!({"in_Vendor": "ACME", "in_Amount": 3}))
             .send()
     };
     assert_eq!(deliver().await.unwrap().status(), 202);

@@ -400,6 +400,18 @@ async fn extreme_numbers_in_arguments_survive_the_ledger() {
         Some(json!({"errors": [{"status": 503, "path_contains": "Releases"}]})),
     )
     .await;
+    // Saved again while Orchestrator cannot answer: unverified, with no release cached.
+    let res = app
+        .admin(Method::PUT, "/processes/Invoices")
+        .json(
+            &json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",
+            "release": {"process_key": "InvoiceBot"}, "max_wait_seconds": 30}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["unverified"], true);
     for (i, n) in extremes.iter().enumerate() {
         let body =
             format!("{{\"in_Vendor\": \"x\", \"in_Amount\": {n}, \"extra\": {{\"n\": [{n}]}}}}");

@@ -193,3 +193,58 @@ fn type_names_map_to_shapes() {
         Shape::Object
     );
 }
+
+#[test]
+fn null_is_refused_where_the_dotnet_type_cannot_be_null() {
+    let defs = [
+        def("amount", "System.Decimal", true),
+        def("note", "System.String", false),
+        def("count", "System.Int32", false),
+        def(
+            "maybe",
+            "System.Nullable`1[[System.Int32, System.Private.CoreLib]]",
+            false,
+        ),
+        def("name", "System.String", true),
+    ];
+    let problems = validate(
+        &defs,
+        &Map::new(),
+        &obj(json!({"amount": null, "note": null, "count": null, "maybe": null, "name": null})),
+    )
+    .unwrap_err();
+    let named: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(named, ["amount", "count", "name"], "{problems:?}");
+    assert!(problems[0].problem.contains("null is not accepted"));
+    assert!(problems[1].problem.contains("got null"), "{problems:?}");
+    validate(
+        &defs,
+        &Map::new(),
+        &obj(json!({"amount": 1, "name": "n", "note": null, "maybe": null})),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_ten_thousand_character_message_names_the_largest_arguments() {
+    let defs = [
+        def("small", "System.String", false),
+        def("big", "System.String", false),
+        def("bigger", "System.String", false),
+    ];
+    let input = obj(json!({
+        "small": "x",
+        "big": "y".repeat(4_000),
+        "bigger": "z".repeat(6_500),
+    }));
+    let problems = validate(&defs, &Map::new(), &input).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, "bigger");
+    assert!(
+        problems[0]
+            .problem
+            .contains("the largest: bigger (6502 characters), big (4002 characters)"),
+        "{}",
+        problems[0].problem
+    );
+}

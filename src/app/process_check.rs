@@ -1,0 +1,100 @@
+//! A process is checked against Orchestrator, through its connection, when it is saved:
+//! its folder, release and pinned version must exist, and its default input must fit the
+//! release's arguments. When Orchestrator cannot answer, it is saved anyway, marked
+//! unverified with the reason, until a later lookup succeeds.
+
+use crate::app::release::{Lookup, look_up};
+use crate::domain::arguments::{ResolvedRelease, validate};
+use crate::domain::problem::{FieldProblem, problem};
+use crate::domain::process::NewProcess;
+use crate::state::AppState;
+use crate::storage::connections;
+use crate::storage::processes::{self, ProcessRow};
+use crate::tokens::TokenError;
+
+/// What checking a process found.
+#[derive(Debug)]
+pub enum Checked {
+    /// Everything exists; this is the release it starts.
+    Verified(ResolvedRelease),
+    /// Orchestrator could not be asked: why (a warning for the operator).
+    Unverified(String),
+    /// Something named does not exist or does not fit: each field and why.
+    Invalid(Vec<FieldProblem>),
+}
+
+/// Checks a process about to be saved. Only a database failure is an error.
+pub async fn check(state: &AppState, new: &NewProcess) -> Result<Checked, sqlx::Error> {
+    let Some(conn) = connections::find(&state.pool, &new.connection).await? else {
+        return Ok(Checked::Invalid(vec![problem(
+            "connection",
+            &format!(
+                "no connection named `{}`: create it first (POST /connections)",
+                new.connection
+            ),
+        )]));
+    };
+    match look_up(state, &conn, &new.folder, &new.release).await {
+        Ok(Lookup::Found(release)) => {
+            let problems = default_input_problems(&release, new);
+            Ok(if problems.is_empty() {
+                Checked::Verified(release)
+            } else {
+                Checked::Invalid(problems)
+            })
+        }
+        Ok(Lookup::Missing(p)) => Ok(Checked::Invalid(vec![p])),
+        Err(TokenError::Database(e)) => Err(e),
+        Err(e) => Ok(Checked::Unverified(format!(
+            "Orchestrator could not be asked whether folder `{}` and the release exist ({e}); \
+             saved unverified: the next lookup (the first /run) checks again",
+            new.folder
+        ))),
+    }
+}
+
+/// The default input may only name the release's arguments, with values of their types.
+fn default_input_problems(release: &ResolvedRelease, new: &NewProcess) -> Vec<FieldProblem> {
+    match validate(
+        &release.arguments,
+        &serde_json::Map::new(),
+        &new.default_input,
+    ) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .filter(|p| new.default_input.contains_key(&p.field))
+            .map(|p| FieldProblem {
+                field: format!("default_input.{}", p.field),
+                problem: p.problem,
+            })
+            .collect(),
+    }
+}
+
+/// Records on the stored process what the check found: the release it starts, or why
+/// it is unverified. Returns the row as it now is.
+pub async fn record(
+    state: &AppState,
+    row: ProcessRow,
+    checked: &Checked,
+) -> Result<ProcessRow, sqlx::Error> {
+    match checked {
+        Checked::Verified(release) => {
+            processes::cache_release(&state.pool, row.id, release).await?
+        }
+        Checked::Unverified(reason) => {
+            processes::mark_unverified(&state.pool, row.id, reason).await?
+        }
+        Checked::Invalid(problems) => {
+            let reason = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.problem))
+                .collect::<Vec<_>>()
+                .join("; ");
+            processes::mark_unverified(&state.pool, row.id, &reason).await?
+        }
+    }
+    state.lookups.clear();
+    Ok(processes::get(&state.pool, &row.name).await?.unwrap_or(row))
+}

@@ -11,7 +11,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::config::Settings;
 use crate::orchestrator::http_client;
@@ -195,6 +195,9 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     let settings = state.settings.clone();
     let spec = openapi::spec();
     let route_table = web::Data::new(routes::RouteTable::from_spec(&spec));
+    let static_doc = web::Data::new(openapi::Static(
+        serde_json::to_value(&spec).context("the OpenAPI document serializes")?,
+    ));
     let body_limit = settings.body_limit_bytes;
     let workers = match settings.http_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -210,12 +213,17 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             .wrap(from_fn(request_id))
             .app_data(state.clone())
             .app_data(route_table.clone())
+            .app_data(static_doc.clone())
             .configure(|cfg| routes::extractors::configure(cfg, body_limit))
             .into_utoipa_app()
             .configure(routes::configure)
             .into_app()
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
-            .route("/docs", web::get().to(routes::docs_redirect))
+            .route("/openapi.json", web::get().to(routes::docs::openapi_json))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}")
+                    .config(Config::new(["/openapi.json"]).use_base_layout()),
+            )
+            .route("/docs", web::get().to(routes::docs::docs_redirect))
             .default_service(web::to(routes::not_found))
     })
     .on_connect(move |conn, ext| client_limits.on_connect(conn, ext))

@@ -199,6 +199,18 @@ pub async fn apply(
                 continue;
             }
         }
+        match crate::app::process_check::hook_mapping(state, &new).await? {
+            Ok(warnings) => {
+                for w in warnings {
+                    tracing::warn!(webhook = %slug, "webhooks[{i}]: {w}");
+                }
+            }
+            Err(p) => tracing::warn!(
+                webhook = %slug,
+                problems = %p.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; "),
+                "webhooks[{i}]: the mapping does not fit the process's arguments; saved anyway"
+            ),
+        }
         let row = crate::storage::hooks::upsert(
             &state.pool,
             &state.keys,

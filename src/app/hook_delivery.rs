@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::dispatch;
 use crate::domain::arguments;
+use crate::domain::problem::{FieldProblem, problem};
 use crate::error::ApiError;
 use crate::hooks::expr;
 use crate::state::AppState;
@@ -44,7 +45,7 @@ fn decide(
     hook: &HookRow,
     context: &Value,
     exprs: &expr::Context,
-) -> Result<Decision, (String, &'static str)> {
+) -> Result<Decision, (FieldProblem, &'static str)> {
     let body = &context["body"];
     if hook.scheme == "slack" && body["type"] == "url_verification" {
         return Ok(Decision::Answer(json!({"challenge": body["challenge"]})));
@@ -53,8 +54,15 @@ fn decide(
         return Ok(Decision::Answer(json!({"status": "pong"})));
     }
     if let Some(f) = &hook.filter {
-        let v = expr::eval(f, exprs)
-            .map_err(|e| (format!("the filter `{f}` failed: {e}"), "filter_failed"))?;
+        let v = expr::eval(f, exprs).map_err(|e| {
+            (
+                problem(
+                    "filter",
+                    &format!("the filter `{f}` could not be evaluated over this delivery: {e}"),
+                ),
+                "filter_failed",
+            )
+        })?;
         if !expr::truthy(&v) {
             return Ok(Decision::Filtered(format!(
                 "the filter `{f}` is not true for this delivery"
@@ -67,7 +75,12 @@ fn decide(
             for (arg, e) in mapping {
                 let v = expr::eval(e, exprs).map_err(|err| {
                     (
-                        format!("mapping `{arg}` (`{e}`) failed: {err}"),
+                        problem(
+                            &format!("mapping.{arg}"),
+                            &format!(
+                                "the expression `{e}` could not be evaluated over this delivery: {err}"
+                            ),
+                        ),
                         "mapping_failed",
                     )
                 })?;
@@ -111,7 +124,10 @@ pub async fn handle(
 
     let decision = match decision {
         Ok(d) => d,
-        Err((reason, code)) => return failed(state, delivery, reason, code, None).await,
+        Err((p, code)) => {
+            let reason = format!("{}: {}", p.field, p.problem);
+            return failed(state, delivery, reason, code, Some(vec![p])).await;
+        }
     };
     let input = match decision {
         Decision::Answer(answer) => {
@@ -326,7 +342,7 @@ async fn failed(
     mut d: Delivery,
     reason: String,
     code: &'static str,
-    problems: Option<Vec<crate::domain::problem::FieldProblem>>,
+    problems: Option<Vec<FieldProblem>>,
 ) -> Result<Delivered, ApiError> {
     d.outcome = "failed".into();
     d.dedup = "none".into();
@@ -335,12 +351,11 @@ async fn failed(
         .or(Some("error".into()).filter(|_| code == "filter_failed"));
     d.error = Some(reason.clone());
     record(state, &d).await?;
-    Err(match problems {
-        Some(p) => ApiError::invalid(code, &p),
-        None => ApiError::Unprocessable {
-            code,
-            detail: format!("{reason} (recorded as delivery {})", d.id),
-            errors: Value::Null,
-        },
+    Err(ApiError::Unprocessable {
+        code,
+        detail: format!("{reason} (recorded as delivery {})", d.id),
+        errors: problems.map_or(Value::Null, |p| {
+            serde_json::to_value(p).expect("problems serialize")
+        }),
     })
 }

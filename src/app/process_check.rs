@@ -72,6 +72,60 @@ fn default_input_problems(release: &ResolvedRelease, new: &NewProcess) -> Vec<Fi
     }
 }
 
+/// Checks a webhook's mapping against the arguments of the process it starts. The
+/// process's release is looked up if it has not been yet; when Orchestrator cannot
+/// answer, the mapping is accepted with a warning (returned). Problems are `Err`.
+pub async fn hook_mapping(
+    state: &AppState,
+    hook: &crate::domain::hook::NewHook,
+) -> Result<Result<Vec<String>, Vec<FieldProblem>>, sqlx::Error> {
+    let Some(mapping) = &hook.mapping else {
+        return Ok(Ok(Vec::new()));
+    };
+    // An unknown process is reported by the write itself.
+    let Some(process) = processes::get(&state.pool, &hook.process).await? else {
+        return Ok(Ok(Vec::new()));
+    };
+    let release = match &process.resolved {
+        Some(r) => r.clone(),
+        None => {
+            let looked_up = match connections::get(&state.pool, process.connection_id).await? {
+                Some(conn) => crate::app::release::resolve(state, &process, &conn, false)
+                    .await
+                    .map(|r| r.into_owned()),
+                None => Err(TokenError::Config("the process has no connection".into())),
+            };
+            match looked_up {
+                Ok(r) => r,
+                Err(TokenError::Database(e)) => return Err(e),
+                Err(e) => {
+                    return Ok(Ok(vec![format!(
+                        "the mapping was not checked against the arguments of process `{}`: \
+                         its release could not be looked up ({e})",
+                        process.name
+                    )]));
+                }
+            }
+        }
+    };
+    let defaults = process
+        .default_input
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let problems = crate::domain::hook::mapping_problems(
+        mapping,
+        &process.name,
+        &release.arguments,
+        &defaults,
+    );
+    Ok(if problems.is_empty() {
+        Ok(Vec::new())
+    } else {
+        Err(problems)
+    })
+}
+
 /// Records on the stored process what the check found: the release it starts, or why
 /// it is unverified. Returns the row as it now is.
 pub async fn record(

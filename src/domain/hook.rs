@@ -54,7 +54,7 @@ pub struct HookInput {
     pub max_body_bytes: Option<i32>,
     /// JMESPath for the delivery id used to drop repeats, over `{headers, body, query}`.
     /// Defaults by scheme: GitHub `X-GitHub-Delivery`, Stripe `body.id`, Slack
-    /// `body.event_id`, Shopify `X-Shopify-Webhook-Id`, Standard Webhooks `webhook-id`,
+    /// `body.event_id`, Shopify `X-Shopify-Webhook-Id`, Standard Webhooks `webhook-id` (or Svix's `svix-id`),
     /// UiPath `body.EventId`. An empty string turns deduplication off.
     pub dedup: Option<String>,
     /// JMESPath: start a job only when it is true, e.g. `body.action == 'opened'`.
@@ -85,6 +85,57 @@ pub struct NewHook {
     pub response: HookResponse,
 }
 
+/// What is wrong with a mapping for a process whose arguments are `definitions`: a name
+/// the process does not take, or a required argument neither mapped nor defaulted.
+pub fn mapping_problems(
+    mapping: &BTreeMap<String, String>,
+    process: &str,
+    definitions: &[crate::domain::arguments::ArgumentDefinition],
+    defaults: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<FieldProblem> {
+    let takes = || {
+        definitions
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut problems: Vec<FieldProblem> = mapping
+        .keys()
+        .filter(|k| !definitions.iter().any(|d| &d.name == *k))
+        .map(|k| FieldProblem {
+            field: format!("mapping.{k}"),
+            problem: format!(
+                "process `{process}` takes no argument `{k}`; it takes: {}",
+                if definitions.is_empty() {
+                    "none".into()
+                } else {
+                    takes()
+                }
+            ),
+        })
+        .collect();
+    let missing: Vec<&str> = definitions
+        .iter()
+        .filter(|d| {
+            crate::domain::arguments::schema::must_give(d, defaults)
+                && !mapping.contains_key(&d.name)
+        })
+        .map(|d| d.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        problems.push(FieldProblem {
+            field: "mapping".into(),
+            problem: format!(
+                "process `{process}` requires {} (no default in the workflow or the process); map {}",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        });
+    }
+    problems
+}
+
 /// The dedup expression a scheme uses unless told otherwise.
 pub fn default_dedup(scheme: &str) -> Option<&'static str> {
     match scheme {
@@ -92,7 +143,7 @@ pub fn default_dedup(scheme: &str) -> Option<&'static str> {
         "stripe" => Some("body.id"),
         "slack" => Some("body.event_id"),
         "shopify" => Some("headers.\"x-shopify-webhook-id\""),
-        "standard_webhooks" => Some("headers.\"webhook-id\""),
+        "standard_webhooks" => Some("headers.\"webhook-id\" || headers.\"svix-id\""),
         "uipath" => Some("body.EventId"),
         _ => None,
     }

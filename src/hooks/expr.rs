@@ -12,7 +12,7 @@ use serde_json::Value;
 /// alone accepts `split(...)`, which would fail on every delivery); the error names the
 /// problem.
 pub fn check(expression: &str) -> Result<(), String> {
-    let compiled = jmespath::compile(expression).map_err(|e| e.to_string())?;
+    let compiled = jmespath::compile(expression).map_err(|e| in_our_words(&e))?;
     unknown_function(compiled.as_ast()).map_or(Ok(()), |(name, offset)| {
         Err(format!(
             "JMESPath has no function `{name}` (at position {offset}); its functions are \
@@ -127,7 +127,7 @@ fn compiled(expression: &str) -> Result<Rc<jmespath::Expression<'static>>, Strin
         if let Some(e) = cache.borrow().get(expression) {
             return Ok(e.clone());
         }
-        let e = Rc::new(jmespath::compile(expression).map_err(|e| e.to_string())?);
+        let e = Rc::new(jmespath::compile(expression).map_err(|e| in_our_words(&e))?);
         let mut cache = cache.borrow_mut();
         if cache.len() >= MAX_COMPILED {
             cache.clear();
@@ -144,8 +144,44 @@ pub fn eval(expression: &str, context: &Context) -> Result<Value, String> {
     // through serde (and lose exact numbers).
     let mut ctx = jmespath::Context::new(expression, &jmespath::DEFAULT_RUNTIME);
     let result = jmespath::interpret(context.converted()?, compiled.as_ast(), &mut ctx)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| in_our_words(&e))?;
     Ok(json(&result))
+}
+
+/// What went wrong, in one line of our words: JMESPath's own message spans lines, with
+/// the expression and a caret under the position.
+fn in_our_words(e: &jmespath::JmespathError) -> String {
+    use jmespath::{ErrorReason, RuntimeError as R};
+    let at = e.offset;
+    match &e.reason {
+        ErrorReason::Parse(why) => format!(
+            "it is not valid JMESPath (at character {at}: {})",
+            why.trim_end_matches('.')
+        ),
+        ErrorReason::Runtime(R::InvalidType {
+            expected,
+            actual,
+            position,
+        }) => format!(
+            "the function at character {at} got {actual} as argument {}, where it takes {expected}",
+            position + 1
+        ),
+        ErrorReason::Runtime(R::InvalidReturnType {
+            expected, actual, ..
+        }) => format!(
+            "the expression passed to the function at character {at} gave {actual}, where {expected} is needed"
+        ),
+        ErrorReason::Runtime(R::TooManyArguments { expected, actual })
+        | ErrorReason::Runtime(R::NotEnoughArguments { expected, actual }) => {
+            format!("the function at character {at} takes {expected} argument(s), not {actual}")
+        }
+        ErrorReason::Runtime(R::UnknownFunction(name)) => {
+            format!("JMESPath has no function `{name}`")
+        }
+        ErrorReason::Runtime(R::InvalidSlice) => {
+            format!("the slice at character {at} has a step of 0")
+        }
+    }
 }
 
 /// Whether a value counts as true for a filter (JMESPath's truthiness: not null, false,

@@ -174,22 +174,35 @@ impl Verifier for UiPath {
 }
 
 /// Standard Webhooks: `webhook-signature: v1,<base64> ...` over `{id}.{ts}.{body}`, keyed
-/// with the Base64 after `whsec_` (signed with the `standardwebhooks` crate).
+/// with the Base64 after `whsec_` (signed with the `standardwebhooks` crate). Svix sends
+/// the same scheme as `svix-id`, `svix-timestamp` and `svix-signature`.
 pub(super) struct StandardWebhooks;
+
+/// The id, timestamp and signature headers a sender uses: Svix's when it sends `svix-id`
+/// and no `webhook-id`, else the standard's (named in any refusal).
+fn standard_headers(req: &Request) -> [&'static str; 3] {
+    if (req.header)("webhook-id").is_none() && (req.header)("svix-id").is_some() {
+        ["svix-id", "svix-timestamp", "svix-signature"]
+    } else {
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    }
+}
 
 impl Verifier for StandardWebhooks {
     fn precheck(&self, req: &Request, _: &[String], tolerance: i64) -> Result<(), Refusal> {
-        required(req, "webhook-id")?;
-        required(req, "webhook-signature")?;
-        timestamp(req, "webhook-timestamp", tolerance).map(|_| ())
+        let [id, ts, sig] = standard_headers(req);
+        required(req, id)?;
+        required(req, sig)?;
+        timestamp(req, ts, tolerance).map(|_| ())
     }
     fn signs_a_timestamp(&self) -> bool {
         true
     }
     fn verify(&self, req: &Request, secrets: &[String], tolerance: i64) -> Result<(), Refusal> {
-        let id = required(req, "webhook-id")?;
-        let sigs = required(req, "webhook-signature")?;
-        let ts = timestamp(req, "webhook-timestamp", tolerance)?;
+        let [id_header, ts_header, sig_header] = standard_headers(req);
+        let id = required(req, id_header)?;
+        let sigs = required(req, sig_header)?;
+        let ts = timestamp(req, ts_header, tolerance)?;
         let given: Vec<Vec<u8>> = sigs
             .split(' ')
             .filter_map(|s| s.split_once(','))
@@ -199,7 +212,7 @@ impl Verifier for StandardWebhooks {
         if given.is_empty() {
             return Err(refuse(
                 "signature_malformed",
-                "webhook-signature has no v1,<base64> entry",
+                format!("{sig_header} has no v1,<base64> entry"),
             ));
         }
         let prefix = format!("{id}.{ts}.");
@@ -217,6 +230,6 @@ impl Verifier for StandardWebhooks {
                 }
             }
         }
-        Err(mismatch("webhook-signature"))
+        Err(mismatch(sig_header))
     }
 }

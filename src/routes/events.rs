@@ -104,7 +104,9 @@ fn observed(job: &Value) -> Option<(i64, Observed)> {
         ("connection" = String, Path, description = "Connection name or id"),
         ("X-UiPath-Signature" = String, Header, description = "Base64 HMAC-SHA256 of the body with the connection's webhook_secret"),
     ),
-    request_body(content = Object, description = "An Orchestrator job event", content_type = "application/json"),
+    request_body(content = Object, description = "An Orchestrator job event", content_type = "application/json",
+        example = json!({"Type": "job.completed", "EventId": "5f0d9a7c3e2b4c1d8a6f", "Timestamp": "2026-12-06T09:00:05Z",
+            "Job": {"Id": 4711, "Key": "6a4c1f3e-2b7d-4e8f-9a10-b2c3d4e5f607", "State": "Successful", "OutputArguments": "{\"out_InvoiceId\":\"INV-1\"}"}})),
     responses(
         (status = 200, description = "Accepted", body = EventReceipt),
         (status = 400, description = "The body is not a JSON event", body = Problem, content_type = "application/problem+json"),

@@ -33,6 +33,17 @@ fn write_error(e: WriteError, slug: &str) -> ApiError {
     }
 }
 
+/// The mapping checked against the process's arguments: problems are a 422, warnings
+/// (Orchestrator could not be asked) go into the answer.
+async fn mapping_warnings(
+    state: &AppState,
+    new: &crate::domain::hook::NewHook,
+) -> Result<Vec<String>, ApiError> {
+    crate::app::process_check::hook_mapping(state, new)
+        .await?
+        .map_err(|p| ApiError::invalid("validation_failed", &p))
+}
+
 fn not_found(slug: &str) -> ApiError {
     ApiError::not_found("webhook_not_found", format!("no webhook `{slug}`"))
 }
@@ -46,7 +57,7 @@ fn not_found(slug: &str) -> ApiError {
         (status = 201, description = "Created", body = HookView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (an expression that does not compile is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields: an expression that does not compile, or a mapping that names an argument the process does not take or leaves out one it requires (each named)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/webhooks")]
@@ -59,11 +70,13 @@ pub async fn create_hook(
         .into_inner()
         .validate(false)
         .map_err(|p| ApiError::invalid("validation_failed", &p))?;
+    let warnings = mapping_warnings(&state, &new).await?;
     let row = store::upsert(&state.pool, &state.keys, None, &new)
         .await
         .map_err(|e| write_error(e, &new.slug))?
         .ok_or_else(|| not_found(&new.slug))?;
-    let shown = view(&state, row);
+    let mut shown = view(&state, row);
+    shown.warnings = warnings;
     admin
         .audit(
             &state.pool,
@@ -149,11 +162,13 @@ pub async fn replace_hook(
         .validate(old.secrets_sealed.is_some())
         .map_err(|p| ApiError::invalid("validation_failed", &p))?;
     let before = snapshot(&view(&state, old));
+    let warnings = mapping_warnings(&state, &new).await?;
     let row = store::upsert(&state.pool, &state.keys, Some(&slug), &new)
         .await
         .map_err(|e| write_error(e, &new.slug))?
         .ok_or_else(|| not_found(&slug))?;
-    let shown = view(&state, row);
+    let mut shown = view(&state, row);
+    shown.warnings = warnings;
     admin
         .audit(
             &state.pool,

@@ -90,7 +90,8 @@ pub fn query_map(query: &str) -> Value {
 #[utoipa::path(
     tag = "hooks",
     params(("slug" = String, Path, description = "The webhook's slug")),
-    request_body(content = Object, description = "The provider's payload, signed as its scheme says", content_type = "application/json"),
+    request_body(content = Object, description = "The provider's payload, signed as its scheme says", content_type = "application/json",
+        example = json!({"action": "opened", "pull_request": {"number": 42}, "repository": {"full_name": "acme/app"}})),
     responses(
         (status = 202, description = "A job was recorded (and is being started)", body = HookReceipt),
         (status = 200, description = "A repeat of an earlier delivery (its job is named), a filtered-out delivery, or a Slack challenge / GitHub ping answered", body = HookReceipt),

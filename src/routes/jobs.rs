@@ -189,6 +189,7 @@ pub async fn list_jobs(
 /// How to stop a job.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"strategy": "SoftStop"}))]
 pub struct StopInput {
     /// `SoftStop` (the default: the workflow stops at its next check) or `Kill`.
     pub strategy: Option<String>,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod dead_letters;
+pub mod docs;
 pub mod events;
 pub mod extractors;
 pub mod gate;
@@ -18,7 +19,7 @@ pub mod processes;
 pub mod run;
 
 use actix_web::dev::ResourceDef;
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa::openapi::OpenApi;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -158,11 +159,4 @@ pub async fn not_found(
             format!("No route matches {method} {path}."),
         )),
     }
-}
-
-/// `/docs` -> `/docs/`, where the Swagger UI lives.
-pub async fn docs_redirect() -> HttpResponse {
-    HttpResponse::PermanentRedirect()
-        .insert_header((header::LOCATION, "/docs/"))
-        .finish()
 }

@@ -91,7 +91,8 @@ pub struct RunQuery {
         ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the job to end"),
         RunQuery,
     ),
-    request_body(content = Object, description = "The input arguments (may be empty)", content_type = "application/json"),
+    request_body(content = Object, description = "The input arguments (may be empty). Each configured process also has its own operation, `POST /run/<name>`, with these typed.", content_type = "application/json",
+        example = json!({"in_Vendor": "ACME", "in_Amount": 12.5})),
     responses(
         (status = 200, description = "With a wait: the job ended in time (state, output arguments or error)", body = JobView),
         (status = 202, description = "Recorded; started, or queued to start (or still running after the wait)", body = JobView, headers(("Location" = String, description = "/jobs/{id}"))),

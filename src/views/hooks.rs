@@ -32,6 +32,9 @@ pub struct HookView {
     pub filter: Option<String>,
     pub mapping: Option<std::collections::BTreeMap<String, String>>,
     pub response: HookResponse,
+    /// What the operator should know: a mapping that could not be checked against the
+    /// process's arguments (shown in the answer to a create or replace).
+    pub warnings: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -66,6 +69,7 @@ pub fn view(state: &AppState, r: HookRow) -> HookView {
         filter: r.filter,
         mapping: r.mapping,
         response: r.response,
+        warnings: Vec::new(),
         created_at: r.created_at,
         updated_at: r.updated_at,
     }

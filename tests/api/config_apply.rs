@@ -180,3 +180,78 @@ async fn an_invalid_declared_object_stops_the_start_with_its_position() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn declared_processes_orchestrator_disowns_or_cannot_check_start_unverified_with_warnings() {
+    let sim = spawn_sim(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    // A port nothing listens on: Orchestrator cannot be asked.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let offline = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let toml = format!(
+        r#"
+[[connections]]
+name = "sim"
+kind = "pat"
+orchestrator_url = "{orch}"
+token = "{pat}"
+
+[[connections]]
+name = "offline"
+kind = "pat"
+orchestrator_url = "{offline}/acme/DefaultTenant/orchestrator_"
+token = "{pat}"
+
+[[processes]]
+name = "Ghost"
+connection = "sim"
+folder = "Shared"
+release = {{ process_key = "Ghost" }}
+
+[[processes]]
+name = "Elsewhere"
+connection = "offline"
+folder = "Shared"
+release = {{ process_key = "OrderSync" }}
+
+[[processes]]
+name = "Orders"
+connection = "sim"
+folder = "Shared"
+release = {{ name = "OrderSync" }}
+"#,
+        orch = sim.url(CLOUD),
+        pat = crate::helpers::setup::PAT,
+    );
+    std::fs::write(&file, toml).unwrap();
+    let declared = Settings::load(Some(&file)).unwrap();
+    let (_, url) = db::server().fresh_database().await;
+    let app = spawn_app_on(url, |s| {
+        s.connections = declared.connections.clone();
+        s.processes = declared.processes.clone();
+    })
+    .await;
+    let ghost = app.admin_get("/processes/Ghost").await;
+    assert_eq!(ghost["unverified"], true, "{ghost}");
+    assert!(
+        ghost["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("release.process_key"),
+        "{ghost}"
+    );
+    let elsewhere = app.admin_get("/processes/Elsewhere").await;
+    assert_eq!(elsewhere["unverified"], true, "{elsewhere}");
+    assert!(
+        elsewhere["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("could not be asked"),
+        "{elsewhere}"
+    );
+    let orders = app.admin_get("/processes/Orders").await;
+    assert_eq!(orders["unverified"], false, "{orders}");
+    assert!(orders["release_key"].is_string());
+}

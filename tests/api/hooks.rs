@@ -426,7 +426,7 @@ async fn a_filter_decides_and_a_failing_expression_is_recorded_not_a_500() {
 
     // An expression that fails on this delivery (abs() of a string).
     let mut d = definition("github", "broken");
-    d["mapping"] = json!({"in_Amount": "abs(body.amount)"});
+    d["mapping"] = json!({"in_Vendor": "'acme'", "in_Amount": "abs(body.amount)"});
     assert_eq!(define(&app, d).await.status(), 201);
     let odd = json!({"amount": "twelve"}).to_string();
     let res = post(
@@ -439,6 +439,15 @@ async fn a_filter_decides_and_a_failing_expression_is_recorded_not_a_500() {
     assert_eq!(res.status(), 422);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["code"], "mapping_failed", "{p}");
+    // In our words, on one line, naming the argument and the expression.
+    assert_eq!(p["errors"][0]["field"], "mapping.in_Amount", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(!detail.contains('\n') && !detail.contains('^'), "{detail}");
+    assert!(
+        detail.contains("`abs(body.amount)`")
+            && detail.contains("got string as argument 1, where it takes number"),
+        "{detail}"
+    );
     let listed = app.admin_get("/webhooks/broken/deliveries").await;
     assert_eq!(listed["items"][0]["outcome"], "failed");
     assert!(
@@ -679,4 +688,54 @@ async fn refused_deliveries_are_recorded_at_a_bounded_rate_and_purged_after_thei
     .unwrap();
     assert_eq!(purge(retention).await.unwrap(), 5);
     assert_eq!(stored().await, 0);
+}
+
+#[tokio::test]
+async fn svix_senders_are_standard_webhooks_under_their_own_header_names() {
+    let (app, _sim) = app().await;
+    assert_eq!(
+        define(&app, definition("standard_webhooks", "svix"))
+            .await
+            .status(),
+        201
+    );
+    let body = json!({"vendor": {"name": "ACME"}, "amount": 7}).to_string();
+    // Signed as Svix signs (the Standard Webhooks scheme), sent as svix-* headers.
+    let svix = |headers: Vec<(String, String)>| -> Vec<(String, String)> {
+        headers
+            .into_iter()
+            .map(|(k, v)| (k.replace("webhook-", "svix-"), v))
+            .collect()
+    };
+    let headers = svix(signed(
+        "standard_webhooks",
+        WHSEC,
+        &body,
+        "msg_svix_1",
+        now(),
+    ));
+    assert!(headers.iter().any(|(k, _)| k == "svix-signature"));
+    let res = post(&app, "svix", &body, &headers).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    // The svix-id is the dedup key: the same message again starts nothing.
+    let again = post(&app, "svix", &body, &headers).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "duplicate");
+    assert_eq!(jobs_count(&app).await, 1);
+    // A wrong signature under svix names is refused, named as the sender sent it.
+    let wrong = svix(signed(
+        "standard_webhooks",
+        "whsec_c2VjcmV0LXdyb25nLTAxMjM0NTY3",
+        &body,
+        "msg_svix_2",
+        now(),
+    ));
+    let res = post(&app, "svix", &body, &wrong).await;
+    assert_eq!(res.status(), 401);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["code"], "signature_invalid");
+    assert!(
+        p["detail"].as_str().unwrap().contains("svix-signature"),
+        "{p}"
+    );
 }

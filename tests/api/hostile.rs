@@ -229,7 +229,7 @@ async fn deep_big_and_strange_requests_get_a_problem_never_a_5xx() {
         .admin(Method::POST, "/webhooks")
         .json(
             &json!({"slug": "open", "process": "Invoices", "scheme": "none", "public": true,
-            "mapping": {"in_Vendor": "body.a.b.c"}}),
+            "mapping": {"in_Vendor": "body.a.b.c", "in_Amount": "body.n"}}),
         )
         .send()
         .await

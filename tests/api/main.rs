@@ -28,3 +28,4 @@ mod sim_conformance;
 mod sim_jobs;
 mod tracking;
 mod traffic;
+mod typed_api;

@@ -18,7 +18,12 @@ fn of(s: &Shape) -> Value {
         }),
         Shape::Float { max } if *max < f64::MAX => json!({"type": "number", "format": "float"}),
         Shape::Float { .. } => json!({"type": "number", "format": "double"}),
-        Shape::Decimal => json!({"type": "number", "format": "decimal"}),
+        Shape::Decimal => json!({
+            "type": "number",
+            "format": "decimal",
+            "minimum": exact("-79228162514264337593543950335"),
+            "maximum": exact("79228162514264337593543950335"),
+        }),
         Shape::Boolean => json!({"type": "boolean"}),
         Shape::DateTime => json!({"type": "string", "format": "date-time"}),
         Shape::Array(inner) => json!({"type": "array", "items": of(inner)}),
@@ -26,6 +31,11 @@ fn of(s: &Shape) -> Value {
         Shape::Any => json!({}),
         Shape::Nullable(inner) => or_null(of(inner)),
     }
+}
+
+/// A number kept exactly as written (serde_json's `arbitrary_precision`).
+fn exact(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 fn number(n: i128) -> Value {
@@ -169,6 +179,10 @@ mod tests {
         assert_eq!(p["i"]["maximum"], json!(i32::MAX));
         assert_eq!(p["b"]["minimum"], json!(0));
         assert_eq!(p["d"]["format"], json!("decimal"));
+        assert_eq!(
+            p["d"]["maximum"].to_string(),
+            "79228162514264337593543950335"
+        );
         assert_eq!(p["t"]["format"], json!("date-time"));
         assert_eq!(p["l"]["type"], json!(["array", "null"]));
         assert_eq!(p["l"]["items"]["type"], json!("integer"));

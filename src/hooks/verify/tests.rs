@@ -229,3 +229,64 @@ fn tokens_compare_whole_values() {
         "token_invalid"
     );
 }
+
+#[test]
+fn svix_headers_carry_the_standard_webhooks_scheme() {
+    // Svix's published example (docs.svix.com, "Verifying payloads manually"): the same
+    // vector as the Standard Webhooks one, under svix-* header names.
+    let headers = [
+        ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("svix-timestamp", "1614265330"),
+        (
+            "svix-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"test": 2432232314}"#;
+    let none = SchemeConfig::default();
+    assert_eq!(
+        check(
+            "standard_webhooks",
+            &none,
+            &headers,
+            body,
+            secret,
+            1614265330
+        ),
+        Ok(())
+    );
+    let tampered = check(
+        "standard_webhooks",
+        &none,
+        &headers,
+        br#"{"test": 2432232315}"#,
+        secret,
+        1614265330,
+    );
+    let refused = tampered.unwrap_err();
+    assert_eq!(refused.code, "signature_invalid");
+    assert!(
+        refused.detail.contains("svix-signature"),
+        "{}",
+        refused.detail
+    );
+    let late = check(
+        "standard_webhooks",
+        &none,
+        &headers,
+        body,
+        secret,
+        1614265330 + 301,
+    );
+    assert_eq!(late.unwrap_err().code, "timestamp_outside_window");
+    let unsigned = check(
+        "standard_webhooks",
+        &none,
+        &headers[..2],
+        body,
+        secret,
+        1614265330,
+    );
+    assert_eq!(unsigned.unwrap_err().code, "signature_missing");
+}

@@ -31,9 +31,10 @@ pub struct Problem {
     pub detail: String,
     /// A stable, machine-readable error code.
     pub code: String,
-    /// For `validation_failed`: each field and what is wrong with it.
+    /// For 422 answers (`validation_failed`, `invalid_arguments`, `mapping_failed`...):
+    /// each field or argument, and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<crate::domain::problem::FieldProblem>>)]
     pub errors: Option<serde_json::Value>,
     /// For errors from Orchestrator: its `errorCode` (or OAuth `error`), when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]

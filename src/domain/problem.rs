@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 /// One problem with the input, and how to fix it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"field": "in_Amount", "problem": "required (System.Decimal) but missing"}))]
 pub struct FieldProblem {
     /// The field.
     pub field: String,

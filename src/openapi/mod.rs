@@ -7,6 +7,7 @@ use utoipa_actix_web::AppExt;
 use crate::routes;
 
 mod answers;
+mod nullable;
 pub mod processes;
 
 /// Top-level facts of the document; paths and schemas are collected from the routes.
@@ -84,6 +85,14 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     run_view(answers::add(api))
 }
 
+/// The document as JSON, as served (before the processes are added) and committed:
+/// `spec()` with its optional fields drawn as what they are.
+pub fn spec_value() -> serde_json::Value {
+    let mut doc = serde_json::to_value(spec()).expect("the OpenAPI document serializes");
+    nullable::tidy(&mut doc);
+    doc
+}
+
 /// `/run` answers with a job as `GET /jobs/{id}` shows it, less its timeline and
 /// callbacks: `RunJob`, derived from `JobView` so the two cannot drift apart.
 fn run_view(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
@@ -134,9 +143,8 @@ pub struct Static(pub serde_json::Value);
 
 /// The document as committed in `openapi/openapi.json`: pretty JSON and a final newline.
 pub fn spec_json() -> String {
-    let mut out = spec()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut out =
+        serde_json::to_string_pretty(&spec_value()).expect("the OpenAPI document serializes");
     out.push('\n');
     out
 }

@@ -57,6 +57,7 @@ fn values(app: &TestApp, sim: &Sim) -> BTreeMap<&'static str, String> {
         ("UIPATH_CLIENT_ID", "sim-app".into()),
         ("UIPATH_CLIENT_SECRET", "sim-app-secret".into()),
         ("UIPATH_PAT", crate::helpers::setup::PAT.into()),
+        ("UIPATH_REFRESH_TOKEN", "sim-refresh-token-0".into()),
         ("UIPATH_PAT_EXPIRES", "2099-01-01T00:00:00Z".into()),
         ("ORCHESTRATOR_URL", sim_base.clone()),
         ("ORCHESTRATOR_TENANCY", "Default".into()),
@@ -139,6 +140,7 @@ async fn each_orchestrator_flavour_guide_connects_and_runs_the_first_process() {
     for guide in [
         "connect/automation-cloud-external-app.md",
         "connect/automation-cloud-pat.md",
+        "connect/automation-cloud-refresh-token.md",
         "connect/on-prem-password.md",
         "connect/on-prem-identity.md",
         "connect/legacy-user-key.md",

@@ -36,7 +36,9 @@ try {
 
   // Authorize: the api_key scheme, with the key.
   await page.locator("button.authorize").first().click();
-  const scheme = page.locator(".auth-container").filter({ hasText: "api_key" });
+  const scheme = page
+    .locator(".auth-container")
+    .filter({ has: page.locator("h4 code", { hasText: /^api_key$/ }) });
   await scheme.locator("input").fill(apiKey);
   await scheme.locator("button.authorize").click();
   await scheme.getByText("Authorized", { exact: true }).waitFor();

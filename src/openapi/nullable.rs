@@ -11,7 +11,8 @@ pub(super) fn tidy(doc: &mut Value) {
     let schemas = doc["components"]["schemas"].clone();
     if let Some(all) = doc["components"]["schemas"].as_object_mut() {
         for schema in all.values_mut() {
-            if let Some(props) = schema["properties"].as_object_mut() {
+            // `get_mut`: indexing would add `"properties": null` where there is none.
+            if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
                 for prop in props.values_mut() {
                     if let Some(better) = optional(prop, &schemas) {
                         *prop = better;

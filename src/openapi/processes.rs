@@ -88,8 +88,8 @@ fn operation(generic: &Map<String, Value>, process: &ProcessRow) -> Value {
         "content": {"application/json": {"schema": body, "example": example}},
     });
     for status in ["200", "202"] {
-        let answer = &mut op["responses"][status]["content"]["application/json"]["schema"];
-        if !answer.is_null() {
+        let pointer = format!("/responses/{status}/content/application~1json/schema");
+        if let Some(answer) = op.pointer_mut(&pointer) {
             *answer = json!({"allOf": [
                 answer.clone(),
                 {"type": "object", "properties": {"output": output}},

@@ -8,7 +8,6 @@ use crate::routes;
 
 mod answers;
 mod nullable;
-pub mod processes;
 
 /// Top-level facts of the document; paths and schemas are collected from the routes.
 #[derive(OpenApi)]
@@ -137,9 +136,6 @@ fn run_view(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     }
     api
 }
-
-/// The static document as JSON, kept by the server: `/openapi.json` adds the processes.
-pub struct Static(pub serde_json::Value);
 
 /// The document as committed in `openapi/openapi.json`: pretty JSON and a final newline.
 pub fn spec_json() -> String {

@@ -1,4 +1,4 @@
-//! The served document: the static one, plus one `POST /run/{name}` operation per
+//! The served OpenAPI document: the static one, plus one `POST /run/{name}` operation per
 //! configured process, typed from its release's argument definitions (the schema `/run`
 //! and `/hooks` validate with). Built on each request for `/openapi.json`, so it follows
 //! processes as they are saved and releases as they are looked up again.
@@ -7,6 +7,10 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::arguments::schema;
 use crate::storage::processes::ProcessRow;
+
+/// The static document as JSON (`openapi::spec_value`), kept by the server:
+/// `/openapi.json` adds the processes.
+pub struct Static(pub Value);
 
 /// The static document with an operation for each process.
 pub fn document(base: &Value, processes: &[ProcessRow]) -> Value {

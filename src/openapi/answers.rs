@@ -42,46 +42,35 @@ pub(super) fn add(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
     let not_json = problem("The body is not sent as `Content-Type: application/json`");
     let no_admin_token = problem("No or wrong admin token");
     let admin_closed = problem("The admin API is closed");
-    for (path, item) in api.paths.paths.iter_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let limited =
-                path == "/hooks/{slug}" || op.security.as_ref().is_some_and(|s| !s.is_empty());
-            let admin = serde_json::to_value(&op.security)
-                .is_ok_and(|s| s.to_string().contains("\"admin_token\""));
-            if admin {
-                let answers = &mut op.responses.responses;
-                answers
-                    .entry("401".into())
-                    .or_insert_with(|| no_admin_token.clone().into());
-                answers
-                    .entry("403".into())
-                    .or_insert_with(|| admin_closed.clone().into());
-            }
-            if limited {
-                op.responses
-                    .responses
-                    .entry("429".into())
-                    .or_insert_with(|| answer.clone().into());
-            }
-            let takes_json = op
-                .request_body
-                .as_ref()
-                .is_some_and(|b| b.content.contains_key("application/json"));
-            if takes_json && path != "/hooks/{slug}" {
-                op.responses
-                    .responses
-                    .entry("415".into())
-                    .or_insert_with(|| not_json.clone().into());
-            }
+    for (path, op) in operations(&mut api.paths) {
+        let limited =
+            path == "/hooks/{slug}" || op.security.as_ref().is_some_and(|s| !s.is_empty());
+        let admin = serde_json::to_value(&op.security)
+            .is_ok_and(|s| s.to_string().contains("\"admin_token\""));
+        if admin {
+            let answers = &mut op.responses.responses;
+            answers
+                .entry("401".into())
+                .or_insert_with(|| no_admin_token.clone().into());
+            answers
+                .entry("403".into())
+                .or_insert_with(|| admin_closed.clone().into());
+        }
+        if limited {
+            op.responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| answer.clone().into());
+        }
+        let takes_json = op
+            .request_body
+            .as_ref()
+            .is_some_and(|b| b.content.contains_key("application/json"));
+        if takes_json && path != "/hooks/{slug}" {
+            op.responses
+                .responses
+                .entry("415".into())
+                .or_insert_with(|| not_json.clone().into());
         }
     }
     code_enum(&mut api);
@@ -94,8 +83,24 @@ pub(super) fn add(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
 /// takes one lists both, as alternatives.
 fn x_api_key(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::SecurityRequirement;
-    for item in api.paths.paths.values_mut() {
-        for op in [
+    for (_, op) in operations(&mut api.paths) {
+        let takes_key =
+            serde_json::to_string(&op.security).is_ok_and(|s| s.contains("\"api_key\""));
+        if let Some(security) = op.security.as_mut().filter(|_| takes_key) {
+            security.push(SecurityRequirement::new(
+                "api_key_header",
+                Vec::<String>::new(),
+            ));
+        }
+    }
+}
+
+/// Every operation of the document, with its path.
+fn operations(
+    paths: &mut utoipa::openapi::path::Paths,
+) -> impl Iterator<Item = (&String, &mut utoipa::openapi::path::Operation)> {
+    paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -104,17 +109,8 @@ fn x_api_key(api: &mut utoipa::openapi::OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            let takes_key =
-                serde_json::to_string(&op.security).is_ok_and(|s| s.contains("\"api_key\""));
-            if let Some(security) = op.security.as_mut().filter(|_| takes_key) {
-                security.push(SecurityRequirement::new(
-                    "api_key_header",
-                    Vec::<String>::new(),
-                ));
-            }
-        }
-    }
+        .map(move |op| (path, op))
+    })
 }
 
 /// `Problem.code` as the enum of every code we answer with.
@@ -138,27 +134,16 @@ pub(super) fn code_enum(api: &mut utoipa::openapi::OpenApi) {
 /// An example on each error answer, with a code that status really carries there.
 pub(super) fn examples(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    for (path, item) in api.paths.paths.iter_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let has_body = op.request_body.is_some();
-            for (status, answer) in op.responses.responses.iter_mut() {
-                let RefOr::T(answer) = answer else { continue };
-                let about = answer.description.to_lowercase();
-                let Some(content) = answer.content.get_mut(crate::error::PROBLEM_JSON) else {
-                    continue;
-                };
-                if content.example.is_none() {
-                    content.example = example(status, path, has_body, &about);
-                }
+    for (path, op) in operations(&mut api.paths) {
+        let has_body = op.request_body.is_some();
+        for (status, answer) in op.responses.responses.iter_mut() {
+            let RefOr::T(answer) = answer else { continue };
+            let about = answer.description.to_lowercase();
+            let Some(content) = answer.content.get_mut(crate::error::PROBLEM_JSON) else {
+                continue;
+            };
+            if content.example.is_none() {
+                content.example = example(status, path, has_body, &about);
             }
         }
     }

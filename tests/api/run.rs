@@ -446,17 +446,7 @@ async fn a_redeploy_is_followed_by_one_fresh_release_lookup() {
     // The release is now cached in the process row; read it from there (as the config
     // change notification would make every instance do).
     s.app.state.lookups.clear();
-    let mut release = s
-        .sim
-        .sim
-        .with_state(|st| {
-            st.scenario
-                .releases
-                .iter()
-                .find(|r| r.process_key == "InvoiceBot")
-                .cloned()
-        })
-        .unwrap();
+    let mut release = s.sim.release("InvoiceBot");
     release.key = "11111111-2222-3333-4444-555555555555".into();
     s.sim
         .control(

@@ -181,16 +181,7 @@ async fn the_document_follows_processes_and_redeploys_without_a_restart() {
 
     // A redeploy with a new key and a new argument: the next run looks the release up
     // again, and the document shows the new argument.
-    let mut release = sim
-        .sim
-        .with_state(|st| {
-            st.scenario
-                .releases
-                .iter()
-                .find(|r| r.process_key == "InvoiceBot")
-                .cloned()
-        })
-        .unwrap();
+    let mut release = sim.release("InvoiceBot");
     release.key = "11111111-2222-3333-4444-555555555555".into();
     let mut released = serde_json::to_value(&release).unwrap();
     released["input_arguments"]
@@ -404,29 +395,30 @@ async fn a_webhook_mapping_may_only_name_arguments_and_must_cover_the_required_o
     assert_eq!(res.json::<Value>().await.unwrap()["warnings"], json!([]));
 }
 
+/// A 422 whose first problem is `field`, and whose detail says `says`.
+async fn refused(res: reqwest::Response, field: &str, says: &str) {
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], field, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(says), "{p}");
+}
+
 #[tokio::test]
 async fn null_and_oversized_arguments_are_refused_by_name() {
     let (app, _sim, key) = app().await;
     let before = jobs(&app).await;
-    let p: Value = post_run(
-        &app,
-        &key,
-        "Invoices",
-        &json!({"in_Vendor": "A", "in_Amount": null}),
+    refused(
+        post_run(
+            &app,
+            &key,
+            "Invoices",
+            &json!({"in_Vendor": "A", "in_Amount": null}),
+        )
+        .await,
+        "in_Amount",
+        "null is not accepted",
     )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(p["status"], 422);
-    assert_eq!(p["errors"][0]["field"], "in_Amount", "{p}");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("null is not accepted"),
-        "{p}"
-    );
+    .await;
     // An optional System.Boolean cannot be null either: it is a value type.
     let res = post_run(
         &app,
@@ -440,19 +432,11 @@ async fn null_and_oversized_arguments_are_refused_by_name() {
     let mut big = Map::new();
     big.insert("in_Vendor".into(), json!("v".repeat(10_500)));
     big.insert("in_Amount".into(), json!(1));
-    let p: Value = post_run(&app, &key, "Invoices", &Value::Object(big))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(p["status"], 422);
-    assert_eq!(p["errors"][0]["field"], "in_Vendor", "{p}");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("the largest: in_Vendor (10502 characters), in_Amount (1 characters)"),
-        "{p}"
-    );
+    refused(
+        post_run(&app, &key, "Invoices", &Value::Object(big)).await,
+        "in_Vendor",
+        "the largest: in_Vendor (10502 characters), in_Amount (1 characters)",
+    )
+    .await;
     assert_eq!(jobs(&app).await, before);
 }

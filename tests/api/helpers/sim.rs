@@ -135,6 +135,20 @@ impl Sim {
         req.send().await.unwrap()
     }
 
+    /// The scenario's release of `process_key`, to change and `PUT /releases` back (a
+    /// redeploy).
+    pub fn release(&self, process_key: &str) -> uipath_gateway::simulator::scenario::Release {
+        self.sim
+            .with_state(|st| {
+                st.scenario
+                    .releases
+                    .iter()
+                    .find(|r| r.process_key == process_key)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("no release {process_key} in the scenario"))
+    }
+
     /// A control endpoint's JSON (`/counters`, `/jobs`, `/scenario`, ...).
     pub async fn read<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.control(reqwest::Method::GET, path, None)

@@ -116,6 +116,7 @@ impl Default for Scenario {
                     "OR.Execution.Read",
                     "OR.Jobs",
                     "OR.Webhooks",
+                    "OR.Queues",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -153,6 +154,42 @@ impl Default for Scenario {
             behaviours,
             default_behaviour: JobBehaviour::default(),
             token_lifetimes: TokenLifetimes::default(),
+            queues: vec![
+                QueueDefinition {
+                    id: 201,
+                    key: "d1c0a5e2-4b7f-4e59-9a61-3f1d2c0b0201".into(),
+                    name: "InvoicesToBook".into(),
+                    folder_id: 3,
+                    enforce_unique_reference: true,
+                    specific_data_json_schema: Some(
+                        serde_json::json!({
+                            "type": "object",
+                            "required": ["InvoiceNumber", "Amount"],
+                            "properties": {
+                                "InvoiceNumber": {"type": "string", "minLength": 1},
+                                "Amount": {"type": "number"},
+                                "Vendor": {"type": "string"}
+                            }
+                        })
+                        .to_string(),
+                    ),
+                    output_data_json_schema: Some(
+                        serde_json::json!({"type": "object", "properties": {"BookingId": {"type": "string"}}})
+                            .to_string(),
+                    ),
+                    max_number_of_retries: 1,
+                },
+                QueueDefinition {
+                    id: 202,
+                    key: "7e9b3f10-2c4d-4a8e-b6f5-1a2b3c4d0202".into(),
+                    name: "Leads".into(),
+                    folder_id: 1,
+                    enforce_unique_reference: false,
+                    specific_data_json_schema: None,
+                    output_data_json_schema: None,
+                    max_number_of_retries: 0,
+                },
+            ],
             jobs_filter_rate_per_minute: 100,
             jobs_filter_window_secs: 60,
             webhook_breaker_seconds: 3600,

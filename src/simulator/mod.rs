@@ -18,6 +18,7 @@ pub mod identity;
 pub mod jobs;
 pub mod odata;
 pub mod odata_query;
+pub mod queues;
 mod recorder;
 pub mod scenario;
 pub mod state;
@@ -51,6 +52,16 @@ fn orchestrator_routes(cfg: &mut web::ServiceConfig) {
         "/odata/Jobs/UiPath.Server.Configuration.OData.StopJobs",
         web::post().to(jobs::stop_jobs),
     )
+    .route(
+        "/odata/Queues/UiPathODataSvc.AddQueueItem",
+        web::post().to(queues::add_item),
+    )
+    .route(
+        "/odata/QueueDefinitions",
+        web::get().to(queues::list_definitions),
+    )
+    .route("/odata/QueueItems", web::get().to(queues::list_items))
+    .route("/odata/QueueItems({id})", web::get().to(queues::get_item))
     .route("/odata/Webhooks", web::get().to(odata::list_webhooks))
     .route("/odata/Webhooks", web::post().to(odata::create_webhook))
     .route("/odata/Jobs({id})", web::get().to(jobs::get_job))

@@ -21,6 +21,8 @@ pub struct Scenario {
     pub folders: Vec<Folder>,
     /// Releases (processes) in folders.
     pub releases: Vec<Release>,
+    /// Queue definitions, each in one folder.
+    pub queues: Vec<QueueDefinition>,
     /// External Applications (client credentials and refresh-token grants).
     pub external_apps: Vec<ExternalApp>,
     /// Users who may log in with a password (on-premises).
@@ -94,6 +96,32 @@ pub struct Release {
     /// Output argument definitions.
     #[serde(default)]
     pub output_arguments: Vec<Argument>,
+}
+
+/// A queue definition (`QueueDefinitionDto`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDefinition {
+    /// The int64 `Id`.
+    pub id: i64,
+    /// The `Key` GUID.
+    pub key: String,
+    /// The queue's name (what `AddQueueItem` names).
+    pub name: String,
+    /// The folder's `Id`.
+    pub folder_id: i64,
+    /// A second item with the same Reference is refused (409, error 1016).
+    #[serde(default)]
+    pub enforce_unique_reference: bool,
+    /// JSON Schema (as a string) the item's `SpecificContent` must fit.
+    #[serde(default)]
+    pub specific_data_json_schema: Option<String>,
+    /// JSON Schema (as a string) of the output a robot sets.
+    #[serde(default)]
+    pub output_data_json_schema: Option<String>,
+    /// Retries of a failed item (application exceptions are not retried).
+    #[serde(default)]
+    pub max_number_of_retries: i32,
 }
 
 /// One argument definition, as in `Arguments.Input`.

@@ -34,6 +34,10 @@ pub struct SimState {
     /// When jobs are due to move on, earliest first (`schedule`). An entry whose job has
     /// since been given another time, or is gone, is skipped when it comes up.
     pub due: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
+    /// Queue items by Id.
+    pub queue_items: BTreeMap<i64, QueueItem>,
+    /// The next queue item Id.
+    pub next_queue_item_id: i64,
     /// Outgoing webhooks by Id.
     pub webhooks: BTreeMap<i64, Webhook>,
     /// The next webhook Id.
@@ -48,6 +52,30 @@ pub struct SimState {
     pub filter_calls: HashMap<String, VecDeque<DateTime<Utc>>>,
     /// Counters, for tests and benchmarks.
     pub counters: Counters,
+}
+
+/// A queue item, as AddQueueItem made it and its processing moved it on.
+#[derive(Debug, Clone)]
+pub struct QueueItem {
+    pub id: i64,
+    pub key: String,
+    pub queue_id: i64,
+    pub folder_id: i64,
+    /// `New`, `InProgress`, `Failed`, `Successful`, `Abandoned`, `Retried`, `Deleted`.
+    pub status: String,
+    /// `High`, `Normal` or `Low`.
+    pub priority: String,
+    pub specific_content: serde_json::Value,
+    pub reference: Option<String>,
+    pub defer_date: Option<String>,
+    pub due_date: Option<String>,
+    pub risk_sla_date: Option<String>,
+    pub progress: Option<String>,
+    pub source: Option<String>,
+    pub output: Option<serde_json::Value>,
+    pub processing_exception: Option<serde_json::Value>,
+    pub retry_number: i32,
+    pub creation_time: DateTime<Utc>,
 }
 
 /// What an access token allows.
@@ -280,6 +308,8 @@ impl SimState {
             // From the clock, so a restarted simulator (as in `demo`) never hands out an id
             // that a ledger may still hold from an earlier run.
             next_job_id: chrono::Utc::now().timestamp() * 1_000,
+            queue_items: BTreeMap::new(),
+            next_queue_item_id: chrono::Utc::now().timestamp() * 1_000,
             webhooks: BTreeMap::new(),
             next_webhook_id: 1,
             calls: VecDeque::new(),

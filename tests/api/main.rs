@@ -26,6 +26,7 @@ mod sim_auth;
 mod sim_cli;
 mod sim_conformance;
 mod sim_jobs;
+mod sim_queues;
 mod tracking;
 mod traffic;
 mod typed_api;

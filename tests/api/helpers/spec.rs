@@ -17,6 +17,7 @@ impl Schemas {
         let spec: Value = serde_json::from_str(&text).unwrap();
         let mut components = spec["components"].clone();
         nullable_to_types(&mut components);
+        any_dictionary_values(&mut components);
         Schemas(components)
     }
 
@@ -44,6 +45,23 @@ impl Schemas {
                 "{schema} accepted a string Id"
             );
         }
+    }
+}
+
+/// UiPath's document writes .NET `Dictionary<string, object>` (a queue item's
+/// `SpecificContent` and `Output`) as `additionalProperties: {"type": "object"}`, where
+/// .NET's `object` is any value: `{"InvoiceNumber": "INV-1"}` is what Orchestrator takes
+/// and sends. Such values may be anything.
+fn any_dictionary_values(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.get("additionalProperties") == Some(&json!({"type": "object"})) {
+                map.insert("additionalProperties".into(), json!({}));
+            }
+            map.values_mut().for_each(any_dictionary_values);
+        }
+        Value::Array(items) => items.iter_mut().for_each(any_dictionary_values),
+        _ => {}
     }
 }
 

@@ -43,7 +43,7 @@ impl OrchestratorClient {
         &self.tenant
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         method: Method,
         path: &str,
@@ -65,7 +65,7 @@ impl OrchestratorClient {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %self.tenant, class = class.label()))]
-    async fn send<T: DeserializeOwned>(
+    pub(super) async fn send<T: DeserializeOwned>(
         &self,
         req: RequestBuilder,
         write: bool,

@@ -6,6 +6,7 @@ pub mod error;
 pub mod http;
 pub mod models;
 pub mod odata;
+pub mod queues;
 
 pub use crate::domain::folder::FolderRef;
 pub use auth::{Credentials, Grant, request_token};

@@ -429,3 +429,59 @@ fn non_ascii_folder_paths_use_the_encoded_header() {
     );
     assert_eq!(FolderRef::Id(3).header().0, "x-uipath-organizationunitid");
 }
+
+#[tokio::test]
+async fn queue_items_are_added_once_per_reference_and_read_back() {
+    use uipath_gateway::orchestrator::queues::{AddQueueItemRequest, QueueItemData};
+    use uipath_gateway::traffic::Priority;
+    let sim = spawn_sim(|_| {}).await;
+    let http = http_client(Duration::from_secs(10));
+    let orch = OrchestratorClient::new(http.clone(), &sim.url(CLOUD), None);
+    let mut creds = client_credentials(&sim);
+    if let Credentials::ClientCredentials { scopes, .. } = &mut creds {
+        scopes.push("OR.Queues".into());
+    }
+    let grant = request_token(&http, &creds).await.unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&grant.access_token).to_string();
+    let ap = FolderRef::Path("Finance/AP".into());
+
+    let queues = orch.queue_definitions(&token, &ap).await.unwrap();
+    let queue = queues.iter().find(|q| q.name == "InvoicesToBook").unwrap();
+    assert!(queue.enforce_unique_reference);
+    assert!(queue.specific_data_json_schema.is_some());
+
+    let body = AddQueueItemRequest {
+        item_data: QueueItemData {
+            name: "InvoicesToBook".into(),
+            priority: Some("High".into()),
+            specific_content: json!({"InvoiceNumber": "INV-9", "Amount": 3})
+                .as_object()
+                .unwrap()
+                .clone(),
+            reference: Some("ugw-it's-9".into()),
+            ..Default::default()
+        },
+    };
+    let item = orch.add_queue_item(&token, &ap, &body).await.unwrap();
+    assert_eq!(item.status, "New");
+    assert_eq!(item.reference.as_deref(), Some("ugw-it's-9"));
+    // The same Reference again: Orchestrator's 1016, typed as "already there".
+    let again = orch.add_queue_item(&token, &ap, &body).await.unwrap_err();
+    assert!(again.is_duplicate_reference(), "{again:?}");
+    assert!(!again.is_retryable());
+
+    let read = orch.queue_item(&token, &ap, item.id).await.unwrap();
+    assert_eq!(read.key, item.key);
+    let found = orch
+        .queue_items_by_reference(
+            &token,
+            &ap,
+            queue.id,
+            &["ugw-it's-9".to_string(), "ugw-none".to_string()],
+            Priority::Routine,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, item.id);
+}

@@ -190,6 +190,13 @@ impl Default for Scenario {
                     max_number_of_retries: 0,
                 },
             ],
+            queue_behaviours: BTreeMap::from([(
+                "InvoicesToBook".to_string(),
+                QueueBehaviour {
+                    output: serde_json::json!({"BookingId": "BK-1001"}),
+                    ..QueueBehaviour::default()
+                },
+            )]),
             jobs_filter_rate_per_minute: 100,
             jobs_filter_window_secs: 60,
             webhook_breaker_seconds: 3600,

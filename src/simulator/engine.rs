@@ -185,7 +185,11 @@ pub async fn run_ticker(sim: Arc<Sim>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let events = advance_due(&mut sim.lock());
+        let events = {
+            let mut state = sim.lock();
+            super::queues::advance_due(&mut state);
+            advance_due(&mut state)
+        };
         if !events.is_empty() {
             deliver(&sim, events);
         }

@@ -23,6 +23,8 @@ pub struct Scenario {
     pub releases: Vec<Release>,
     /// Queue definitions, each in one folder.
     pub queues: Vec<QueueDefinition>,
+    /// How the simulated consumer processes each queue's items, by queue name.
+    pub queue_behaviours: BTreeMap<String, QueueBehaviour>,
     /// External Applications (client credentials and refresh-token grants).
     pub external_apps: Vec<ExternalApp>,
     /// Users who may log in with a password (on-premises).
@@ -122,6 +124,47 @@ pub struct QueueDefinition {
     /// Retries of a failed item (application exceptions are not retried).
     #[serde(default)]
     pub max_number_of_retries: i32,
+}
+
+/// How a simulated robot processes a queue's items: it takes each `New` item after
+/// `pickup_ms`, works `processing_ms`, then sets the outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueBehaviour {
+    /// Time in `New`, in milliseconds.
+    pub pickup_ms: u64,
+    /// Time in `InProgress`, in milliseconds.
+    pub processing_ms: u64,
+    /// `Successful`, `BusinessException` or `ApplicationException` (retried while the
+    /// queue allows: the item becomes `Retried` and a new item takes its place).
+    pub outcome: QueueOutcome,
+    /// The output of a successful item.
+    pub output: serde_json::Value,
+    /// The `Reason` of a failed item.
+    pub reason: String,
+}
+
+impl Default for QueueBehaviour {
+    fn default() -> Self {
+        Self {
+            pickup_ms: 100,
+            processing_ms: 200,
+            outcome: QueueOutcome::Successful,
+            output: serde_json::json!({"Result": "done"}),
+            reason: "The simulated robot failed the item".into(),
+        }
+    }
+}
+
+/// How a queue item ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueOutcome {
+    /// Ends `Successful`, with the output.
+    Successful,
+    /// Ends `Failed` with a business exception (never retried).
+    BusinessException,
+    /// Ends `Failed` with an application exception (retried while the queue allows).
+    ApplicationException,
 }
 
 /// One argument definition, as in `Arguments.Input`.
@@ -289,5 +332,13 @@ impl Scenario {
         self.behaviours
             .get(process_key)
             .unwrap_or(&self.default_behaviour)
+    }
+
+    /// How the simulated consumer processes `queue`'s items.
+    pub fn queue_behaviour(&self, queue: &str) -> QueueBehaviour {
+        self.queue_behaviours
+            .get(queue)
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -75,7 +75,13 @@ pub struct QueueItem {
     pub output: Option<serde_json::Value>,
     pub processing_exception: Option<serde_json::Value>,
     pub retry_number: i32,
+    /// The item this one retries.
+    pub ancestor_id: Option<i64>,
     pub creation_time: DateTime<Utc>,
+    pub start_processing: Option<DateTime<Utc>>,
+    pub end_processing: Option<DateTime<Utc>>,
+    /// When the simulated consumer moves it on (None: it stays).
+    pub next_transition: Option<DateTime<Utc>>,
 }
 
 /// What an access token allows.

@@ -129,3 +129,108 @@ async fn queue_items_are_added_checked_and_read_in_uipaths_shapes() {
         .unwrap();
     assert_eq!(leads["value"].as_array().unwrap().len(), 2);
 }
+
+async fn item(sim: &Sim, token: &str, folder: Option<(&str, &str)>, id: i64) -> Value {
+    sim.get(
+        &sim.cloud(&format!("/odata/QueueItems({id})")),
+        token,
+        folder,
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+async fn ended(sim: &Sim, token: &str, folder: Option<(&str, &str)>, id: i64) -> Value {
+    crate::helpers::setup::eventually(
+        "the simulated robot ends the item",
+        std::time::Duration::from_secs(10),
+        || async {
+            let now = item(sim, token, folder, id).await;
+            !matches!(now["Status"].as_str(), Some("New" | "InProgress"))
+        },
+    )
+    .await;
+    item(sim, token, folder, id).await
+}
+
+#[tokio::test]
+async fn a_simulated_robot_processes_items_to_their_outcome_and_retries_application_exceptions() {
+    use uipath_gateway::simulator::scenario::{QueueBehaviour, QueueOutcome};
+    let schemas = Schemas::load();
+    let sim = spawn_sim(|s| {
+        let fast = QueueBehaviour {
+            pickup_ms: 20,
+            processing_ms: 20,
+            ..QueueBehaviour::default()
+        };
+        s.queue_behaviours.insert(
+            "InvoicesToBook".into(),
+            QueueBehaviour {
+                output: json!({"BookingId": "BK-1"}),
+                ..fast.clone()
+            },
+        );
+        s.queue_behaviours.insert(
+            "Leads".into(),
+            QueueBehaviour {
+                outcome: QueueOutcome::ApplicationException,
+                reason: "The CRM timed out".into(),
+                ..fast
+            },
+        );
+        s.queues
+            .iter_mut()
+            .find(|q| q.name == "Leads")
+            .unwrap()
+            .max_number_of_retries = 1;
+    })
+    .await;
+    let token = sim.token().await;
+
+    let (_, added) = add(
+        &sim,
+        &token,
+        AP,
+        json!({"Name": "InvoicesToBook", "Reference": "done-1",
+            "SpecificContent": {"InvoiceNumber": "INV-2", "Amount": 1}}),
+    )
+    .await;
+    let done = ended(&sim, &token, AP, added["Id"].as_i64().unwrap()).await;
+    schemas.check("QueueItemDto", &done);
+    assert_eq!(done["Status"], "Successful", "{done}");
+    assert_eq!(done["Output"], json!({"BookingId": "BK-1"}));
+    assert!(done["StartProcessing"].is_string() && done["EndProcessing"].is_string());
+
+    let (_, lead) = add(
+        &sim,
+        &token,
+        SHARED,
+        json!({"Name": "Leads", "Reference": "lead-1"}),
+    )
+    .await;
+    let first = ended(&sim, &token, SHARED, lead["Id"].as_i64().unwrap()).await;
+    assert_eq!(first["Status"], "Retried", "{first}");
+    assert_eq!(first["ProcessingException"]["Type"], "ApplicationException");
+    // The retry: a new item with the same Key and Reference, which fails for good.
+    let retries: Value = sim
+        .get(
+            &sim.cloud(
+                "/odata/QueueItems?$filter=Reference%20eq%20'lead-1'%20and%20RetryNumber%20eq%201",
+            ),
+            &token,
+            SHARED,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let retry = &retries["value"][0];
+    assert_eq!(retry["AncestorId"], first["Id"], "{retries}");
+    assert_eq!(retry["Key"], first["Key"]);
+    let last = ended(&sim, &token, SHARED, retry["Id"].as_i64().unwrap()).await;
+    schemas.check("QueueItemDto", &last);
+    assert_eq!(last["Status"], "Failed");
+    assert_eq!(last["ProcessingException"]["Reason"], "The CRM timed out");
+}

@@ -7,14 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
-use hmac::{KeyInit, Mac};
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::common::Sim;
 use super::scenario::{Outcome, OutputRule};
-use super::state::{Job, SimState, random_token};
+use super::state::{Job, SimState, random_token, ts};
 
 /// A job event to send to subscribed webhooks.
 #[derive(Debug, Clone)]
@@ -28,10 +26,6 @@ pub struct Event {
 /// True for Successful, Faulted and Stopped.
 pub fn is_terminal(state: &str) -> bool {
     matches!(state, "Successful" | "Faulted" | "Stopped")
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The job as JobDto (OutputArguments as a JSON string).
@@ -185,13 +179,18 @@ pub async fn run_ticker(sim: Arc<Sim>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let events = {
+        let (events, queue_events) = {
             let mut state = sim.lock();
-            super::queues::advance_due(&mut state);
-            advance_due(&mut state)
+            (
+                advance_due(&mut state),
+                super::queue_robot::advance_due(&mut state),
+            )
         };
         if !events.is_empty() {
             deliver(&sim, events);
+        }
+        if !queue_events.is_empty() {
+            super::outbox::deliver_payloads(&sim, queue_events);
         }
     }
 }
@@ -289,105 +288,22 @@ pub fn event_payload(event: &Event, tenant_id: i64, release_key: Option<&str>) -
     body
 }
 
-/// Sends events to every subscribed webhook, in the background.
+/// Sends job events to every subscribed webhook, in the background.
 pub fn deliver(sim: &Arc<Sim>, events: Vec<Event>) {
-    let mut sends = Vec::new();
-    {
-        let mut state = sim.lock();
-        let now = state.now();
-        let hooks: Vec<_> = state
-            .webhooks
-            .values()
-            .filter(|w| w.enabled)
-            .cloned()
-            .collect();
-        for event in &events {
-            for hook in &hooks {
-                let subscribed = hook.subscribe_to_all_events
-                    || hook.events.iter().any(|e| {
-                        e.get("EventType")
-                            .and_then(Value::as_str)
-                            .is_some_and(|t| t.eq_ignore_ascii_case(event.kind))
-                    });
-                if !subscribed {
-                    continue;
-                }
-                let broken = state
-                    .webhooks
-                    .get(&hook.id)
-                    .and_then(|w| w.broken_until)
-                    .is_some_and(|t| t > now);
-                let drop = if state.faults.drop_all_webhooks || broken {
-                    true
-                } else if state.faults.drop_webhooks > 0 {
-                    state.faults.drop_webhooks -= 1;
-                    true
-                } else {
-                    false
-                };
-                if drop {
-                    state.counters.webhooks_dropped += 1;
-                    continue;
-                }
-                state.counters.webhooks_sent += 1;
+    let payloads = {
+        let state = sim.lock();
+        events
+            .iter()
+            .map(|event| {
                 let release_key = state
                     .scenario
                     .releases
                     .iter()
                     .find(|r| r.id == event.job.release_id)
                     .map(|r| r.key.clone());
-                let payload = event_payload(event, 1, release_key.as_deref());
-                let body = serde_json::to_vec(&payload).expect("an event serializes");
-                sends.push((hook.id, hook.url.clone(), hook.secret.clone(), body));
-            }
-        }
-    }
-    for (id, url, secret, body) in sends {
-        send(sim, id, url, secret, body);
-    }
-}
-
-/// The `ping` event (`PingEventDto`) that `Webhooks({id})/...Ping` sends, and answers.
-pub fn ping_payload(hook: &super::state::Webhook, tenant_id: i64) -> Value {
-    let now = ts(Utc::now());
-    json!({
-        "Type": "ping",
-        "EventId": random_token("").chars().take(32).collect::<String>(),
-        "EntityKey": hook.key,
-        "Timestamp": now,
-        "EventTime": now,
-        "TenantId": tenant_id,
-    })
-}
-
-/// Posts one signed webhook call in the background; a failure trips the webhook's breaker.
-pub fn send(sim: &Arc<Sim>, id: i64, url: String, secret: Option<String>, body: Vec<u8>) {
-    let sim = sim.clone();
-    tokio::spawn(async move {
-        let mut req = sim
-            .http
-            .post(&url)
-            .header("content-type", "application/json");
-        if let Some(secret) = secret {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-                .expect("any key length");
-            mac.update(&body);
-            let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-            req = req.header("X-UiPath-Signature", sig);
-        }
-        let ok = req
-            .body(body)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if !ok {
-            // No retries: a failure trips the breaker, as in Orchestrator.
-            let mut state = sim.lock();
-            let until = state.now()
-                + chrono::Duration::seconds(state.scenario.webhook_breaker_seconds as i64);
-            if let Some(w) = state.webhooks.get_mut(&id) {
-                w.broken_until = Some(until);
-            }
-        }
-    });
+                (event.kind, event_payload(event, 1, release_key.as_deref()))
+            })
+            .collect()
+    };
+    super::outbox::deliver_payloads(sim, payloads);
 }

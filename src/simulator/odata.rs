@@ -236,11 +236,11 @@ pub async fn ping_webhook(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse
             return or_error(404, 1002, "Webhook does not exist.");
         };
         state.counters.webhooks_sent += 1;
-        let payload = super::engine::ping_payload(&hook, 1);
+        let payload = super::outbox::ping_payload(&hook, 1);
         (hook, payload)
     };
     let body = serde_json::to_vec(&payload).expect("an event serializes");
-    super::engine::send(&sim.into_inner(), hook.id, hook.url, hook.secret, body);
+    super::outbox::send(&sim.into_inner(), hook.id, hook.url, hook.secret, body);
     HttpResponse::Accepted().json(payload)
 }
 

@@ -8,8 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::common::{Sim, authorize, folder, json_body, or_error, path_id, tenant};
 use super::odata::{collection, query, try_res};
-use super::scenario::{QueueDefinition, QueueOutcome};
-use super::state::{QueueItem, SimState};
+
+use super::scenario::QueueDefinition;
+use super::state::{QueueItem, SimState, ts as time};
 
 /// `QueueDefinitionDto` of a queue.
 pub fn definition_dto(q: &QueueDefinition, state: &SimState) -> Value {
@@ -190,10 +191,13 @@ pub async fn add_item(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> Htt
         creation_time: state.now(),
         start_processing: None,
         end_processing: None,
-        next_transition: pickup(&state, &queue.name),
+        next_transition: super::queue_robot::pickup(&state, &queue.name),
     };
     let dto = item_dto(&item, &state);
+    let added = super::queue_robot::event("queueItem.added", &item, &state);
     state.queue_items.insert(id, item);
+    drop(state);
+    super::outbox::deliver_payloads(&sim.clone().into_inner(), vec![added]);
     HttpResponse::Created().json(dto)
 }
 
@@ -236,106 +240,5 @@ pub async fn get_item(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
     match state.queue_items.get(&id).filter(|i| i.folder_id == f.id) {
         Some(i) => HttpResponse::Ok().json(item_dto(i, &state)),
         None => or_error(404, 1002, "Queue item does not exist."),
-    }
-}
-
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// When a new item of `queue` is taken up (never while jobs are stepped by hand).
-fn pickup(state: &SimState, queue: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let b = state.scenario.queue_behaviour(queue);
-    (!state.scenario.manual_jobs)
-        .then(|| state.now() + chrono::Duration::milliseconds(b.pickup_ms as i64))
-}
-
-/// The simulated consumer: moves every item whose time has come (`New` to `InProgress`,
-/// `InProgress` to its outcome; a retried application exception adds the retry).
-pub fn advance_due(state: &mut SimState) {
-    let now = state.now();
-    let due: Vec<i64> = state
-        .queue_items
-        .values()
-        .filter(|i| i.next_transition.is_some_and(|t| t <= now))
-        .map(|i| i.id)
-        .collect();
-    for id in due {
-        step(state, id, now);
-    }
-}
-
-fn step(state: &mut SimState, id: i64, now: chrono::DateTime<chrono::Utc>) {
-    let Some(item) = state.queue_items.get(&id) else {
-        return;
-    };
-    let Some(queue) = state
-        .scenario
-        .queues
-        .iter()
-        .find(|q| q.id == item.queue_id)
-        .cloned()
-    else {
-        return;
-    };
-    let b = state.scenario.queue_behaviour(&queue.name);
-    let mut retry = None;
-    let Some(item) = state.queue_items.get_mut(&id) else {
-        return;
-    };
-    match item.status.as_str() {
-        "New" => {
-            item.status = "InProgress".into();
-            item.start_processing = Some(now);
-            item.next_transition =
-                Some(now + chrono::Duration::milliseconds(b.processing_ms as i64));
-        }
-        "InProgress" => {
-            item.end_processing = Some(now);
-            item.next_transition = None;
-            match b.outcome {
-                QueueOutcome::Successful => {
-                    item.status = "Successful".into();
-                    item.output = Some(b.output.clone());
-                }
-                outcome => {
-                    let kind = if outcome == QueueOutcome::BusinessException {
-                        "BusinessException"
-                    } else {
-                        "ApplicationException"
-                    };
-                    item.status = "Failed".into();
-                    item.processing_exception = Some(json!({
-                        "Reason": b.reason, "Details": null, "Type": kind,
-                        "AssociatedImageFilePath": null, "CreationTime": time(now),
-                    }));
-                    if outcome == QueueOutcome::ApplicationException
-                        && item.retry_number < queue.max_number_of_retries
-                    {
-                        item.status = "Retried".into();
-                        retry = Some(item.clone());
-                    }
-                }
-            }
-        }
-        _ => item.next_transition = None,
-    }
-    if let Some(old) = retry {
-        let new_id = state.next_queue_item_id;
-        state.next_queue_item_id += 1;
-        let item = QueueItem {
-            id: new_id,
-            status: "New".into(),
-            output: None,
-            processing_exception: None,
-            retry_number: old.retry_number + 1,
-            ancestor_id: Some(old.id),
-            creation_time: now,
-            start_processing: None,
-            end_processing: None,
-            next_transition: Some(now + chrono::Duration::milliseconds(b.pickup_ms as i64)),
-            ..old
-        };
-        state.queue_items.insert(new_id, item);
     }
 }

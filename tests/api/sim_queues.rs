@@ -234,3 +234,67 @@ async fn a_simulated_robot_processes_items_to_their_outcome_and_retries_applicat
     assert_eq!(last["Status"], "Failed");
     assert_eq!(last["ProcessingException"]["Reason"], "The CRM timed out");
 }
+
+#[tokio::test]
+async fn queue_item_events_reach_webhooks_in_uipaths_shapes() {
+    use uipath_gateway::simulator::scenario::{QueueBehaviour, QueueOutcome};
+    let schemas = Schemas::load();
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let sim = spawn_sim(|s| {
+        s.queue_behaviours.insert(
+            "Leads".into(),
+            QueueBehaviour {
+                pickup_ms: 20,
+                processing_ms: 20,
+                outcome: QueueOutcome::BusinessException,
+                ..QueueBehaviour::default()
+            },
+        );
+    })
+    .await;
+    let token = sim.token().await;
+    let hook = json!({"Name": "queues", "Url": format!("{}/events", receiver.uri()),
+        "Enabled": true, "SubscribeToAllEvents": false, "AllowInsecureSsl": false,
+        "Events": [{"EventType": "queueItem.added"}, {"EventType": "queueItem.started"},
+            {"EventType": "queueItem.completed"}, {"EventType": "queueItem.failed"}]});
+    let res = sim
+        .post(&sim.cloud("/odata/Webhooks"), &token, None, &hook)
+        .await;
+    assert_eq!(res.status(), 201);
+    let (status, _) = add(
+        &sim,
+        &token,
+        SHARED,
+        json!({"Name": "Leads", "Reference": "ev-1"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let mut kinds = Vec::new();
+    crate::helpers::setup::eventually(
+        "the added, started and failed events arrive",
+        std::time::Duration::from_secs(10),
+        || async { receiver.received_requests().await.unwrap_or_default().len() >= 3 },
+    )
+    .await;
+    for req in receiver.received_requests().await.unwrap() {
+        let event: Value = serde_json::from_slice(&req.body).unwrap();
+        let kind = event["Type"].as_str().unwrap().to_string();
+        let dto = match kind.as_str() {
+            "queueItem.added" => "QueueItemAddedEventDto",
+            "queueItem.started" => "QueueItemStartedEventDto",
+            "queueItem.failed" => "QueueItemFailedEventDto",
+            other => panic!("unexpected event {other}"),
+        };
+        schemas.check(dto, &event);
+        kinds.push(kind);
+    }
+    assert_eq!(
+        kinds,
+        ["queueItem.added", "queueItem.started", "queueItem.failed"]
+    );
+}

@@ -37,7 +37,7 @@ fn demo_objects(sim_base: &str) -> (Vec<ConnectionInput>, Vec<ProcessInput>) {
         "token_url": format!("{sim_base}/identity_/connect/token"),
         "client_id": "sim-app",
         "client_secret": "sim-app-secret",
-        "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs", "OR.Webhooks"],
+        "scopes": ["OR.Folders.Read", "OR.Execution.Read", "OR.Jobs", "OR.Webhooks", "OR.Queues"],
     }))
     .expect("the demo connection is valid");
     let process =

@@ -9,7 +9,7 @@ use crate::orchestrator::{FolderRef, OrchestratorError, auth, request_token};
 use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
 use crate::tokens::TokenError;
-use crate::views::connections::{ConnectionTest, FolderView, ReleaseView};
+use crate::views::connections::{ConnectionTest, FolderView, QueueView, ReleaseView};
 
 /// Authenticates and reports who the token belongs to and which folders it can see.
 #[tracing::instrument(skip_all, fields(connection = %row.name))]
@@ -81,6 +81,24 @@ pub async fn folders(state: &AppState, row: &ConnectionRow) -> Result<Vec<Folder
         .await
         .map_err(upstream)?;
     Ok(folders.into_iter().map(FolderView::from).collect())
+}
+
+/// The queues in a folder, with the schemas of their items' content and output.
+pub async fn queues(
+    state: &AppState,
+    row: &ConnectionRow,
+    folder: &FolderRef,
+) -> Result<Vec<QueueView>, ApiError> {
+    let orch = state.orchestrator(row);
+    let queues = state
+        .tokens
+        .with_token(row, |t| {
+            let (orch, folder) = (orch.clone(), folder.clone());
+            async move { orch.queue_definitions(&t, &folder).await }
+        })
+        .await
+        .map_err(upstream)?;
+    Ok(queues.into_iter().map(QueueView::from).collect())
 }
 
 /// The releases (processes) in a folder, with their input arguments.

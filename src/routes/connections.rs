@@ -13,7 +13,7 @@ use crate::orchestrator::FolderRef;
 use crate::state::AppState;
 use crate::storage::connections::{self as store, ConnectionRow};
 use crate::views::connections::{
-    ConnectionList, ConnectionTest, ConnectionView, FolderList, ReleaseList, view,
+    ConnectionList, ConnectionTest, ConnectionView, FolderList, QueueList, ReleaseList, view,
 };
 
 fn problems_error(problems: Vec<crate::domain::problem::FieldProblem>) -> ApiError {
@@ -292,6 +292,41 @@ pub async fn connection_releases(
     id: web::Path<String>,
     query: web::Query<FolderQuery>,
 ) -> Result<web::Json<ReleaseList>, ApiError> {
+    let folder = required_folder(&query)?;
+    let row = load(&state, &id).await?;
+    let items = discovery::releases(&state, &row, &folder).await?;
+    Ok(web::Json(ReleaseList { items }))
+}
+
+/// List the queues in a folder, with the JSON Schemas of their items' content and output.
+#[utoipa::path(
+    tag = "connections",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Connection id, or its name"), FolderQuery),
+    responses(
+        (status = 200, description = "Queues", body = QueueList),
+        (status = 400, description = "No folder given", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The connection is misconfigured", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Orchestrator refused (e.g. 1100: no such folder; a token without OR.Queues)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Orchestrator is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/connections/{id}/queues")]
+pub async fn connection_queues(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<FolderQuery>,
+) -> Result<web::Json<QueueList>, ApiError> {
+    let folder = required_folder(&query)?;
+    let row = load(&state, &id).await?;
+    let items = discovery::queues(&state, &row, &folder).await?;
+    Ok(web::Json(QueueList { items }))
+}
+
+/// The folder a listing is for: a 400 when none is given.
+fn required_folder(query: &FolderQuery) -> Result<FolderRef, ApiError> {
     let folder = query
         .folder
         .as_deref()
@@ -302,8 +337,5 @@ pub async fn connection_releases(
                 "give ?folder= a folder path, id or key; GET /connections/{id}/folders lists them",
             )
         })?;
-    let folder = FolderRef::parse(folder);
-    let row = load(&state, &id).await?;
-    let items = discovery::releases(&state, &row, &folder).await?;
-    Ok(web::Json(ReleaseList { items }))
+    Ok(FolderRef::parse(folder))
 }

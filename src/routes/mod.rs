@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(connections::test_connection)
         .service(connections::connection_folders)
         .service(connections::connection_releases)
+        .service(connections::connection_queues)
         .service(processes::create_process)
         .service(processes::list_processes)
         .service(processes::get_process)

@@ -135,6 +135,43 @@ pub struct ReleaseView {
     pub input_arguments: serde_json::Value,
 }
 
+/// A queue in a folder, as Orchestrator defines it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    pub id: i64,
+    pub name: String,
+    /// A second item with the same reference is refused.
+    pub enforce_unique_reference: bool,
+    /// How often Orchestrator retries an item that failed with an application exception.
+    pub max_number_of_retries: Option<i32>,
+    /// The JSON Schema an item's content must fit (`SpecificDataJsonSchema`, parsed).
+    #[schema(value_type = Option<Object>)]
+    pub content_schema: Option<serde_json::Value>,
+    /// The JSON Schema of an item's output (`OutputDataJsonSchema`, parsed).
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// Queues in a folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    pub items: Vec<QueueView>,
+}
+
+impl From<crate::orchestrator::queues::QueueDefinition> for QueueView {
+    fn from(q: crate::orchestrator::queues::QueueDefinition) -> Self {
+        let parsed = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        QueueView {
+            id: q.id,
+            name: q.name,
+            enforce_unique_reference: q.enforce_unique_reference,
+            max_number_of_retries: q.max_number_of_retries,
+            content_schema: parsed(q.specific_data_json_schema),
+            output_schema: parsed(q.output_data_json_schema),
+        }
+    }
+}
+
 /// Releases in a folder.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReleaseList {

@@ -530,3 +530,42 @@ async fn the_background_refresher_renews_tokens_past_their_refresh_point() {
     assert_eq!(pass(manager()).await, 1);
     assert_eq!(tokens_issued(&sim).await, 2, "renewed ahead of expiry");
 }
+
+#[tokio::test]
+async fn a_connection_lists_the_queues_of_a_folder_with_their_schemas() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_app().await;
+    let mut conn = input(&sim, "client_credentials", "queues");
+    conn["scopes"] = json!(["OR.Folders.Read", "OR.Queues"]);
+    create(&app, &conn).await;
+    let res = app
+        .admin(Method::GET, "/connections/queues/queues")
+        .query(&[("folder", "Finance/AP")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let queues: Value = res.json().await.unwrap();
+    let queue = &queues["items"][0];
+    assert_eq!(queue["name"], "InvoicesToBook");
+    assert_eq!(queue["enforce_unique_reference"], true);
+    assert_eq!(
+        queue["content_schema"]["required"],
+        json!(["InvoiceNumber", "Amount"])
+    );
+    assert_eq!(
+        queue["output_schema"]["properties"]["BookingId"]["type"],
+        "string"
+    );
+    // No folder: the same 400 as for releases.
+    let res = app
+        .admin(Method::GET, "/connections/queues/queues")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "folder_required"
+    );
+}

@@ -195,7 +195,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     let settings = state.settings.clone();
     let spec = openapi::spec();
     let route_table = web::Data::new(routes::RouteTable::from_spec(&spec));
-    let static_doc = web::Data::new(crate::views::openapi::Static(openapi::spec_value()));
+    let static_doc = web::Data::new(crate::views::openapi::Static::new(openapi::spec_value()));
     let body_limit = settings.body_limit_bytes;
     let workers = match settings.http_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

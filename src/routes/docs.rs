@@ -7,15 +7,27 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::processes;
 
-/// The document as it stands now: processes saved a moment ago are in it.
+/// The document as it stands now: processes saved a moment ago are in it. It is built
+/// again only after a change to the configuration (one the lookups cache heard of).
 pub async fn openapi_json(
     state: web::Data<AppState>,
     base: web::Data<crate::views::openapi::Static>,
 ) -> Result<HttpResponse, ApiError> {
-    let processes = processes::list(&state.pool).await?;
+    let generation = state.lookups.generation();
+    let doc = match base.rendered(generation) {
+        Some(doc) => doc,
+        None => {
+            let processes = processes::list(&state.pool).await?;
+            let doc = crate::views::openapi::document(&base.base, &processes);
+            let doc = web::Bytes::from(serde_json::to_vec(&doc).map_err(anyhow::Error::from)?);
+            base.keep(generation, doc.clone());
+            doc
+        }
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(crate::views::openapi::document(&base.0, &processes)))
+        .content_type("application/json")
+        .body(doc))
 }
 
 /// `/docs` -> `/docs/`, where the Swagger UI lives.

@@ -81,6 +81,12 @@ impl Lookups {
         Arc::new(Self::default())
     }
 
+    /// Moves on at every change made or heard of: what was read under an older
+    /// generation may be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Drops every copy (a change was made or heard of).
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);

@@ -9,8 +9,36 @@ use crate::domain::arguments::schema;
 use crate::storage::processes::ProcessRow;
 
 /// The static document as JSON (`openapi::spec_value`), kept by the server:
-/// `/openapi.json` adds the processes.
-pub struct Static(pub Value);
+/// `/openapi.json` adds the processes. The last document rendered is kept with the
+/// generation of the lookups cache it was read under, so an unchanged configuration is
+/// served without reading the processes or building the document again (`/openapi.json`
+/// needs no credentials and is not rate-limited).
+pub struct Static {
+    pub base: Value,
+    rendered: std::sync::Mutex<Option<(u64, actix_web::web::Bytes)>>,
+}
+
+impl Static {
+    pub fn new(base: Value) -> Self {
+        Self {
+            base,
+            rendered: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The document rendered under `generation`, if it is the last one kept.
+    pub fn rendered(&self, generation: u64) -> Option<actix_web::web::Bytes> {
+        let kept = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        kept.as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Keeps `doc`, read under `generation`.
+    pub fn keep(&self, generation: u64, doc: actix_web::web::Bytes) {
+        *self.rendered.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, doc));
+    }
+}
 
 /// The static document with an operation for each process.
 pub fn document(base: &Value, processes: &[ProcessRow]) -> Value {

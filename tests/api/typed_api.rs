@@ -204,6 +204,21 @@ async fn the_document_follows_processes_and_redeploys_without_a_restart() {
         invoices["properties"]["in_Note"]["type"],
         json!(["string", "null"])
     );
+
+    // A deleted process leaves the document (the change notification says so, also to
+    // the copy of the document the server keeps).
+    let res = app
+        .admin(Method::DELETE, "/processes/Orders")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    crate::helpers::setup::eventually(
+        "the deleted process leaves the document",
+        std::time::Duration::from_secs(10),
+        || async { document(&app).await["paths"]["/run/Orders"].is_null() },
+    )
+    .await;
 }
 
 async fn create(app: &TestApp, body: Value) -> (u16, Value) {

@@ -1,5 +1,6 @@
 //! `uipath-gateway demo`: the embedded PostgreSQL, the simulator on a second port and
-//! the gateway, preloaded with a connection to the simulator, three processes and an
+//! the gateway, preloaded with a connection to the simulator, three processes, a queue mapping
+//! (`InvoicesToBook`) and an
 //! API key, so anyone can call it at once. A second run reuses the same data.
 
 use std::io::Write;
@@ -83,6 +84,13 @@ pub async fn run(
     let (conns, procs) = demo_objects(&sim_base);
     settings.connections.extend(conns);
     settings.processes.extend(procs);
+    settings.queues.push(
+        serde_json::from_value(json!({
+            "name": "InvoicesToBook", "connection": "simulator", "folder": "Finance/AP",
+            "queue": "InvoicesToBook", "max_wait_seconds": 60,
+        }))
+        .expect("the demo queue mapping is valid"),
+    );
     let host = settings.host;
     let app = Application::build(settings.clone()).await?;
     let port = app.port();

@@ -95,6 +95,7 @@ impl Application {
             &state,
             &state.settings.connections,
             &state.settings.processes,
+            &state.settings.queues,
             &state.settings.webhooks,
         )
         .await

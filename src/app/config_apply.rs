@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::domain::connection::{ConnectionInput, Kind, NewConnection};
 use crate::domain::process::ProcessInput;
+use crate::domain::queue::QueueMappingInput;
 use crate::state::AppState;
 use crate::storage::{connections, processes};
 
@@ -36,6 +37,7 @@ pub async fn apply(
     state: &AppState,
     conns: &[ConnectionInput],
     procs: &[ProcessInput],
+    queues: &[QueueMappingInput],
     hooks: &[crate::domain::hook::HookInput],
 ) -> anyhow::Result<Applied> {
     let mut done = Applied::default();
@@ -99,11 +101,26 @@ pub async fn apply(
             }
         }
     }
-    for (i, input) in procs.iter().enumerate() {
-        let name = input.name.clone().unwrap_or_default();
-        let new = input.clone().validate().map_err(|p| {
+    // Processes, then queue mappings: one table of named targets.
+    let targets = procs
+        .iter()
+        .map(|p| ("processes", p.name.clone(), p.clone().validate()))
+        .chain(
+            queues
+                .iter()
+                .map(|q| ("queues", q.name.clone(), q.clone().validate())),
+        )
+        .enumerate();
+    for (n, (section, name, validated)) in targets {
+        let i = if section == "queues" {
+            n - procs.len()
+        } else {
+            n
+        };
+        let name = name.unwrap_or_default();
+        let new = validated.map_err(|p| {
             anyhow::anyhow!(
-                "processes[{i}] ({name}): {}",
+                "{section}[{i}] ({name}): {}",
                 p.iter()
                     .map(|p| format!("{}: {}", p.field, p.problem))
                     .collect::<Vec<_>>()
@@ -115,6 +132,7 @@ pub async fn apply(
             o.connection_name == new.connection
                 && o.folder == new.folder
                 && o.release == new.release
+                && o.queue == new.queue
                 && o.default_input == serde_json::Value::Object(new.default_input.clone())
                 && o.job_options == new.job_options
                 && o.max_wait_seconds == new.max_wait_seconds
@@ -131,26 +149,32 @@ pub async fn apply(
         // does not check out is stored unverified, with a warning.
         let checked = crate::app::process_check::check(state, &new).await?;
         match &checked {
-            crate::app::process_check::Checked::Verified(_) => {}
+            crate::app::process_check::Checked::Verified(_)
+            | crate::app::process_check::Checked::VerifiedQueue(_) => {}
             crate::app::process_check::Checked::Unverified(why) => {
-                tracing::warn!(process = %name, reason = %why, "processes[{i}]: saved unverified")
+                tracing::warn!(process = %name, reason = %why, "{section}[{i}]: saved unverified")
             }
             crate::app::process_check::Checked::Invalid(p) => tracing::warn!(
                 process = %name,
                 problems = %p.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; "),
-                "processes[{i}]: does not match Orchestrator; saved unverified"
+                "{section}[{i}]: does not match Orchestrator; saved unverified"
             ),
         }
         let row = processes::upsert(&state.pool, old.as_ref().map(|o| o.name.as_str()), &new)
             .await
-            .map_err(|e| anyhow::anyhow!("processes[{i}] ({name}): {e}"))?
-            .ok_or_else(|| anyhow::anyhow!("processes[{i}] ({name}): vanished while applied"))?;
+            .map_err(|e| anyhow::anyhow!("{section}[{i}] ({name}): {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("{section}[{i}] ({name}): vanished while applied"))?;
         let row = crate::app::process_check::record(state, row, &checked).await?;
         store_callback_secret(state, &row, &new).await?;
         let action = if old.is_some() { "replace" } else { "create" };
         let before = old.map(|o| json(crate::views::processes::ProcessView::from(o)));
         let after = Some(json(crate::views::processes::ProcessView::from(row)));
-        audit(state, action, "process", &new.name, before, after).await?;
+        let kind = if new.queue.is_some() {
+            "queue"
+        } else {
+            "process"
+        };
+        audit(state, action, kind, &new.name, before, after).await?;
         if action == "replace" {
             done.updated += 1
         } else {

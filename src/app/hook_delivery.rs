@@ -169,26 +169,48 @@ pub async fn handle(
         .unwrap_or_default();
     // Checked against the release's arguments when they are known (cached); the answer
     // never waits on Orchestrator, so an unknown release is checked by the start itself.
-    let merged = match &process.resolved {
-        Some(release) => match arguments::validate(&release.arguments, &defaults, &input) {
-            Ok(m) => m,
-            Err(problems) => {
-                let reason = problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.field, p.problem))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                delivery.mapped_input = Some(Value::Object(input));
-                return failed(state, delivery, reason, "invalid_arguments", Some(problems)).await;
-            }
-        },
-        None => {
+    // A queue's content is checked against the queue's schema (when known) the same way.
+    let (checked, code) = match (&process.queue_schema, &process.resolved) {
+        (Some(queue), _) if process.queue.is_some() => {
             let mut m = defaults;
-            m.extend(input);
-            m
+            m.extend(input.clone());
+            let problems = queue.content_problems(&m);
+            (
+                if problems.is_empty() {
+                    Ok(m)
+                } else {
+                    Err(problems)
+                },
+                "invalid_content",
+            )
+        }
+        (_, Some(release)) if process.queue.is_none() => (
+            arguments::validate(&release.arguments, &defaults, &input),
+            "invalid_arguments",
+        ),
+        _ => {
+            let mut m = defaults;
+            m.extend(input.clone());
+            (Ok(m), "invalid_arguments")
+        }
+    };
+    let merged = match checked {
+        Ok(m) => m,
+        Err(problems) => {
+            let reason = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.problem))
+                .collect::<Vec<_>>()
+                .join("; ");
+            delivery.mapped_input = Some(Value::Object(input));
+            return failed(state, delivery, reason, code, Some(problems)).await;
         }
     };
     delivery.mapped_input = Some(Value::Object(merged.clone()));
+    let merged = match process.queue {
+        Some(_) => crate::domain::queue::item_input(merged, &Default::default()),
+        None => merged,
+    };
     let new = crate::app::submit::new_job(
         &process,
         "hook",

@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod hook_delivery;
 pub mod process_check;
+pub mod queue_definition;
 pub mod release;
 pub mod stop;
 pub mod submit;

@@ -3,10 +3,12 @@
 //! release's arguments. When Orchestrator cannot answer, it is saved anyway, marked
 //! unverified with the reason, until a later lookup succeeds.
 
+use crate::app::queue_definition;
 use crate::app::release::{Lookup, look_up};
 use crate::domain::arguments::{ResolvedRelease, validate};
 use crate::domain::problem::{FieldProblem, problem};
 use crate::domain::process::NewProcess;
+use crate::domain::queue::QueueSchema;
 use crate::state::AppState;
 use crate::storage::connections;
 use crate::storage::processes::{self, ProcessRow};
@@ -17,6 +19,8 @@ use crate::tokens::TokenError;
 pub enum Checked {
     /// Everything exists; this is the release it starts.
     Verified(ResolvedRelease),
+    /// A queue mapping's folder and queue exist; this is the queue.
+    VerifiedQueue(QueueSchema),
     /// Orchestrator could not be asked: why (a warning for the operator).
     Unverified(String),
     /// Something named does not exist or does not fit: each field and why.
@@ -34,6 +38,38 @@ pub async fn check(state: &AppState, new: &NewProcess) -> Result<Checked, sqlx::
             ),
         )]));
     };
+    if let Some(queue) = &new.queue {
+        return Ok(
+            match queue_definition::look_up(state, &conn, &new.folder, queue).await {
+                Ok(queue_definition::Lookup::Found(q)) => {
+                    let problems: Vec<FieldProblem> = q
+                        .content_problems(&new.default_input)
+                        .into_iter()
+                        .filter(|p| {
+                            new.default_input
+                                .contains_key(p.field.split('.').next().unwrap_or_default())
+                        })
+                        .map(|p| FieldProblem {
+                            field: format!("default_content.{}", p.field),
+                            problem: p.problem,
+                        })
+                        .collect();
+                    if problems.is_empty() {
+                        Checked::VerifiedQueue(q)
+                    } else {
+                        Checked::Invalid(problems)
+                    }
+                }
+                Ok(queue_definition::Lookup::Missing(p)) => Checked::Invalid(vec![p]),
+                Err(TokenError::Database(e)) => return Err(e),
+                Err(e) => Checked::Unverified(format!(
+                    "Orchestrator could not be asked whether folder `{}` and queue `{queue}` exist ({e}); \
+                 saved unverified: the first item added checks again",
+                    new.folder
+                )),
+            },
+        );
+    }
     match look_up(state, &conn, &new.folder, &new.release).await {
         Ok(Lookup::Found(release)) => {
             let problems = default_input_problems(&release, new);
@@ -86,6 +122,10 @@ pub async fn hook_mapping(
     let Some(process) = processes::get(&state.pool, &hook.process).await? else {
         return Ok(Ok(Vec::new()));
     };
+    // A queue's content is checked against its schema when each item is added.
+    if process.queue.is_some() {
+        return Ok(Ok(Vec::new()));
+    }
     let release = match &process.resolved {
         Some(r) => r.clone(),
         None => {
@@ -137,6 +177,7 @@ pub async fn record(
         Checked::Verified(release) => {
             processes::cache_release(&state.pool, row.id, release).await?
         }
+        Checked::VerifiedQueue(queue) => processes::cache_queue(&state.pool, row.id, queue).await?,
         Checked::Unverified(reason) => {
             processes::mark_unverified(&state.pool, row.id, reason).await?
         }

@@ -158,7 +158,7 @@ async fn releases(
 
 /// Orchestrator's answer for a folder that does not exist (or is not visible):
 /// error 1100, with 400 or 404.
-fn folder_missing(e: &TokenError) -> bool {
+pub(crate) fn folder_missing(e: &TokenError) -> bool {
     matches!(
         e,
         TokenError::Orchestrator(
@@ -169,7 +169,7 @@ fn folder_missing(e: &TokenError) -> bool {
 }
 
 /// The folders the connection sees, the ones that share the most of `folder`'s path first.
-async fn nearby_folders(state: &AppState, conn: &ConnectionRow, folder: &str) -> String {
+pub(crate) async fn nearby_folders(state: &AppState, conn: &ConnectionRow, folder: &str) -> String {
     let orch = state.orchestrator(conn);
     let found = state
         .tokens
@@ -200,7 +200,7 @@ async fn nearby_folders(state: &AppState, conn: &ConnectionRow, folder: &str) ->
 }
 
 /// At most ten items, comma separated, with how many more there are.
-fn listed(items: impl Iterator<Item = String>) -> String {
+pub(crate) fn listed(items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.collect();
     let mut out = items
         .iter()

@@ -10,10 +10,11 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::app::dispatch::{self, Outcome};
-use crate::app::release;
+use crate::app::{queue_definition, release};
 use crate::domain::arguments;
 use crate::domain::callback_target::check_target;
 use crate::domain::problem::FieldProblem;
+use crate::domain::queue::{self, ItemOptions};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
@@ -39,6 +40,7 @@ pub fn new_job(
         input: Value::Object(input),
         callback_url: callback_url.or_else(|| process.callback_url.clone()),
         replay_of,
+        reference: None,
     }
 }
 
@@ -56,21 +58,38 @@ pub struct Call {
     pub idempotency: Option<(String, Vec<u8>)>,
     /// Seconds to wait for the job to end.
     pub wait: Option<u32>,
+    /// For `POST /queues/{name}`: how the item is added (then `process` names a queue
+    /// mapping and `input` is the item's content).
+    pub item: Option<ItemCall>,
+}
+
+/// What `POST /queues/{name}` says besides the content.
+pub struct ItemCall {
+    /// Priority and deadlines.
+    pub options: ItemOptions,
+    /// The caller's Reference for the item (else the gateway's own, `ugw-<id>`).
+    pub reference: Option<String>,
 }
 
 /// `POST /run/{process}`: finds the process, checks the callback target and the
 /// arguments, records and starts the job, and waits for its end if asked.
 #[tracing::instrument(skip_all, fields(process = %call.process, job = tracing::field::Empty))]
 pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiError> {
+    let queue = call.item.is_some();
     let mut process = state
         .lookups
         .process(&state.pool, &call.process)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
+        .filter(|p| p.queue.is_some() == queue)
+        .ok_or_else(|| match queue {
+            false => ApiError::not_found(
                 "process_not_found",
                 format!("no process named `{}`", call.process),
-            )
+            ),
+            true => ApiError::not_found(
+                "queue_not_found",
+                format!("no queue mapping named `{}`", call.process),
+            ),
         })?;
     if let Some(url) = &call.callback_url {
         check_target(url, state.settings.allow_private_callbacks).map_err(|problem| {
@@ -88,8 +107,13 @@ pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiErro
         .connection(&state.pool, process.connection_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the process's connection is gone"))?;
-    let merged = checked_arguments(state, &mut process, &conn, call.input).await?;
-    let job = new_job(
+    let merged = match &call.item {
+        None => checked_arguments(state, &mut process, &conn, call.input).await?,
+        Some(item) => {
+            checked_content(state, &mut process, &conn, call.input, &item.options).await?
+        }
+    };
+    let mut job = new_job(
         &process,
         "api",
         Some(call.caller.to_string()),
@@ -97,6 +121,7 @@ pub async fn run(state: &Arc<AppState>, call: Call) -> Result<Submitted, ApiErro
         call.callback_url,
         None,
     );
+    job.reference = call.item.and_then(|i| i.reference);
     let claim = call
         .idempotency
         .map(|(key, request_hash)| IdempotencyClaim {
@@ -159,6 +184,41 @@ pub async fn checked_arguments(
             Ok(merged)
         }
     }
+}
+
+/// A queue item's content merged over the mapping's default content, with its options,
+/// checked against the queue's `SpecificDataJsonSchema` (looked up once and cached; a
+/// lookup Orchestrator cannot answer now records the item unchecked, and the add says
+/// what is wrong). Answers the input the ledger keeps (`queue::item_input`).
+pub async fn checked_content(
+    state: &AppState,
+    mapping: &mut ProcessRow,
+    conn: &ConnectionRow,
+    content: Map<String, Value>,
+    options: &ItemOptions,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut merged = mapping
+        .default_input
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    merged.extend(content);
+    let mut problems = options.problems();
+    match queue_definition::resolve(state, mapping, conn, false).await {
+        Ok(queue) => {
+            problems.extend(queue.content_problems(&merged));
+            if let Cow::Owned(looked_up) = queue {
+                mapping.queue_schema = Some(looked_up);
+            }
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "queue lookup failed; the item is recorded unchecked")
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid("invalid_content", &problems));
+    }
+    Ok(queue::item_input(merged, options))
 }
 
 /// Records `job` (claiming `idempotency` with it, when given) within

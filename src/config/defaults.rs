@@ -122,6 +122,7 @@ pub fn defaults() -> serde_json::Value {
         "http_workers": 0,
         "connections": [],
         "processes": [],
+        "queues": [],
         "webhooks": [],
     })
 }

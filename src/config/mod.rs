@@ -80,6 +80,8 @@ pub struct Settings {
     pub connections: Vec<crate::domain::connection::ConnectionInput>,
     /// Processes declared in the config file, applied at start.
     pub processes: Vec<crate::domain::process::ProcessInput>,
+    /// Queue mappings declared in the config file, applied at start.
+    pub queues: Vec<crate::domain::queue::QueueMappingInput>,
     /// Inbound webhooks declared in the config file, applied at start.
     pub webhooks: Vec<crate::domain::hook::HookInput>,
 }

@@ -9,3 +9,4 @@ pub mod job_state;
 pub mod listing;
 pub mod problem;
 pub mod process;
+pub mod queue;

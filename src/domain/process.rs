@@ -74,6 +74,8 @@ pub struct NewProcess {
     pub connection: String,
     pub folder: String,
     pub release: ReleaseSelector,
+    /// For a queue mapping, the queue's name (then `release` is empty).
+    pub queue: Option<String>,
     pub default_input: serde_json::Map<String, serde_json::Value>,
     pub job_options: JobOptions,
     pub max_wait_seconds: i32,
@@ -151,6 +153,7 @@ impl ProcessInput {
             connection,
             folder,
             release,
+            queue: None,
             default_input: self.default_input.unwrap_or_default(),
             job_options,
             max_wait_seconds,

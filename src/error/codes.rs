@@ -32,6 +32,8 @@ pub const CODES: &[&str] = &[
     "not_found",
     "process_not_found",
     "job_not_found",
+    "queue_not_found",
+    "queue_item_not_found",
     "connection_not_found",
     "webhook_not_found",
     "hook_not_found",
@@ -57,6 +59,7 @@ pub const CODES: &[&str] = &[
     // 422
     "validation_failed",
     "invalid_arguments",
+    "invalid_content",
     "invalid_callback_url",
     "mapping_failed",
     "filter_failed",

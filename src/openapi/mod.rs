@@ -24,6 +24,7 @@ mod nullable;
         (name = "operations", description = "Health and readiness"),
         (name = "connections", description = "Orchestrator tenants and their credentials (admin)"),
         (name = "processes", description = "What /run/{process} starts (admin)"),
+        (name = "queues", description = "Add items to Orchestrator queues (POST /queues/{queue}), read them back, and the queue mappings (admin)"),
         (name = "api-keys", description = "Keys for /run and /jobs (admin)"),
         (name = "hooks", description = "Inbound webhooks: /hooks/{slug} and their definitions (admin)"),
         (name = "dead letters", description = "Jobs and callbacks that ran out of attempts, and redrive (admin)"),

@@ -69,6 +69,9 @@ pub struct QueueItem {
     /// Retries so far.
     #[serde(default)]
     pub retry_number: Option<i32>,
+    /// The item this one retries.
+    #[serde(default)]
+    pub ancestor_id: Option<i64>,
 }
 
 /// `QueueDefinitionDto`, the fields the gateway reads.

@@ -1,5 +1,6 @@
-//! The Swagger UI's document, `/openapi.json`: the static operations and one
-//! `POST /run/{name}` per configured process; and `/docs` -> `/docs/`.
+//! The Swagger UI's document, `/openapi.json`: the static operations, one
+//! `POST /run/{name}` per configured process and one `POST /queues/{name}` per queue
+//! mapping; and `/docs` -> `/docs/`.
 
 use actix_web::{HttpResponse, http::header, web};
 
@@ -17,8 +18,9 @@ pub async fn openapi_json(
     let doc = match base.rendered(generation) {
         Some(doc) => doc,
         None => {
-            let processes = processes::list(&state.pool).await?;
-            let doc = crate::views::openapi::document(&base.base, &processes);
+            let processes = processes::list(&state.pool, false).await?;
+            let queues = processes::list(&state.pool, true).await?;
+            let doc = crate::views::openapi::document(&base.base, &processes, &queues);
             let doc = web::Bytes::from(serde_json::to_vec(&doc).map_err(anyhow::Error::from)?);
             base.keep(generation, doc.clone());
             doc

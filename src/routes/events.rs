@@ -19,7 +19,7 @@ use crate::storage::jobs::{self, Observed};
 /// What was done with an event.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventReceipt {
-    /// Jobs in the event.
+    /// Jobs (or queue items) in the event.
     pub jobs: usize,
     /// Ledger jobs whose state moved forward.
     pub updated: usize,
@@ -157,6 +157,14 @@ pub async fn orchestrator_event(
     if kind == "ping" || state.limits.note_webhook_heard(conn.id) {
         connections::webhook_heard(&state.pool, conn.id).await?;
     }
+    if kind.starts_with("queueitem") {
+        let (items, updated) = crate::workers::item_sync::on_event(&state, conn.id, &event).await?;
+        tracing::debug!(event = %kind, items, updated, "Orchestrator queue event");
+        return Ok(web::Json(EventReceipt {
+            jobs: items,
+            updated,
+        }));
+    }
     let mut updated = 0;
     for job in &list {
         let Some((orch_id, seen)) = observed(job) else {
@@ -168,7 +176,7 @@ pub async fn orchestrator_event(
         if seen.state == JobState::Pending {
             continue;
         }
-        if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id).await?
+        if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await?
             && jobs::record_state(&state.pool, id, &seen, "webhook").await?
         {
             updated += 1;

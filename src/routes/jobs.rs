@@ -13,7 +13,7 @@ use crate::domain::listing::JobFilter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::jobs::{self as store, JobRow};
-use crate::views::jobs::{CallbackView, JobPage, JobView, view};
+use crate::views::jobs::{CallbackView, JobPage, JobView, location, view};
 
 /// The wait a caller asked for: `?wait=N`, else `Prefer: wait=N` (RFC 7240).
 pub(super) fn requested_wait(
@@ -46,7 +46,7 @@ pub(super) fn requested_wait(
 
 pub(super) fn accepted(job: JobView, replayed: bool) -> HttpResponse {
     let mut res = HttpResponse::Accepted();
-    res.insert_header((header::LOCATION, format!("/jobs/{}", job.id)));
+    res.insert_header((header::LOCATION, location(&job.kind, job.id)));
     if replayed {
         res.insert_header(("idempotent-replayed", "true"));
     }
@@ -88,13 +88,29 @@ pub async fn get_job(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("jobs:read")?;
-    let wait = requested_wait(&req, query.wait)?;
-    let mut job = store::get(&state.pool, *id)
+    one(&state, *id, requested_wait(&req, query.wait)?, None).await
+}
+
+/// A ledger entry with its timeline and callbacks, after the wait asked for; with `kind`,
+/// only an entry of that kind.
+pub(super) async fn one(
+    state: &AppState,
+    id: Uuid,
+    wait: Option<u32>,
+    kind: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let mut job = store::get(&state.pool, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("job_not_found", format!("no job {id}")))?;
+        .filter(|j| kind.is_none_or(|k| j.kind == k))
+        .ok_or_else(|| match kind {
+            Some("queue_item") => {
+                ApiError::not_found("queue_item_not_found", format!("no queue item {id}"))
+            }
+            _ => ApiError::not_found("job_not_found", format!("no job {id}")),
+        })?;
     let mut status = actix_web::http::StatusCode::OK;
     if let Some(wait) = wait.filter(|w| *w > 0 && !job.state.is_terminal()) {
-        let wait = wait.min(submit::max_wait(&state, &job).await?);
+        let wait = wait.min(submit::max_wait(state, &job).await?);
         job = state
             .jobs_ended
             .wait(
@@ -114,7 +130,7 @@ pub async fn get_job(
     v.callbacks = Some(callbacks.into_iter().map(CallbackView::from).collect());
     let mut res = HttpResponse::build(status);
     if status == actix_web::http::StatusCode::ACCEPTED {
-        res.insert_header((header::LOCATION, format!("/jobs/{}", v.id)));
+        res.insert_header((header::LOCATION, location(&v.kind, v.id)));
     }
     Ok(res.json(v))
 }
@@ -160,6 +176,11 @@ pub async fn list_jobs(
     q: web::Query<JobFilter>,
 ) -> Result<web::Json<JobPage>, ApiError> {
     caller.require("jobs:read")?;
+    Ok(web::Json(page(&state, &q, "job").await?))
+}
+
+/// A page of the ledger's entries of one kind.
+pub(super) async fn page(state: &AppState, q: &JobFilter, kind: &str) -> Result<JobPage, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -173,17 +194,17 @@ pub async fn list_jobs(
         })?),
         None => None,
     };
-    let mut rows = store::list(&state.pool, &q, after, limit + 1).await?;
+    let mut rows = store::list(&state.pool, q, kind, after, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(encode_cursor)
     } else {
         None
     };
-    Ok(web::Json(JobPage {
+    Ok(JobPage {
         items: rows.into_iter().map(|j| view(j, None)).collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// How to stop a job.

@@ -16,6 +16,8 @@ pub mod hook_admin;
 pub mod hooks;
 pub mod jobs;
 pub mod processes;
+pub mod queue_items;
+pub mod queue_mappings;
 pub mod run;
 
 use actix_web::dev::ResourceDef;
@@ -69,7 +71,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hook_admin::list_deliveries)
         .service(hook_admin::get_delivery)
         .service(hook_admin::replay_delivery)
-        .service(audit::list_audit);
+        .service(audit::list_audit)
+        .service(queue_items::add_item)
+        .service(queue_items::get_item)
+        .service(queue_items::list_items)
+        .service(queue_mappings::create_queue_mapping)
+        .service(queue_mappings::list_queue_mappings)
+        .service(queue_mappings::get_queue_mapping)
+        .service(queue_mappings::replace_queue_mapping)
+        .service(queue_mappings::delete_queue_mapping);
 }
 
 /// Every path we serve, its methods, and which of them need credentials: to tell a 405

@@ -9,13 +9,18 @@ use crate::domain::process::{NewProcess, ProcessInput};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::processes::{self as store, ProcessRow, WriteError};
-use crate::views::processes::{CallbackSecret, ProcessList, ProcessView};
+use crate::views::processes::{CallbackSecret, ProcessList, ProcessView, TargetView};
 
 fn problems(p: Vec<FieldProblem>) -> ApiError {
     ApiError::invalid("validation_failed", &p)
 }
 
-fn write_error(e: WriteError, name: &str) -> ApiError {
+/// What a row of the processes table is called in answers: a process or a queue mapping.
+pub(super) fn noun(queue: bool) -> &'static str {
+    if queue { "queue mapping" } else { "process" }
+}
+
+pub(super) fn write_error(e: WriteError, name: &str) -> ApiError {
     match e {
         WriteError::UnknownConnection(c) => problems(vec![FieldProblem {
             field: "connection".into(),
@@ -24,7 +29,9 @@ fn write_error(e: WriteError, name: &str) -> ApiError {
         WriteError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
             ApiError::Conflict {
                 code: "name_taken",
-                detail: format!("a process named `{name}` already exists"),
+                detail: format!(
+                    "a process or queue mapping named `{name}` already exists (they share names)"
+                ),
             }
         }
         WriteError::Database(e) => e.into(),
@@ -34,7 +41,7 @@ fn write_error(e: WriteError, name: &str) -> ApiError {
 /// Validates the input, including the callback URL against private targets.
 /// Checks a process against Orchestrator before it is stored: what does not exist is a
 /// 422 naming the field; when Orchestrator cannot answer, it is stored unverified.
-async fn checked(state: &AppState, new: &NewProcess) -> Result<Checked, ApiError> {
+pub(super) async fn checked(state: &AppState, new: &NewProcess) -> Result<Checked, ApiError> {
     let checked = process_check::check(state, new).await?;
     match checked {
         Checked::Invalid(p) => Err(problems(p)),
@@ -42,12 +49,16 @@ async fn checked(state: &AppState, new: &NewProcess) -> Result<Checked, ApiError
             tracing::warn!(process = %new.name, reason = %why, "process saved unverified");
             Ok(checked)
         }
-        Checked::Verified(_) => Ok(checked),
+        Checked::Verified(_) | Checked::VerifiedQueue(_) => Ok(checked),
     }
 }
 
 fn validate(state: &AppState, input: ProcessInput) -> Result<NewProcess, ApiError> {
-    let new = input.validate().map_err(problems)?;
+    checked_callback(state, input.validate().map_err(problems)?)
+}
+
+/// Refuses a callback URL aimed at a private address (unless they are allowed).
+pub(super) fn checked_callback(state: &AppState, new: NewProcess) -> Result<NewProcess, ApiError> {
     if let Some(url) = &new.callback_url
         && let Err(problem) = crate::domain::callback_target::check_target(
             url,
@@ -64,20 +75,102 @@ fn validate(state: &AppState, input: ProcessInput) -> Result<NewProcess, ApiErro
 
 /// Stores the given callback secret, or generates one for a process without; a
 /// generated secret is shown in the answer (once).
-async fn with_secret(
+async fn with_secret<V: TargetView>(
     state: &AppState,
     row: ProcessRow,
     new: &NewProcess,
-) -> Result<ProcessView, ApiError> {
+) -> Result<V, ApiError> {
     let shown = crate::app::config_apply::store_callback_secret(state, &row, new).await?;
-    let mut view = ProcessView::from(row);
-    view.has_callback_secret = true;
-    view.callback_secret = shown;
+    let mut view = V::from(row);
+    view.show_secret(shown);
     Ok(view)
 }
 
 fn not_found(name: &str) -> ApiError {
     ApiError::not_found("process_not_found", format!("no process named `{name}`"))
+}
+
+/// One stored row of the kind asked for.
+pub(super) async fn get_kind(
+    state: &AppState,
+    name: &str,
+    queue: bool,
+) -> Result<Option<ProcessRow>, ApiError> {
+    Ok(store::get(&state.pool, name)
+        .await?
+        .filter(|r| r.queue.is_some() == queue))
+}
+
+/// Creates (`existing` None) or replaces a process or queue mapping, checked against
+/// Orchestrator first, and audits it.
+pub(super) async fn save<V: TargetView>(
+    admin: &Admin,
+    state: &AppState,
+    existing: Option<&str>,
+    new: NewProcess,
+    missing: impl Fn(&str) -> ApiError,
+) -> Result<V, ApiError> {
+    let queue = new.queue.is_some();
+    let kind = if queue { "queue" } else { "process" };
+    let before = match existing {
+        Some(name) => Some(
+            get_kind(state, name, queue)
+                .await?
+                .ok_or_else(|| missing(name))?,
+        ),
+        None => None,
+    };
+    let checked = checked(state, &new).await?;
+    let row = store::upsert(&state.pool, existing, &new)
+        .await
+        .map_err(|e| write_error(e, &new.name))?
+        .ok_or_else(|| missing(existing.unwrap_or(&new.name)))?;
+    let row = process_check::record(state, row, &checked).await?;
+    let view: V = with_secret(state, row, &new).await?;
+    let action = if existing.is_some() {
+        "replace"
+    } else {
+        "create"
+    };
+    let before = before.and_then(|b| snapshot(&V::from(b)));
+    let name = existing.unwrap_or(&new.name).to_string();
+    admin
+        .audit(&state.pool, action, kind, &name, before, snapshot(&view))
+        .await?;
+    Ok(view)
+}
+
+/// Deletes a process or queue mapping (refused while webhooks target it), and audits it.
+pub(super) async fn remove<V: TargetView>(
+    admin: &Admin,
+    state: &AppState,
+    name: &str,
+    queue: bool,
+    missing: impl Fn(&str) -> ApiError,
+) -> Result<HttpResponse, ApiError> {
+    let kind = if queue { "queue" } else { "process" };
+    let before = get_kind(state, name, queue)
+        .await?
+        .and_then(|row| snapshot(&V::from(row)));
+    let deleted = match store::delete(&state.pool, name, queue).await {
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            return Err(ApiError::Conflict {
+                code: "process_in_use",
+                detail: format!(
+                    "inbound webhooks target {} `{name}`: point them elsewhere or delete them first",
+                    noun(queue)
+                ),
+            });
+        }
+        other => other?,
+    };
+    if !deleted {
+        return Err(missing(name));
+    }
+    admin
+        .audit(&state.pool, "delete", kind, name, before, None)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Create a process.
@@ -99,23 +192,7 @@ pub async fn create_process(
     body: web::Json<ProcessInput>,
 ) -> Result<HttpResponse, ApiError> {
     let new = validate(&state, body.into_inner())?;
-    let checked = checked(&state, &new).await?;
-    let row = store::upsert(&state.pool, None, &new)
-        .await
-        .map_err(|e| write_error(e, &new.name))?
-        .ok_or_else(|| not_found(&new.name))?;
-    let row = process_check::record(&state, row, &checked).await?;
-    let view = with_secret(&state, row, &new).await?;
-    admin
-        .audit(
-            &state.pool,
-            "create",
-            "process",
-            &view.name,
-            None,
-            snapshot(&view),
-        )
-        .await?;
+    let view: ProcessView = save(&admin, &state, None, new, not_found).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/processes/{}", view.name)))
         .json(view))
@@ -134,7 +211,7 @@ pub async fn list_processes(
     _: Admin,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ProcessList>, ApiError> {
-    let rows = store::list(&state.pool).await?;
+    let rows = store::list(&state.pool, false).await?;
     Ok(web::Json(ProcessList {
         items: rows.into_iter().map(ProcessView::from).collect(),
     }))
@@ -156,7 +233,7 @@ pub async fn get_process(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<web::Json<ProcessView>, ApiError> {
-    let row = store::get(&state.pool, &name)
+    let row = get_kind(&state, &name, false)
         .await?
         .ok_or_else(|| not_found(&name))?;
     Ok(web::Json(row.into()))
@@ -184,28 +261,9 @@ pub async fn replace_process(
     body: web::Json<ProcessInput>,
 ) -> Result<web::Json<ProcessView>, ApiError> {
     let new = validate(&state, body.into_inner())?;
-    let before = store::get(&state.pool, &name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
-    let before = snapshot(&ProcessView::from(before));
-    let checked = checked(&state, &new).await?;
-    let row = store::upsert(&state.pool, Some(&name), &new)
-        .await
-        .map_err(|e| write_error(e, &new.name))?
-        .ok_or_else(|| not_found(&name))?;
-    let row = process_check::record(&state, row, &checked).await?;
-    let view = with_secret(&state, row, &new).await?;
-    admin
-        .audit(
-            &state.pool,
-            "replace",
-            "process",
-            &name,
-            before,
-            snapshot(&view),
-        )
-        .await?;
-    Ok(web::Json(view))
+    Ok(web::Json(
+        save(&admin, &state, Some(&name), new, not_found).await?,
+    ))
 }
 
 /// Delete a process. Its jobs keep their history.
@@ -225,28 +283,7 @@ pub async fn delete_process(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = store::get(&state.pool, &name)
-        .await?
-        .and_then(|row| snapshot(&ProcessView::from(row)));
-    let deleted = match store::delete(&state.pool, &name).await {
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-            return Err(ApiError::Conflict {
-                code: "process_in_use",
-                detail: format!(
-                    "inbound webhooks start `{name}`: point them at another process or delete them first"
-                ),
-            });
-        }
-        other => other?,
-    };
-    if deleted {
-        admin
-            .audit(&state.pool, "delete", "process", &name, before, None)
-            .await?;
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(not_found(&name))
-    }
+    remove::<ProcessView>(&admin, &state, &name, false, not_found).await
 }
 
 /// Replace the callback signing secret with a new one, shown once. Callbacks sent from

@@ -13,22 +13,22 @@ use crate::app::submit::{self, Submitted};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::jobs::JobRow;
-use crate::views::jobs::{JobView, view};
+use crate::views::jobs::{JobView, location, view};
 
 /// 200 with the job when a wait was asked for and it ended, else 202 with `Location`.
-fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
+pub(super) fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
     if !waited || !job.state.is_terminal() {
         return accepted(view(job, None), replayed);
     }
     let mut res = HttpResponse::Ok();
-    res.insert_header((header::CONTENT_LOCATION, format!("/jobs/{}", job.id)));
+    res.insert_header((header::CONTENT_LOCATION, location(&job.kind, job.id)));
     if replayed {
         res.insert_header(("idempotent-replayed", "true"));
     }
     res.json(view(job, None))
 }
 
-fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -56,7 +56,7 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiE
     }
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -135,6 +135,7 @@ pub async fn run(
         callback_url: query.into_inner().callback_url,
         idempotency: idempotency_key.zip(request_hash),
         wait,
+        item: None,
     };
     let state = state.into_inner();
     let (job, repeat) = match submit::run(&state, call).await? {

@@ -1,5 +1,5 @@
-//! Injected faults: errors, latency, hangs, a StartJobs that answers 502 after creating the
-//! job, and dropped webhooks. They apply to Orchestrator and identity paths, never to
+//! Injected faults: errors, latency, hangs, a StartJobs (or AddQueueItem) that answers 502
+//! after creating the job (or item), and dropped webhooks. They apply to Orchestrator and identity paths, never to
 //! `/__sim/`.
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,8 @@ pub struct Faults {
     pub hang: Option<HangFault>,
     /// The next N StartJobs create the job, then answer 502.
     pub start_then_502: u32,
+    /// The next N AddQueueItem add the item, then answer 502.
+    pub add_then_502: u32,
     /// The next N outgoing webhooks are not sent.
     pub drop_webhooks: u32,
     /// No outgoing webhook is sent while true.

@@ -196,8 +196,18 @@ pub async fn add_item(req: HttpRequest, body: Bytes, sim: web::Data<Sim>) -> Htt
     let dto = item_dto(&item, &state);
     let added = super::queue_robot::event("queueItem.added", &item, &state);
     state.queue_items.insert(id, item);
+    let then_502 = state.faults.add_then_502 > 0;
+    if then_502 {
+        // The item exists, but the caller hears a gateway error.
+        state.faults.add_then_502 -= 1;
+    }
     drop(state);
     super::outbox::deliver_payloads(&sim.clone().into_inner(), vec![added]);
+    if then_502 {
+        return HttpResponse::BadGateway()
+            .content_type("text/html")
+            .body("<html><body>502 Bad Gateway</body></html>");
+    }
     HttpResponse::Created().json(dto)
 }
 

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::domain::arguments::ResolvedRelease;
 use crate::domain::folder::FolderRef;
 use crate::domain::process::{JobOptions, NewProcess, ReleaseSelector};
+use crate::domain::queue::QueueSchema;
 
 /// A stored process.
 #[derive(Debug, Clone)]
@@ -17,6 +18,10 @@ pub struct ProcessRow {
     pub connection_name: String,
     pub folder: String,
     pub release: ReleaseSelector,
+    /// For a queue mapping, the queue's name in Orchestrator (None for a process).
+    pub queue: Option<String>,
+    /// The queue's definition last looked up (its schemas, unique references).
+    pub queue_schema: Option<QueueSchema>,
     /// The release last looked up for this process (its key and argument definitions).
     pub resolved: Option<ResolvedRelease>,
     pub release_resolved_at: Option<DateTime<Utc>>,
@@ -35,7 +40,7 @@ pub struct ProcessRow {
 
 const SELECT: &str = "select p.id, p.name, p.connection_id, c.name as connection_name, p.folder_path, p.folder_id, \
     p.folder_key, p.release_process_key, p.release_name, p.release_version, p.release_key, p.release_arguments, \
-    p.release_outputs, p.unverified_reason, p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, \
+    p.release_outputs, p.queue_name, p.queue_definition, p.unverified_reason, p.release_resolved_at, p.default_input, p.job_options, p.max_wait_seconds, p.callback_url, \
     p.callback_secret_sealed is not null as has_callback_secret, p.created_at, p.updated_at \
     from processes p join connections c on c.id = p.connection_id";
 
@@ -62,6 +67,10 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<ProcessRow, sqlx::Error> {
             name: r.try_get("release_name")?,
             version: r.try_get("release_version")?,
         },
+        queue: r.try_get("queue_name")?,
+        queue_schema: r
+            .try_get::<Option<serde_json::Value>, _>("queue_definition")?
+            .and_then(|d| serde_json::from_value(d).ok()),
         resolved: match (
             r.try_get::<Option<Uuid>, _>("release_key")?,
             r.try_get::<Option<serde_json::Value>, _>("release_arguments")?,
@@ -121,15 +130,16 @@ pub async fn upsert(
     let done = match existing {
         None => sqlx::query(
             "insert into processes (id, name, connection_id, folder_path, folder_id, folder_key, release_process_key, release_name, \
-             release_version, default_input, job_options, max_wait_seconds, callback_url) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             release_version, default_input, job_options, max_wait_seconds, callback_url, queue_name) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(Uuid::new_v4()),
         Some(old) => sqlx::query(
             "update processes set name = $2, connection_id = $3, folder_path = $4, folder_id = $5, folder_key = $6, \
              release_process_key = $7, release_name = $8, release_version = $9, default_input = $10, job_options = $11, \
-             max_wait_seconds = $12, callback_url = $13, release_key = null, release_arguments = null, release_outputs = null, unverified_reason = null, release_resolved_at = null \
-             where name = $1",
+             max_wait_seconds = $12, callback_url = $13, queue_name = $14, release_key = null, release_arguments = null, release_outputs = null, \
+             queue_definition = null, unverified_reason = null, release_resolved_at = null \
+             where name = $1 and (queue_name is null) = ($14::text is null)",
         )
         .bind(old),
     }
@@ -145,6 +155,7 @@ pub async fn upsert(
     .bind(options)
     .bind(p.max_wait_seconds)
     .bind(&p.callback_url)
+    .bind(&p.queue)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {
@@ -153,7 +164,7 @@ pub async fn upsert(
     Ok(get(pool, &p.name).await?)
 }
 
-/// One process by name.
+/// One process or queue mapping by name (`ProcessRow::queue` tells which).
 pub async fn get(pool: &PgPool, name: &str) -> Result<Option<ProcessRow>, sqlx::Error> {
     let sql = format!("{SELECT} where p.name = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -163,21 +174,26 @@ pub async fn get(pool: &PgPool, name: &str) -> Result<Option<ProcessRow>, sqlx::
     row.as_ref().map(from_row).transpose()
 }
 
-/// Every process, by name.
-pub async fn list(pool: &PgPool) -> Result<Vec<ProcessRow>, sqlx::Error> {
-    let sql = format!("{SELECT} order by p.name");
+/// Every process (or, with `queues`, every queue mapping), by name.
+pub async fn list(pool: &PgPool, queues: bool) -> Result<Vec<ProcessRow>, sqlx::Error> {
+    let sql = format!("{SELECT} where (p.queue_name is not null) = $1 order by p.name");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(queues)
         .fetch_all(pool)
         .await?;
     rows.iter().map(from_row).collect()
 }
 
-/// Deletes a process; its jobs keep their history.
-pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query!("delete from processes where name = $1", name)
-        .execute(pool)
-        .await?
-        .rows_affected()
+/// Deletes a process (or, with `queue`, a queue mapping); its jobs keep their history.
+pub async fn delete(pool: &PgPool, name: &str, queue: bool) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "delete from processes where name = $1 and (queue_name is not null) = $2",
+        name,
+        queue
+    )
+    .execute(pool)
+    .await?
+    .rows_affected()
         == 1)
 }
 
@@ -267,6 +283,23 @@ pub async fn mark_unverified(
         "update processes set unverified_reason = $2 where id = $1",
         process_id,
         reason
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Stores the queue definition found for a queue mapping.
+pub async fn cache_queue(
+    pool: &PgPool,
+    process_id: Uuid,
+    queue: &QueueSchema,
+) -> Result<(), sqlx::Error> {
+    let definition = serde_json::to_value(queue).unwrap_or_default();
+    sqlx::query!(
+        "update processes set queue_definition = $2, release_resolved_at = now(), unverified_reason = null where id = $1",
+        process_id,
+        definition
     )
     .execute(pool)
     .await?;

@@ -12,7 +12,13 @@ use crate::storage::jobs::{EventRow, JobRow};
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     pub id: Uuid,
+    /// The process (or, for a queue item, the queue mapping).
     pub process: String,
+    /// `job`, or `queue_item` for an item added to an Orchestrator queue
+    /// (`POST /queues/{name}`): then `input` holds its `content` and how it was added,
+    /// `orchestrator_job_id` / `_key` are the queue item's Id and Key (its latest retry),
+    /// `output` its Output, `error` its ProcessingException, `info` its status.
+    pub kind: String,
     /// `queued`, then Orchestrator's state in lower case (`pending`, `running`, `successful`,
     /// `faulted`, `stopped`...), or `rejected` / `dead` when it never started. `unknown`:
     /// its start may have reached Orchestrator (a timeout, a 5xx after sending), and it
@@ -125,10 +131,19 @@ pub struct JobPage {
 }
 
 /// The API view of a ledger row.
+/// Where an entry of the ledger is read: `/jobs/{id}`, or `/queue-items/{id}`.
+pub fn location(kind: &str, id: Uuid) -> String {
+    match kind {
+        "queue_item" => format!("/queue-items/{id}"),
+        _ => format!("/jobs/{id}"),
+    }
+}
+
 pub fn view(j: JobRow, timeline: Option<Vec<EventRow>>) -> JobView {
     JobView {
         id: j.id,
         process: j.process_name,
+        kind: j.kind,
         state: j.state,
         source: j.source,
         reference: j.reference,

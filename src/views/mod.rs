@@ -7,3 +7,4 @@ pub mod hooks;
 pub mod jobs;
 pub mod openapi;
 pub mod processes;
+pub mod queues;

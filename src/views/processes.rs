@@ -53,6 +53,20 @@ pub struct ProcessList {
     pub items: Vec<ProcessView>,
 }
 
+/// The admin view of a row of the processes table (a process or a queue mapping): it
+/// shows a callback secret once, when one was just generated.
+pub trait TargetView: From<ProcessRow> + serde::Serialize {
+    /// Marks the secret as stored, showing it if it was generated now.
+    fn show_secret(&mut self, shown: Option<String>);
+}
+
+impl TargetView for ProcessView {
+    fn show_secret(&mut self, shown: Option<String>) {
+        self.has_callback_secret = true;
+        self.callback_secret = shown;
+    }
+}
+
 impl From<ProcessRow> for ProcessView {
     fn from(r: ProcessRow) -> Self {
         ProcessView {

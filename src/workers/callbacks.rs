@@ -13,7 +13,8 @@ use crate::state::AppState;
 use crate::storage::callbacks::{self as store, Due, Outcome};
 use crate::storage::{jobs, processes};
 
-/// The message for a job: `{type, timestamp, data}` with the job as `GET /jobs/{id}` shows it.
+/// The message for a job: `{type, timestamp, data}` with the job as `GET /jobs/{id}` shows it
+/// (`job.successful`...; a queue item's type is `queue_item.successful`...).
 async fn message(state: &AppState, due: &Due) -> anyhow::Result<Option<Value>> {
     if let Some(p) = &due.payload {
         return Ok(Some(p.clone()));
@@ -21,7 +22,7 @@ async fn message(state: &AppState, due: &Due) -> anyhow::Result<Option<Value>> {
     let Some(job) = jobs::get(&state.pool, due.job_id).await? else {
         return Ok(None);
     };
-    let kind = format!("job.{}", job.state);
+    let kind = format!("{}.{}", job.kind, job.state);
     let timestamp = job.finished_at.unwrap_or(job.updated_at);
     let data = serde_json::to_value(crate::views::jobs::view(job, None))?;
     let payload = json!({"type": kind, "timestamp": timestamp, "data": data});

@@ -131,9 +131,13 @@ async fn record(state: &AppState, job: &ToPoll, found: &Job) -> anyhow::Result<b
 async fn read_and_record(
     state: &AppState,
     conn: &ConnectionRow,
+    process: &ProcessRow,
     folder: &FolderRef,
     job: &ToPoll,
 ) -> anyhow::Result<bool> {
+    if process.queue.is_some() {
+        return super::item_sync::read_and_record(state, conn, process, job).await;
+    }
     let found = read_one(state, conn, folder, job.orchestrator_job_id).await?;
     record(state, job, &found).await
 }
@@ -149,7 +153,7 @@ async fn singles(
     let folder = FolderRef::parse(&group.process.folder);
     let results = join_all(
         jobs.iter()
-            .map(|job| read_and_record(state, group.conn, &folder, job)),
+            .map(|job| read_and_record(state, group.conn, group.process, &folder, job)),
     )
     .await;
     report.single_reads += jobs.len();
@@ -286,7 +290,8 @@ async fn tenant_pass(
         }
     }
     // Group by (connection, folder): a list reads one folder.
-    let mut groups: BTreeMap<(Uuid, String), Group> = BTreeMap::new();
+    // Queue items are read one by one (by Id, outside the list limit), per queue.
+    let mut groups: BTreeMap<(Uuid, String, Option<Uuid>), Group> = BTreeMap::new();
     for job in &due {
         let (Some(conn), Some(process)) = (
             conn_rows.get(&job.connection_id),
@@ -295,7 +300,11 @@ async fn tenant_pass(
             continue;
         };
         groups
-            .entry((conn.id, process.folder.clone()))
+            .entry((
+                conn.id,
+                process.folder.clone(),
+                process.queue.as_ref().map(|_| process.id),
+            ))
             .or_insert_with(|| Group {
                 conn,
                 process,
@@ -305,7 +314,7 @@ async fn tenant_pass(
             .push(job);
     }
     for group in groups.values() {
-        let left = if group.jobs.len() <= t.single_get_max {
+        let left = if group.jobs.len() <= t.single_get_max || group.process.queue.is_some() {
             singles(state, group, &group.jobs, report).await?;
             continue;
         } else if lists_open {

@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod dispatcher;
+pub mod item_sync;
 pub mod job_sync;
 pub mod reconciler;
 pub mod token_refresh;

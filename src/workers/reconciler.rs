@@ -18,15 +18,19 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::dispatch;
+use crate::app::queue_definition;
 use crate::orchestrator::models::Job;
 use crate::orchestrator::odata::{pack, reference_filter};
+use crate::orchestrator::queues::QueueItem;
 use crate::orchestrator::{FolderRef, OrchestratorError};
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
 use crate::storage::job_queue::{self, Scope};
 use crate::storage::jobs::{JobRow, JobState};
+use crate::storage::processes::ProcessRow;
 use crate::tokens::TokenError;
 use crate::traffic::Class;
+use crate::traffic::Priority;
 
 /// Jobs claimed per tenant and pass.
 const BATCH: i64 = 1_000;
@@ -49,12 +53,32 @@ pub struct PassReport {
     pub later: usize,
 }
 
+/// What a lookup by Reference found: jobs, or the queue items of a queue mapping.
+enum Found {
+    Jobs(Vec<Job>),
+    Items(Vec<QueueItem>),
+}
+
 async fn look_up(
     state: &AppState,
     conn: &ConnectionRow,
     folder: &FolderRef,
+    queue: Option<&ProcessRow>,
     references: &[String],
-) -> Result<Vec<Job>, TokenError> {
+) -> Result<Found, TokenError> {
+    if let Some(mapping) = queue {
+        let queue = queue_definition::resolve(state, mapping, conn, false).await?;
+        return dispatch::queue_item::by_reference(
+            state,
+            conn,
+            folder,
+            queue.id,
+            references,
+            Priority::Urgent,
+        )
+        .await
+        .map(Found::Items);
+    }
     let orch = state.orchestrator(conn);
     state
         .tokens
@@ -63,6 +87,7 @@ async fn look_up(
             async move { orch.jobs_by_reference(&t, &folder, references).await }
         })
         .await
+        .map(Found::Jobs)
 }
 
 /// Reconciles one group (one connection and folder). Returns false when the tenant
@@ -71,6 +96,7 @@ async fn group(
     state: &AppState,
     conn: &ConnectionRow,
     folder: &str,
+    queue: Option<&ProcessRow>,
     jobs: &[&JobRow],
     report: &mut PassReport,
 ) -> anyhow::Result<bool> {
@@ -81,26 +107,43 @@ async fn group(
         jobs,
         t.tracking.ids_per_list,
         t.traffic.max_filter_chars,
-        |j| j.reference.len() + 16,
+        |j| j.reference.len() + j.reference.matches('\'').count() + 16,
     );
     for (n, run) in runs.iter().enumerate() {
         let references: Vec<String> = run.iter().map(|j| j.reference.clone()).collect();
         debug_assert!(reference_filter(&references).len() <= t.traffic.max_filter_chars);
-        match look_up(state, conn, &folder_ref, &references).await {
+        match look_up(state, conn, &folder_ref, queue, &references).await {
             Ok(found) => {
                 report.lists += 1;
-                let by_reference: HashMap<&str, &Job> = found
-                    .iter()
-                    .filter_map(|j| j.reference.as_deref().map(|r| (r, j)))
-                    .collect();
                 let mut missing = Vec::new();
-                for job in run.iter() {
-                    match by_reference.get(job.reference.as_str()) {
-                        Some(found) => {
-                            dispatch::adopt(state, conn, &orch, &folder_ref, job, found).await?;
-                            report.found += 1;
+                match found {
+                    Found::Jobs(found) => {
+                        let by_reference: HashMap<&str, &Job> = found
+                            .iter()
+                            .filter_map(|j| j.reference.as_deref().map(|r| (r, j)))
+                            .collect();
+                        for job in run.iter() {
+                            match by_reference.get(job.reference.as_str()) {
+                                Some(found) => {
+                                    dispatch::adopt(state, conn, &orch, &folder_ref, job, found)
+                                        .await?;
+                                    report.found += 1;
+                                }
+                                None => missing.push(job.id),
+                            }
                         }
-                        None => missing.push(job.id),
+                    }
+                    Found::Items(found) => {
+                        for job in run.iter() {
+                            match dispatch::queue_item::latest(&found, &job.reference) {
+                                Some(item) => {
+                                    let how = "found by its Reference after an unknown add";
+                                    dispatch::queue_item::started(state, job, &item, how).await?;
+                                    report.found += 1;
+                                }
+                                None => missing.push(job.id),
+                            }
+                        }
                     }
                 }
                 let dead =
@@ -164,7 +207,10 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             continue;
         }
         // Group by (connection, folder): a list reads one folder.
-        let mut groups: BTreeMap<(Uuid, String), (ConnectionRow, Vec<&JobRow>)> = BTreeMap::new();
+        // Queue items are looked up per queue.
+        type Key = (Uuid, String, Option<Uuid>);
+        let mut groups: BTreeMap<Key, (ConnectionRow, Option<ProcessRow>, Vec<&JobRow>)> =
+            BTreeMap::new();
         let mut unusable = Vec::new();
         for job in &claimed {
             let process = match job.process_id {
@@ -181,11 +227,14 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
                 None => None,
             };
             match (process, conn) {
-                (Some(p), Some(c)) => groups
-                    .entry((c.id, p.folder.clone()))
-                    .or_insert_with(|| (c, Vec::new()))
-                    .1
-                    .push(job),
+                (Some(p), Some(c)) => {
+                    let queue = p.queue.is_some().then(|| p.clone());
+                    groups
+                        .entry((c.id, p.folder.clone(), queue.as_ref().map(|q| q.id)))
+                        .or_insert_with(|| (c, queue, Vec::new()))
+                        .2
+                        .push(job)
+                }
                 _ => unusable.push(job.id),
             }
         }
@@ -201,13 +250,13 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
             .await?;
         }
         let mut go_on = true;
-        for ((_, folder), (conn, jobs)) in &groups {
+        for ((_, folder, _), (conn, queue, jobs)) in &groups {
             if !go_on {
                 let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
                 job_queue::release(&state.pool, &ids, JobState::Unknown).await?;
                 continue;
             }
-            go_on = group(state, conn, folder, jobs, &mut report).await?;
+            go_on = group(state, conn, folder, queue.as_ref(), jobs, &mut report).await?;
         }
     }
     Ok(report)

@@ -153,6 +153,32 @@ async fn each_orchestrator_flavour_guide_connects_and_runs_the_first_process() {
 }
 
 #[tokio::test]
+async fn the_queue_items_recipe_adds_items_once_and_sees_them_end() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = gateway(&sim).await;
+    let out = run_guides(
+        &app,
+        &sim,
+        &[
+            "connect/automation-cloud-external-app.md",
+            "recipes/queue-items.md",
+        ],
+        &[("QUEUE", "InvoicesToBook".into())],
+    )
+    .await;
+    assert!(out.contains("\"state\":\"successful\""), "{out}");
+    assert!(out.contains("\"BookingId\""), "the robot's output: {out}");
+    // Two calls with one Reference on a unique queue: one item in Orchestrator.
+    let items: Vec<(String, i64)> = sqlx::query_as(
+        "select reference, count(distinct orchestrator_job_id) from jobs where kind = 'queue_item' group by 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(items, [("INV-2026-0042".to_string(), 1)], "{out}");
+}
+
+#[tokio::test]
 async fn the_recipes_start_jobs_from_signed_github_stripe_and_slack_deliveries_and_a_business_system()
  {
     let sim = spawn_sim(|_| {}).await;
@@ -248,7 +274,7 @@ fn the_configuration_reference_lists_every_setting_with_its_variable_and_default
     }
     let mut settings = BTreeMap::new();
     flatten("", &uipath_gateway::config::defaults(), &mut settings);
-    for objects in ["connections", "processes", "webhooks"] {
+    for objects in ["connections", "processes", "queues", "webhooks"] {
         settings.remove(objects);
     }
     let doc = std::fs::read_to_string(

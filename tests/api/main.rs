@@ -18,6 +18,7 @@ mod job_tracking;
 mod openapi;
 mod orchestrator_client;
 mod processes;
+mod queue_items;
 mod reliability;
 mod run;
 mod secrets;

@@ -10,6 +10,7 @@
 //! happens only to a job Orchestrator certainly does not have.
 
 mod outcome;
+pub mod queue_item;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -110,6 +111,9 @@ pub async fn attempt_with(
     process: &ProcessRow,
     conn: &ConnectionRow,
 ) -> Result<Outcome, sqlx::Error> {
+    if process.queue.is_some() {
+        return queue_item::attempt(state, job, process, conn).await;
+    }
     let folder = FolderRef::parse(&process.folder);
     let orch = state.orchestrator(conn);
     let result: Result<Job, TokenError> = async {

@@ -16,9 +16,10 @@ pub(super) fn insert_jobs_ctes(keep: &str) -> String {
     format!(
         "new as ( \
            insert into jobs (id, process_id, process_name, source, source_detail, state, input, reference, attempts, \
-             lease_owner, lease_expires_at, callback_url, replay_of) \
+             lease_owner, lease_expires_at, callback_url, replay_of, kind) \
            select t.id, t.process_id, t.process_name, t.source, t.source_detail, 'queued', t.input, t.reference, 1, \
-             $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of \
+             $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of, \
+             coalesce((select 'queue_item' from processes p where p.id = t.process_id and p.queue_name is not null), 'job') \
            from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $10::text[], $11::uuid[]) \
              as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of) \
            {keep} \
@@ -49,7 +50,11 @@ pub(super) fn bind_new_jobs<'q>(
                 .collect::<Vec<_>>(),
         )
         .bind(jobs.iter().map(|j| &j.input).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| reference(j.id)).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.reference.clone().unwrap_or_else(|| reference(j.id)))
+                .collect::<Vec<_>>(),
+        )
         .bind(owner)
         .bind(lease_secs as f64)
         .bind(

@@ -29,6 +29,8 @@ pub struct JobRow {
     pub id: Uuid,
     pub process_id: Option<Uuid>,
     pub process_name: String,
+    /// `job`, or `queue_item` for an item added to an Orchestrator queue.
+    pub kind: String,
     pub source: String,
     /// Only this code writes states: one it does not know is a decode error.
     #[sqlx(try_from = "String")]
@@ -60,7 +62,7 @@ pub struct EventRow {
     pub occurred_at: DateTime<Utc>,
 }
 
-pub(super) const COLUMNS: &str = "id, process_id, process_name, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
+pub(super) const COLUMNS: &str = "id, process_id, process_name, kind, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
     output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
 
 /// What a new job needs.
@@ -74,6 +76,8 @@ pub struct NewJob {
     pub input: Value,
     pub callback_url: Option<String>,
     pub replay_of: Option<Uuid>,
+    /// The Reference to send, when the caller gave one (a queue item's); else `reference(id)`.
+    pub reference: Option<String>,
 }
 
 /// The Reference sent to Orchestrator for a job.
@@ -142,14 +146,15 @@ pub async fn events(pool: &PgPool, id: Uuid) -> Result<Vec<EventRow>, sqlx::Erro
 pub async fn list(
     pool: &PgPool,
     f: &JobFilter,
+    kind: &str,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
     let sql = format!(
         "select {COLUMNS} from jobs where ($1::text is null or process_name = $1) and ($2::text is null or state = $2) \
-         and ($3::text is null or source = $3) and ($4::text is null or (id = $10 and reference = $4)) \
+         and ($3::text is null or source = $3) and ($4::text is null or (reference = $4 and (id = $10 or $10 = '00000000-0000-0000-0000-000000000000'::uuid))) \
          and ($5::timestamptz is null or created_at >= $5) and ($6::timestamptz is null or created_at < $6) \
-         and ($7::timestamptz is null or (created_at, id) < ($7, $8)) order by created_at desc, id desc limit $9"
+         and ($7::timestamptz is null or (created_at, id) < ($7, $8)) and kind = $11 order by created_at desc, id desc limit $9"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&f.process)
@@ -162,6 +167,7 @@ pub async fn list(
         .bind(after.map(|a| a.1))
         .bind(limit)
         .bind(f.reference.as_deref().map(id_of_reference))
+        .bind(kind)
         .fetch_all(pool)
         .await?;
     rows.iter().map(JobRow::from_row).collect()

@@ -173,14 +173,44 @@ pub async fn unclaim(pool: &PgPool, jobs: &[&ToPoll]) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// The ledger job behind an Orchestrator job id, among the processes of a connection.
+/// The ledger entry behind an Orchestrator job id (or, with `kind` `queue_item`, a
+/// queue item id: they are counted apart), among the targets of a connection.
 pub async fn by_orchestrator_id(
     pool: &PgPool,
     connection_id: Uuid,
     orchestrator_job_id: i64,
+    kind: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar!("select j.id from jobs j join processes p on p.id = j.process_id \
-         where j.orchestrator_job_id = $1 and p.connection_id = $2 order by j.created_at desc limit 1", orchestrator_job_id, connection_id)
+         where j.orchestrator_job_id = $1 and p.connection_id = $2 and j.kind = $3 order by j.created_at desc limit 1",
+         orchestrator_job_id, connection_id, kind)
     .fetch_optional(pool)
     .await
+}
+
+/// Follows a queue item's retry: the ledger entry that followed item `from` follows
+/// `retry` from now on (its Id and Key), with a timeline entry. False if it already
+/// follows a later one.
+pub async fn follow_retry(
+    pool: &PgPool,
+    id: Uuid,
+    from: i64,
+    retry: &crate::orchestrator::queues::QueueItem,
+) -> Result<bool, sqlx::Error> {
+    let detail = serde_json::json!({"orchestrator_queue_item_id": retry.id, "retried_item_id": from,
+        "retry_number": retry.retry_number});
+    let key = retry.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
+    let changed: i64 = sqlx::query_scalar(
+        "with upd as (update jobs set orchestrator_job_id = $2, orchestrator_job_key = coalesce($3, orchestrator_job_key), \
+           state_changed_at = now() where id = $1 and orchestrator_job_id < $2 returning id), \
+         ev as (insert into job_events (job_id, state, source, detail) select id, 'retried', 'orchestrator', $4 from upd) \
+         select count(*) from upd",
+    )
+    .bind(id)
+    .bind(retry.id)
+    .bind(key)
+    .bind(detail)
+    .fetch_one(pool)
+    .await?;
+    Ok(changed > 0)
 }

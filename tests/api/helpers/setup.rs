@@ -126,7 +126,8 @@ pub async fn setup_on(
         "OR.Folders.Read",
         "OR.Execution.Read",
         "OR.Jobs",
-        "OR.Webhooks"
+        "OR.Webhooks",
+        "OR.Queues"
     ]);
     create(&app, &conn).await;
     let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP",

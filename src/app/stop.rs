@@ -38,6 +38,16 @@ pub async fn stop(state: &AppState, job: JobRow, strategy: &str) -> Result<JobRo
                 detail: format!("the job has already ended ({})", job.state),
             });
         };
+        if job.kind == "queue_item" {
+            return Err(ApiError::Conflict {
+                code: "not_stoppable",
+                detail: format!(
+                    "queue item {orch_id} is in its Orchestrator queue: the gateway cannot take it back \
+                     (an operator can delete a New item in Orchestrator); only an item not yet added \
+                     can be cancelled here"
+                ),
+            });
+        }
         let process = processes::get_by_id(&state.pool, job.process_id.unwrap_or_default())
             .await?
             .ok_or_else(|| ApiError::Conflict {

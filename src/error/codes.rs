@@ -56,6 +56,7 @@ pub const CODES: &[&str] = &[
     "job_ended",
     "not_dead_lettered",
     "not_replayable",
+    "not_stoppable",
     // 422
     "validation_failed",
     "invalid_arguments",

@@ -236,7 +236,7 @@ async fn load_for(caller: &Caller, state: &AppState, id: Uuid) -> Result<JobRow,
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks this process's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already ended, or it is a queue item already in its queue (`not_stoppable`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Orchestrator refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Orchestrator is unavailable", body = Problem, content_type = "application/problem+json"),
     )

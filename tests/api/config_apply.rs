@@ -40,6 +40,13 @@ connection = "sim"
 folder = "Shared"
 release = {{ name = "OrderSync" }}
 
+[[queues]]
+name = "InvoicesToBook"
+connection = "sim"
+folder = "Finance/AP"
+queue = "InvoicesToBook"
+priority = "High"
+
 [[webhooks]]
 slug = "declared-hook"
 process = "Invoices"
@@ -58,6 +65,7 @@ mapping = {{ in_Vendor = "body.vendor", in_Amount = "body.amount" }}
     let with_file = |s: &mut Settings| {
         s.connections = declared.connections.clone();
         s.processes = declared.processes.clone();
+        s.queues = declared.queues.clone();
         s.webhooks = declared.webhooks.clone();
         s.encryption_keys = Some(keys.clone());
     };
@@ -70,7 +78,24 @@ mapping = {{ in_Vendor = "body.vendor", in_Amount = "body.amount" }}
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Invoices", "Orders"]);
+    assert_eq!(
+        names,
+        ["Invoices", "Orders"],
+        "queue mappings are not processes"
+    );
+    let queues = first.admin_get("/queue-mappings").await;
+    assert_eq!(queues["items"][0]["name"], "InvoicesToBook", "{queues}");
+    assert_eq!(queues["items"][0]["priority"], "High");
+    // Checked against Orchestrator when applied: this connection's token lacks OR.Queues,
+    // so the mapping is stored, unverified, with a warning that says why (the start goes on).
+    assert_eq!(queues["items"][0]["unverified"], true, "{queues}");
+    assert!(
+        queues["items"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("OR.Queues"),
+        "{queues}"
+    );
     let conns = first.admin_get("/connections").await;
     let id = conns["items"][0]["id"].as_str().unwrap().to_string();
     let test: Value = first
@@ -116,6 +141,7 @@ mapping = {{ in_Vendor = "body.vendor", in_Amount = "body.amount" }}
         actions,
         [
             "create webhook declared-hook".to_string(),
+            "create queue InvoicesToBook".into(),
             "create process Orders".into(),
             "create process Invoices".into(),
             format!("create connection {id}"),

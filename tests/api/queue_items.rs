@@ -451,3 +451,135 @@ async fn each_queue_mapping_is_its_own_typed_operation_whose_example_is_accepted
     let res = add(&app, &key, "InvoicesToBook", "", body["example"].clone()).await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
 }
+
+#[tokio::test]
+async fn an_item_in_its_queue_cannot_be_stopped_and_mappings_are_checked_when_saved() {
+    let (app, _sim, key) = app_with(|_| {}).await;
+    let added: Value = add(&app, &key, "Leads", "", json!({"Name": "Barbara"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = added["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/stop")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    let p: Value = res.json().await.unwrap();
+    assert!(
+        ["not_stoppable", "job_ended"].contains(&p["code"].as_str().unwrap()),
+        "{p}"
+    );
+
+    // A queue the folder does not have: 422 naming the field, listing what it has.
+    let res = app
+        .admin(Method::POST, "/queue-mappings")
+        .json(&json!({"name": "Nope", "connection": "sim", "folder": "Finance/AP", "queue": "Invoices2Book"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "queue", "{p}");
+    assert!(p.to_string().contains("InvoicesToBook"), "{p}");
+    // Default content that breaks the queue's schema is refused when saved.
+    let res = app
+        .admin(Method::POST, "/queue-mappings")
+        .json(&json!({"name": "Bad", "connection": "sim", "folder": "Finance/AP", "queue": "InvoicesToBook",
+            "default_content": {"Amount": "lots"}}))
+        .send()
+        .await
+        .unwrap();
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "default_content.Amount", "{p}");
+    // A name a process has is taken.
+    let res = app
+        .admin(Method::POST, "/queue-mappings")
+        .json(
+            &json!({"name": "Invoices", "connection": "sim", "folder": "Shared", "queue": "Leads"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    // Not a process, not in the process list.
+    let listed = app.admin_get("/processes").await;
+    assert!(!listed.to_string().contains("Leads"), "{listed}");
+    assert_eq!(
+        app.admin(Method::GET, "/processes/Leads")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn queue_item_events_bring_the_end_and_follow_retries_without_any_poll() {
+    let sim = spawn_sim(|s| {
+        s.queue_behaviours.insert(
+            "InvoicesToBook".into(),
+            uipath_gateway::simulator::scenario::QueueBehaviour {
+                outcome: uipath_gateway::simulator::scenario::QueueOutcome::ApplicationException,
+                reason: "SAP timed out".into(),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let (_, url) = db::server().fresh_database().await;
+    // The dispatcher runs; the poller does not (its pass is an hour away).
+    let (app, key) = setup_on(&sim, url, |s| s.dispatch.poll_interval_ms = 100).await;
+    let res = app
+        .admin(Method::POST, "/queue-mappings")
+        .json(
+            &json!({"name": "InvoicesToBook", "connection": "sim", "folder": "Finance/AP",
+            "queue": "InvoicesToBook"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = sim.token().await;
+    let hook = json!({"Name": "gateway", "Url": app.url("/orchestrator/events/sim"), "Enabled": true,
+        "Secret": crate::helpers::setup::SECRET, "SubscribeToAllEvents": false, "AllowInsecureSsl": false,
+        "Events": uipath_gateway::workers::webhook_registration::JOB_EVENTS.iter()
+            .map(|e| json!({"EventType": e})).collect::<Vec<_>>()});
+    let res = sim
+        .post(&sim.cloud("/odata/Webhooks"), &token, None, &hook)
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+
+    let added: Value = add(
+        &app,
+        &key,
+        "InvoicesToBook",
+        "",
+        json!({"InvoiceNumber": "INV-21", "Amount": 21}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap();
+    let first = added["orchestrator_job_id"].as_i64();
+    let done = ended(&app, &key, id).await;
+    assert_eq!(done["state"], "faulted", "{done}");
+    assert_ne!(
+        done["orchestrator_job_id"].as_i64(),
+        first,
+        "the ledger follows the retry: {done}"
+    );
+    let sources = done["timeline"].to_string();
+    assert!(sources.contains("webhook"), "{sources}");
+    assert!(sources.contains("retried"), "{sources}");
+    assert!(
+        sim.calls("/odata/QueueItems").await.is_empty(),
+        "no poll happened"
+    );
+}

@@ -164,6 +164,24 @@ pub async fn started(
             detail: json!({"orchestrator_queue_item_id": item.id, "how": how}),
         })
         .await?;
+    if now.is_none() && jobs::link_cancelled(&state.pool, job.id, item.id, key).await? {
+        // Cancelled while the add was in flight: the item is in the queue all the same.
+        tracing::warn!(item = %job.id, queue_item = item.id, "a queue item was cancelled while it was being added");
+        let detail = json!({"orchestrator_queue_item_id": item.id,
+            "why": "the item was cancelled while it was being added; it is in the queue (delete it in Orchestrator if it must not be worked)"});
+        jobs::event(
+            &state.pool,
+            job.id,
+            "added_after_cancel",
+            "dispatcher",
+            Some(detail),
+        )
+        .await?;
+        return Ok(Outcome::Started {
+            orchestrator_job_id: item.id,
+            job: None,
+        });
+    }
     // An item found further along (adopted) is recorded as it is.
     if let Some(seen) = ledger_state(&item.status).filter(|s| *s != JobState::Pending) {
         let observed = crate::storage::jobs::Observed {

@@ -76,6 +76,17 @@ pub async fn jobs(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(jobs)
 }
 
+/// `GET /__sim/queue-items`: every queue item, as `QueueItemDto`s.
+pub async fn queue_items(sim: web::Data<Sim>) -> HttpResponse {
+    let state = sim.lock();
+    let items: Vec<_> = state
+        .queue_items
+        .values()
+        .map(|i| super::queues::item_dto(i, &state))
+        .collect();
+    HttpResponse::Ok().json(items)
+}
+
 /// `POST /__sim/jobs/{id}/advance`: moves a job to its next state now.
 pub async fn advance_job(sim: web::Data<Sim>, path: web::Path<i64>) -> HttpResponse {
     let event = engine::step(&mut sim.lock(), path.into_inner());
@@ -146,6 +157,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/counters", web::get().to(counters))
             .route("/jobs", web::get().to(jobs))
             .route("/jobs/{id}/advance", web::post().to(advance_job))
+            .route("/queue-items", web::get().to(queue_items))
             .route("/clock/advance", web::post().to(advance_clock))
             .route("/tokens/expire", web::post().to(expire_tokens))
             .route("/scenario", web::get().to(get_scenario))

@@ -19,6 +19,7 @@ mod openapi;
 mod orchestrator_client;
 mod processes;
 mod queue_items;
+mod queue_scale;
 mod reliability;
 mod run;
 mod secrets;

@@ -136,7 +136,13 @@ async fn an_item_is_added_and_tracked_to_successful_with_its_output() {
     assert_eq!(done["output"], json!({"BookingId": "BK-1001"}));
     assert_eq!(done["input"]["content"]["InvoiceNumber"], "INV-1");
 
-    // What Orchestrator got: our Reference, the content, the priority and due date.
+    // What Orchestrator got: our Reference, the content, the priority and due date, in a
+    // request that fits UiPath's own AddQueueItemRequest.
+    let schemas = crate::helpers::spec::Schemas::load();
+    let sent = sim.calls(ADD).await;
+    assert_eq!(sent.len(), 1);
+    schemas.check("AddQueueItemRequest", &sent[0]["body"]);
+    assert_eq!(sent[0]["body"]["itemData"]["Reference"], format!("ugw-{id}"));
     let items = sim_items(&sim, &format!("ugw-{id}")).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["Priority"], "High");

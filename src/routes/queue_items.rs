@@ -4,14 +4,13 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Caller;
 use super::jobs::{WaitQuery, one, page, requested_wait};
-use super::run::{answer, idempotency_key, parse_body};
-use crate::app::submit::{self, ItemCall, Submitted};
+use super::run::{Request, submit_request};
+use crate::app::submit::ItemCall;
 use crate::domain::listing::JobFilter;
 use crate::domain::queue::{ItemOptions, reference_problem};
 use crate::error::{ApiError, Problem};
@@ -80,32 +79,14 @@ pub async fn add_item(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_process(&name)?;
-    let content = parse_body(&req, &body)?;
-    let idempotency_key = idempotency_key(&req)?;
-    let wait = requested_wait(&req, query.wait)?;
     let query = query.into_inner();
     if let Some(problem) = query.reference.as_deref().and_then(reference_problem) {
         return Err(ApiError::invalid("invalid_content", &[problem]));
     }
-    // The same key with other options is another request.
-    let request_hash = idempotency_key.as_ref().map(|_| {
-        let mut h = Sha256::new();
-        h.update(b"queue\0");
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(req.query_string().as_bytes());
-        h.update([0]);
-        h.update(&body);
-        h.finalize().to_vec()
-    });
-    let waited = wait.is_some_and(|w| w > 0);
-    let call = submit::Call {
-        process: name.into_inner(),
-        input: content,
-        caller: caller.0.id,
+    let call = Request {
+        name: name.into_inner(),
+        wait: query.wait,
         callback_url: query.callback_url,
-        idempotency: idempotency_key.zip(request_hash),
-        wait,
         item: Some(ItemCall {
             options: ItemOptions {
                 priority: query.priority,
@@ -116,12 +97,7 @@ pub async fn add_item(
             reference: query.reference,
         }),
     };
-    let state = state.into_inner();
-    let (item, repeat) = match submit::run(&state, call).await? {
-        Submitted::New(item) => (item, false),
-        Submitted::Repeat(item) => (item, true),
-    };
-    Ok(answer(item, repeat, waited))
+    submit_request(&caller, state.into_inner(), &req, &body, call).await
 }
 
 /// Read a queue item, optionally waiting for it to end.

@@ -16,7 +16,7 @@ use crate::storage::jobs::JobRow;
 use crate::views::jobs::{JobView, location, view};
 
 /// 200 with the job when a wait was asked for and it ended, else 202 with `Location`.
-pub(super) fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
+fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse {
     if !waited || !job.state.is_terminal() {
         return accepted(view(job, None), replayed);
     }
@@ -28,7 +28,7 @@ pub(super) fn answer(job: JobRow, replayed: bool, waited: bool) -> HttpResponse 
     res.json(view(job, None))
 }
 
-pub(super) fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -56,7 +56,7 @@ pub(super) fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, V
     }
 }
 
-pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -116,28 +116,60 @@ pub async fn run(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_process(&name)?;
-    let input = parse_body(&req, &body)?;
-    let idempotency_key = idempotency_key(&req)?;
-    let wait = requested_wait(&req, query.wait)?;
+    let query = query.into_inner();
+    let call = Request {
+        name: name.into_inner(),
+        wait: query.wait,
+        callback_url: query.callback_url,
+        item: None,
+    };
+    submit_request(&caller, state.into_inner(), &req, &body, call).await
+}
+
+/// What a `/run` or `/queues` call asks for besides its body and headers.
+pub(super) struct Request {
+    pub name: String,
+    pub wait: Option<u32>,
+    pub callback_url: Option<String>,
+    pub item: Option<submit::ItemCall>,
+}
+
+/// Reads a `/run` or `/queues` call (scope, body, `Idempotency-Key`, wait), submits it
+/// through `app::submit::run` and answers with the job or item.
+pub(super) async fn submit_request(
+    caller: &Caller,
+    state: std::sync::Arc<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+    call: Request,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_process(&call.name)?;
+    let input = parse_body(req, body)?;
+    let idempotency_key = idempotency_key(req)?;
+    let wait = requested_wait(req, call.wait)?;
+    // The same key with another target, body or (for an item) options is another request.
     let request_hash = idempotency_key.as_ref().map(|_| {
         let mut h = Sha256::new();
-        h.update(name.as_bytes());
+        if call.item.is_some() {
+            h.update(b"queue\0");
+            h.update(req.query_string().as_bytes());
+            h.update([0]);
+        }
+        h.update(call.name.as_bytes());
         h.update([0]);
-        h.update(&body);
+        h.update(body);
         h.finalize().to_vec()
     });
     let waited = wait.is_some_and(|w| w > 0);
     let call = submit::Call {
-        process: name.into_inner(),
+        process: call.name,
         input,
         caller: caller.0.id,
-        callback_url: query.into_inner().callback_url,
+        callback_url: call.callback_url,
         idempotency: idempotency_key.zip(request_hash),
         wait,
-        item: None,
+        item: call.item,
     };
-    let state = state.into_inner();
     let (job, repeat) = match submit::run(&state, call).await? {
         Submitted::New(job) => (job, false),
         Submitted::Repeat(job) => (job, true),

@@ -1,6 +1,7 @@
 //! The served OpenAPI document: the static one, plus one `POST /run/{name}` operation per
 //! configured process, typed from its release's argument definitions (the schema `/run`
-//! and `/hooks` validate with). Built on each request for `/openapi.json`, so it follows
+//! and `/hooks` validate with), and one `POST /queues/{name}` per queue mapping, typed
+//! from the queue's content and output schemas. Built on each request for `/openapi.json`, so it follows
 //! processes as they are saved and releases as they are looked up again.
 
 use serde_json::{Map, Value, json};
@@ -120,6 +121,12 @@ fn operation(generic: &Map<String, Value>, process: &ProcessRow) -> Value {
         "required": required,
         "content": {"application/json": {"schema": body, "example": example}},
     });
+    with_output(&mut op, &output);
+    op
+}
+
+/// Types the `output` of the 200 and 202 answers of an operation.
+fn with_output(op: &mut Value, output: &Value) {
     for status in ["200", "202"] {
         let pointer = format!("/responses/{status}/content/application~1json/schema");
         if let Some(answer) = op.pointer_mut(&pointer) {
@@ -129,7 +136,6 @@ fn operation(generic: &Map<String, Value>, process: &ProcessRow) -> Value {
             ]});
         }
     }
-    op
 }
 
 /// `POST /queues/<name>` for each queue mapping: the generic operation with the queue's
@@ -207,15 +213,7 @@ fn queue_operations(doc: &mut Value, queues: &[ProcessRow]) {
             "required": false,
             "content": {"application/json": {"schema": body, "example": example}},
         });
-        for status in ["200", "202"] {
-            let pointer = format!("/responses/{status}/content/application~1json/schema");
-            if let Some(answer) = op.pointer_mut(&pointer) {
-                *answer = json!({"allOf": [
-                    answer.clone(),
-                    {"type": "object", "properties": {"output": output}},
-                ]});
-            }
-        }
+        with_output(&mut op, &output);
         paths.insert(format!("/queues/{}", queue.name), json!({"post": op}));
     }
 }

@@ -17,16 +17,24 @@ fn committed_spec_matches_the_code() {
 
 #[tokio::test]
 async fn served_spec_is_the_generated_one() {
-    // With no process configured, the served document is the static one but for the
-    // (empty) list of process names.
+    // With no process or queue mapping configured, the served document is the static one
+    // but for the (empty) lists of their names.
     let app = spawn_app().await;
     let mut served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     let generated: serde_json::Value =
         serde_json::from_str(&uipath_gateway::openapi::spec_json()).unwrap();
-    let process = &mut served["paths"]["/run/{process}"]["post"]["parameters"][0];
-    assert_eq!(process["schema"]["enum"], serde_json::json!([]));
-    process["schema"] =
-        generated["paths"]["/run/{process}"]["post"]["parameters"][0]["schema"].clone();
+    // The same for queue mappings on `POST /queues/{queue}`.
+    for (path, name) in [("/run/{process}", "process"), ("/queues/{queue}", "queue")] {
+        let at = served["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|p| p["name"] == name)
+            .unwrap();
+        let param = &mut served["paths"][path]["post"]["parameters"][at];
+        assert_eq!(param["schema"]["enum"], serde_json::json!([]), "{path}");
+        param["schema"] = generated["paths"][path]["post"]["parameters"][at]["schema"].clone();
+    }
     assert_eq!(served, generated);
 }
 

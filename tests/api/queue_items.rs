@@ -142,7 +142,10 @@ async fn an_item_is_added_and_tracked_to_successful_with_its_output() {
     let sent = sim.calls(ADD).await;
     assert_eq!(sent.len(), 1);
     schemas.check("AddQueueItemRequest", &sent[0]["body"]);
-    assert_eq!(sent[0]["body"]["itemData"]["Reference"], format!("ugw-{id}"));
+    assert_eq!(
+        sent[0]["body"]["itemData"]["Reference"],
+        format!("ugw-{id}")
+    );
     let items = sim_items(&sim, &format!("ugw-{id}")).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["Priority"], "High");

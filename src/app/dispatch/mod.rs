@@ -166,27 +166,33 @@ pub async fn attempt_with(
             }
             Ok(outcome)
         }
-        Err(TokenError::Database(e)) => Err(e),
-        Err(TokenError::Orchestrator(e)) if e.is_retryable() => {
-            deferred(state, job, &orch, e).await
-        }
-        Err(TokenError::Orchestrator(e)) => {
-            let error = error_json(&e);
-            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
-            Ok(Outcome::Rejected {
-                error,
-                code: e.error_code().map(String::from),
-                message: e.to_string(),
-            })
-        }
-        Err(TokenError::Config(message)) => {
-            let error = json!({"message": message});
-            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
-            Ok(Outcome::Rejected {
-                error,
-                code: None,
-                message,
-            })
-        }
+        Err(e) => failed(state, job, &orch, e).await,
     }
+}
+
+/// A start (or add) that failed: deferred when it may pass, else the job is `rejected`.
+pub(super) async fn failed(
+    state: &AppState,
+    job: &JobRow,
+    orch: &crate::orchestrator::OrchestratorClient,
+    e: TokenError,
+) -> Result<Outcome, sqlx::Error> {
+    let (error, code, message) = match e {
+        TokenError::Database(e) => return Err(e),
+        TokenError::Orchestrator(e) if e.is_retryable() => {
+            return deferred(state, job, orch, e).await;
+        }
+        TokenError::Orchestrator(e) => (
+            error_json(&e),
+            e.error_code().map(String::from),
+            e.to_string(),
+        ),
+        TokenError::Config(message) => (json!({"message": message}), None, message),
+    };
+    jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
+    Ok(Outcome::Rejected {
+        error,
+        code,
+        message,
+    })
 }

@@ -9,7 +9,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::Outcome;
-use super::outcome::deferred;
 use crate::app::queue_definition;
 use crate::domain::queue::{ledger_state, split_item_input};
 use crate::orchestrator::queues::{AddQueueItemRequest, QueueItem, QueueItemData};
@@ -119,29 +118,7 @@ pub async fn attempt(
     .await;
     match result {
         Ok((item, how)) => started(state, job, &item, how).await,
-        Err(TokenError::Database(e)) => Err(e),
-        Err(TokenError::Orchestrator(e)) if e.is_retryable() => {
-            deferred(state, job, &orch, e).await
-        }
-        Err(TokenError::Orchestrator(e)) => {
-            let error =
-                json!({"message": e.to_string(), "orchestrator_error_code": e.error_code()});
-            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
-            Ok(Outcome::Rejected {
-                error,
-                code: e.error_code().map(String::from),
-                message: e.to_string(),
-            })
-        }
-        Err(TokenError::Config(message)) => {
-            let error = json!({"message": message});
-            jobs::mark_final(&state.pool, job.id, JobState::Rejected, error.clone()).await?;
-            Ok(Outcome::Rejected {
-                error,
-                code: None,
-                message,
-            })
-        }
+        Err(e) => super::failed(state, job, &orch, e).await,
     }
 }
 

@@ -142,6 +142,7 @@ pub async fn run(
          curl -s '{base}/jobs?process=Invoices&limit=1' -H 'Authorization: Bearer {key}'\n\
          \nProcesses: Invoices (in_Vendor string, in_Amount decimal, in_DueDate date-time, in_Urgent boolean), \
          Orders (in_OrderIds int64 array, in_Options object), Failing (always faults).\n\
+         Queue: InvoicesToBook (POST /queues/InvoicesToBook, content InvoiceNumber string and Amount number).\n\
          Data is kept in {}; Ctrl-C stops the demo.\n\n",
         settings.data_dir.display()
     );

@@ -108,6 +108,33 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         200
     );
 
+    // The queue items guide runs verbatim against the demo: its queue mapping's queue.
+    let admin = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Admin token:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c"])
+        .arg(crate::guides::commands("recipes/queue-items.md"))
+        .env("GATEWAY", &gateway)
+        .env("ADMIN_TOKEN", &admin)
+        .env("CONNECTION", "simulator")
+        .env("FOLDER", "Finance/AP")
+        .env("QUEUE", "InvoicesToBook")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"state\":\"successful\""), "{stdout}");
+    assert!(stdout.contains("BK-1001"), "the robot's output: {stdout}");
+
     // A crash: kill -9 leaves PostgreSQL running; the next run adopts it.
     let mut child = child;
     child.kill().await.unwrap();

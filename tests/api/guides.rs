@@ -15,7 +15,7 @@ use crate::helpers::sim::{Sim, spawn_sim};
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_on};
 
 /// The commands of `docs/<file>`: every ```sh block, without `export NAME=` lines.
-fn commands(file: &str) -> String {
+pub fn commands(file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
         .join(file);

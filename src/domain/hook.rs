@@ -32,7 +32,8 @@ pub struct HookResponse {
 pub struct HookInput {
     /// The `{slug}` of `/hooks/{slug}`: letters, digits, `-`, `_`.
     pub slug: Option<String>,
-    /// The process to start (its name).
+    /// The process to start (its name), or the queue mapping to add an item to: then the
+    /// mapping builds the item's content.
     pub process: Option<String>,
     /// `github`, `stripe`, `slack`, `shopify`, `standard_webhooks`, `uipath`, `hmac`,
     /// `token`, or `none` (only with `public: true`).

@@ -18,6 +18,7 @@ pub struct HookView {
     pub slug: String,
     /// Where the provider should send deliveries.
     pub path: String,
+    /// The process it starts, or the queue mapping it adds items to.
     pub process: String,
     pub scheme: String,
     pub config: SchemeConfig,

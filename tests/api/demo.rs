@@ -117,7 +117,7 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         .to_string();
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c"])
-        .arg(crate::guides::commands("recipes/queue-items.md"))
+        .arg(crate::helpers::guide_commands("recipes/queue-items.md"))
         .env("GATEWAY", &gateway)
         .env("ADMIN_TOKEN", &admin)
         .env("CONNECTION", "simulator")

@@ -12,31 +12,7 @@ use serde_json::Value;
 
 use crate::helpers::db;
 use crate::helpers::sim::{Sim, spawn_sim};
-use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_on};
-
-/// The commands of `docs/<file>`: every ```sh block, without `export NAME=` lines.
-pub fn commands(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let mut out = format!("# --- {file}\n");
-    let mut inside = false;
-    for line in text.lines() {
-        match (inside, line.trim_start()) {
-            (false, "```sh") => inside = true,
-            (true, "```") => inside = false,
-            (true, l) if l.starts_with("export ") && l.contains('=') => {}
-            (true, _) => {
-                out.push_str(line);
-                out.push('\n');
-            }
-            _ => {}
-        }
-    }
-    assert!(!inside, "{file}: an unclosed ```sh block");
-    out
-}
+use crate::helpers::{ADMIN_TOKEN, TestApp, guide_commands as commands, spawn_app_on};
 
 /// What a reader would put in the `export` lines, for the simulator.
 fn values(app: &TestApp, sim: &Sim) -> BTreeMap<&'static str, String> {

@@ -281,3 +281,27 @@ impl GatewayProcess {
 pub fn embedded_cluster_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("postgres")
 }
+
+/// The commands of `docs/<file>`: every ```sh block, without `export NAME=` lines.
+pub fn guide_commands(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut out = format!("# --- {file}\n");
+    let mut inside = false;
+    for line in text.lines() {
+        match (inside, line.trim_start()) {
+            (false, "```sh") => inside = true,
+            (true, "```") => inside = false,
+            (true, l) if l.starts_with("export ") && l.contains('=') => {}
+            (true, _) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!inside, "{file}: an unclosed ```sh block");
+    out
+}

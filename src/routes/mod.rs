@@ -79,7 +79,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(queue_mappings::list_queue_mappings)
         .service(queue_mappings::get_queue_mapping)
         .service(queue_mappings::replace_queue_mapping)
-        .service(queue_mappings::delete_queue_mapping);
+        .service(queue_mappings::delete_queue_mapping)
+        .service(queue_mappings::rotate_queue_callback_secret);
 }
 
 /// Every path we serve, its methods, and which of them need credentials: to tell a 405

@@ -303,22 +303,36 @@ pub async fn rotate_callback_secret(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<web::Json<CallbackSecret>, ApiError> {
-    let row = store::get(&state.pool, &name)
+    Ok(web::Json(
+        rotate(&admin, &state, &name, false, not_found).await?,
+    ))
+}
+
+/// Replaces the callback secret of a process or queue mapping, and audits it.
+pub(super) async fn rotate(
+    admin: &Admin,
+    state: &AppState,
+    name: &str,
+    queue: bool,
+    missing: impl Fn(&str) -> ApiError,
+) -> Result<CallbackSecret, ApiError> {
+    let row = get_kind(state, name, queue)
         .await?
-        .ok_or_else(|| not_found(&name))?;
+        .ok_or_else(|| missing(name))?;
     let secret = crate::domain::callback_target::generate_secret();
     store::set_callback_secret(&state.pool, &state.keys, row.id, &secret).await?;
+    let kind = if queue { "queue" } else { "process" };
     admin
         .audit(
             &state.pool,
             "rotate_secret",
-            "process",
-            &name,
+            kind,
+            name,
             None,
             Some(serde_json::json!({"callback_secret": "rotated"})),
         )
         .await?;
-    Ok(web::Json(CallbackSecret {
+    Ok(CallbackSecret {
         callback_secret: secret,
-    }))
+    })
 }

@@ -4,11 +4,12 @@
 use actix_web::{HttpResponse, delete, get, http::header, post, put, web};
 
 use super::admin::Admin;
-use super::processes::{checked_callback, get_kind, remove, save};
+use super::processes::{checked_callback, get_kind, remove, rotate, save};
 use crate::domain::queue::QueueMappingInput;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::processes as store;
+use crate::views::processes::CallbackSecret;
 use crate::views::queues::{QueueMappingList, QueueMappingView};
 
 fn not_found(name: &str) -> ApiError {
@@ -137,4 +138,25 @@ pub async fn delete_queue_mapping(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     remove::<QueueMappingView>(&admin, &state, &name, true, not_found).await
+}
+
+/// Replace the callback signing secret with a new one, shown once.
+#[utoipa::path(
+    tag = "queues",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Queue mapping name")),
+    responses(
+        (status = 200, description = "The new secret", body = CallbackSecret),
+        (status = 404, description = "No such queue mapping", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/queue-mappings/{name}/callback-secret")]
+pub async fn rotate_queue_callback_secret(
+    admin: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<CallbackSecret>, ApiError> {
+    Ok(web::Json(
+        rotate(&admin, &state, &name, true, not_found).await?,
+    ))
 }

@@ -515,6 +515,22 @@ async fn an_item_in_its_queue_cannot_be_stopped_and_mappings_are_checked_when_sa
         .await
         .unwrap();
     assert_eq!(res.status(), 409);
+    // Its callback secret is rotated as a queue mapping's, not as a process's.
+    let rotated: Value = app
+        .admin(Method::POST, "/queue-mappings/Leads/callback-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(rotated["callback_secret"].as_str().unwrap().starts_with("whsec_"));
+    let res = app
+        .admin(Method::POST, "/processes/Leads/callback-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
     // Not a process, not in the process list.
     let listed = app.admin_get("/processes").await;
     assert!(!listed.to_string().contains("Leads"), "{listed}");

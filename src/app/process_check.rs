@@ -122,9 +122,27 @@ pub async fn hook_mapping(
     let Some(process) = processes::get(&state.pool, &hook.process).await? else {
         return Ok(Ok(Vec::new()));
     };
-    // A queue's content is checked against its schema when each item is added.
+    // A queue mapping: against the queue's schema, when it was looked up.
     if process.queue.is_some() {
-        return Ok(Ok(Vec::new()));
+        let defaults = process
+            .default_input
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let problems = match &process.queue_schema {
+            Some(queue) => queue.mapping_problems(mapping, &defaults),
+            None => {
+                return Ok(Ok(vec![format!(
+                    "the mapping was not checked against queue mapping `{}`: its queue has not been looked up",
+                    process.name
+                )]));
+            }
+        };
+        return Ok(if problems.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(problems)
+        });
     }
     let release = match &process.resolved {
         Some(r) => r.clone(),

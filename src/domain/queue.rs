@@ -265,6 +265,58 @@ pub fn split_item_input(input: &Value) -> (Map<String, Value>, ItemOptions) {
     (content, options)
 }
 
+impl QueueSchema {
+    /// Checks a webhook's mapping (content field -> expression) against the queue's schema:
+    /// it may only name fields the schema has when the schema allows no others, and must
+    /// give what the schema requires unless the mapping's default content does.
+    pub fn mapping_problems(
+        &self,
+        mapping: &std::collections::BTreeMap<String, String>,
+        defaults: &Map<String, Value>,
+    ) -> Vec<FieldProblem> {
+        let Some(schema) = &self.content_schema else {
+            return Vec::new();
+        };
+        let properties = schema["properties"].as_object();
+        let mut problems = Vec::new();
+        if schema["additionalProperties"] == Value::Bool(false)
+            && let Some(properties) = properties
+        {
+            let has = properties.keys().cloned().collect::<Vec<_>>().join(", ");
+            problems.extend(
+                mapping
+                    .keys()
+                    .filter(|k| !properties.contains_key(*k))
+                    .map(|k| FieldProblem {
+                        field: format!("mapping.{k}"),
+                        problem: format!(
+                            "queue `{}` has no content field `{k}`; it has: {has}",
+                            self.name
+                        ),
+                    }),
+            );
+        }
+        let missing: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|r| !mapping.contains_key(*r) && !defaults.contains_key(*r))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(FieldProblem {
+                field: "mapping".into(),
+                problem: format!(
+                    "queue `{}` requires {} in an item's content (no default content gives it); map it",
+                    self.name,
+                    missing.join(", ")
+                ),
+            });
+        }
+        problems
+    }
+}
+
 /// A queue item's status in ledger terms: `New` is pending, `InProgress` running,
 /// `Successful` successful, `Failed` and `Abandoned` faulted, `Deleted` stopped. `Retried`
 /// (and a status we do not know) is None: the item's retry carries on for it.

@@ -427,6 +427,21 @@ async fn a_webhook_can_add_an_item_to_a_queue() {
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
     let receipt: Value = res.json().await.unwrap();
     let id = receipt["job_id"].as_str().unwrap();
+    // A mapping that leaves out what the queue's schema requires is refused when saved.
+    let res = app
+        .admin(Method::POST, "/webhooks")
+        .json(
+            &json!({"slug": "erp-invoices", "process": "InvoicesToBook", "scheme": "token",
+            "secrets": ["erp-token-0123456789"], "config": {"header": "X-Acme-Token"},
+            "mapping": {"InvoiceNumber": "body.number"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "mapping", "{p}");
+    assert!(p.to_string().contains("Amount"), "{p}");
     let done = ended(&app, &key, id).await;
     assert_eq!(done["kind"], "queue_item");
     assert_eq!(done["source"], "hook");
@@ -524,7 +539,12 @@ async fn an_item_in_its_queue_cannot_be_stopped_and_mappings_are_checked_when_sa
         .json()
         .await
         .unwrap();
-    assert!(rotated["callback_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert!(
+        rotated["callback_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
     let res = app
         .admin(Method::POST, "/processes/Leads/callback-secret")
         .send()

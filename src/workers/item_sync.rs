@@ -3,31 +3,16 @@
 //! item Orchestrator retried (`Retried`) is followed to its latest retry, found by the
 //! Reference the retries share (a filtered list, from the tenant's budget).
 
-use crate::app::dispatch::queue_item::{by_reference, latest};
+use crate::app::dispatch::queue_item::{by_reference, latest, observed};
 use crate::app::queue_definition;
-use crate::domain::queue::ledger_state;
 use crate::orchestrator::FolderRef;
 use crate::orchestrator::queues::QueueItem;
 use crate::state::AppState;
 use crate::storage::connections::ConnectionRow;
-use crate::storage::jobs::{self, Observed};
+use crate::storage::jobs;
 use crate::storage::processes::ProcessRow;
 use crate::tokens::TokenError;
 use crate::traffic::Priority;
-
-/// What a `QueueItemDto` says, in ledger terms (None for `Retried`: its retry speaks).
-pub fn observed(item: &QueueItem) -> Option<Observed> {
-    let state = ledger_state(&item.status)?;
-    Some(Observed {
-        state,
-        output: item.output.clone().filter(|_| state.is_terminal()),
-        error: item
-            .processing_exception
-            .clone()
-            .filter(|_| item.status != "Successful"),
-        info: Some(item.status.clone()),
-    })
-}
 
 /// Records an item seen at Orchestrator for ledger entry `id`: a later retry than the one
 /// the ledger follows is followed from now on; an earlier one is ignored. True when the

@@ -160,17 +160,32 @@ pub async fn started(
         });
     }
     // An item found further along (adopted) is recorded as it is.
-    if let Some(seen) = ledger_state(&item.status).filter(|s| *s != JobState::Pending) {
-        let observed = crate::storage::jobs::Observed {
-            state: seen,
-            output: item.output.clone(),
-            error: item.processing_exception.clone(),
-            info: Some(item.status.clone()),
-        };
-        jobs::record_state(&state.pool, job.id, &observed, "dispatcher").await?;
+    if let Some(seen) = observed(item).filter(|s| s.state != JobState::Pending) {
+        jobs::record_state(&state.pool, job.id, &seen, "dispatcher").await?;
     }
     Ok(Outcome::Started {
         orchestrator_job_id: item.id,
         job: now.map(Box::new),
+    })
+}
+
+/// What a `QueueItemDto` says, in ledger terms (None for `Retried`: its retry speaks).
+pub fn observed(item: &QueueItem) -> Option<jobs::Observed> {
+    let state = ledger_state(&item.status)?;
+    Some(jobs::Observed {
+        state,
+        output: item.output.clone().filter(|_| state.is_terminal()),
+        error: match state {
+            JobState::Faulted | JobState::Stopped => Some(
+                item.processing_exception
+                    .clone()
+                    .filter(|e| !e.is_null())
+                    .unwrap_or_else(|| {
+                        serde_json::json!({"message": format!("the queue item ended {}", item.status)})
+                    }),
+            ),
+            _ => None,
+        },
+        info: Some(item.status.clone()),
     })
 }

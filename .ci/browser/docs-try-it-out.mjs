@@ -1,7 +1,8 @@
 // Opens the Swagger UI in headless Chromium, authorizes with an API key, runs "Try it out"
 // on the demo's own POST /run/Invoices operation with its prefilled example, unedited, and
 // checks the 202 (or 200), the job id on the page, the ledger's copy, and that the 422
-// answer's example shows a code /run really answers 422 with. Saves a screenshot. Usage: node docs-try-it-out.mjs BASE_URL API_KEY SCREENSHOT
+// answer's example shows a code /run really answers 422 with; then the same Try it out on
+// the demo's queue, POST /queues/InvoicesToBook. Saves a screenshot. Usage: node docs-try-it-out.mjs BASE_URL API_KEY SCREENSHOT
 import { chromium } from "playwright-core";
 
 const [base, apiKey, screenshot] = process.argv.slice(2);
@@ -87,7 +88,30 @@ try {
   const shown = await documented.innerText();
   if (!shown.includes("invalid_arguments"))
     throw new Error(`the 422 example does not show invalid_arguments: ${shown}`);
+
+  // POST /queues/InvoicesToBook: the demo's queue mapping is its own operation too, typed
+  // with the queue's schema. Its prefilled example, unedited, adds an item.
+  const itemExample = doc.paths["/queues/InvoicesToBook"]?.post?.requestBody?.content?.["application/json"]?.example;
+  if (!itemExample || !("InvoiceNumber" in itemExample))
+    throw new Error("the document has no typed POST /queues/InvoicesToBook with an example");
+  const queueOp = page.locator(".opblock-post").filter({
+    has: page.locator('.opblock-summary-path[data-path="/queues/InvoicesToBook"]'),
+  });
+  await queueOp.locator(".opblock-summary").click();
+  await queueOp.locator("button.try-out__btn").click();
+  await queueOp.locator("button.execute").click();
+  const itemRow = queueOp.locator(".live-responses-table tbody tr.response").first();
+  await itemRow.waitFor();
+  const itemStatus = (await itemRow.locator(".response-col_status").innerText()).trim();
+  const itemBody = await itemRow.locator(".response-col_description pre").first().innerText();
+  if (itemStatus !== "202" && itemStatus !== "200")
+    throw new Error(`expected 202 or 200 from POST /queues/InvoicesToBook, saw ${itemStatus}: ${itemBody}`);
+  const item = JSON.parse(itemBody);
+  if (item.kind !== "queue_item") throw new Error(`not a queue item: ${itemBody}`);
+  await page.screenshot({ path: screenshot, fullPage: true });
+
   if (failures.length) throw new Error(failures.join("\n"));
+  console.log(`Swagger UI: Try it out on POST /queues/InvoicesToBook answered ${itemStatus} with item ${item.id}`);
   console.log(`Swagger UI: Try it out on POST /run/Invoices with its example answered ${status} with job ${job.id} (state ${stored.state}); screenshot ${screenshot}`);
 } catch (e) {
   await page.screenshot({ path: screenshot, fullPage: true }).catch(() => {});

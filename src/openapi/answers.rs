@@ -153,7 +153,7 @@ pub(super) fn examples(api: &mut utoipa::openapi::OpenApi) {
 fn example(status: &str, path: &str, has_body: bool, about: &str) -> Option<serde_json::Value> {
     let on = |prefix: &str| path.starts_with(prefix);
     let (code, detail) = match status {
-        "400" if on("/run") => (
+        "400" if on("/run") || on("/queues/") => (
             "malformed_json",
             "the body is not valid JSON: EOF while parsing an object at line 1 column 1",
         ),
@@ -195,6 +195,13 @@ fn example(status: &str, path: &str, has_body: bool, about: &str) -> Option<serd
         "404" if on("/run") || on("/processes") => {
             ("process_not_found", "no process named `Invoice`")
         }
+        "404" if on("/queues/") || on("/queue-mappings") => {
+            ("queue_not_found", "no queue mapping named `InvoiceToBook`")
+        }
+        "404" if on("/queue-items") => (
+            "queue_item_not_found",
+            "no queue item 0b5e7a9c-62c2-4d5f-9f55-4ad4f1d7b0a3",
+        ),
         "404" if on("/jobs") => (
             "job_not_found",
             "no job 0b5e7a9c-62c2-4d5f-9f55-4ad4f1d7b0a3",
@@ -218,7 +225,7 @@ fn example(status: &str, path: &str, has_body: bool, about: &str) -> Option<serd
         ),
         "404" => ("not_found", "nothing with that id"),
         "408" => ("body_timeout", "the request body arrived too slowly"),
-        "409" if on("/run") => (
+        "409" if on("/run") || on("/queues/") => (
             "idempotency_key_reused",
             "this Idempotency-Key was used with another body",
         ),
@@ -241,6 +248,10 @@ fn example(status: &str, path: &str, has_body: bool, about: &str) -> Option<serd
             "connection_in_use",
             "processes still use connection `acme-prod`: Invoices",
         ),
+        "409" if on("/queue-mappings") && about.contains("webhooks") => (
+            "process_in_use",
+            "inbound webhooks target queue mapping `InvoicesToBook`: point them elsewhere or delete them first",
+        ),
         "409" if on("/processes") && about.contains("webhooks") => (
             "process_in_use",
             "webhooks still start process `Invoices`: github-prs",
@@ -262,6 +273,14 @@ fn example(status: &str, path: &str, has_body: bool, about: &str) -> Option<serd
         "422" if about.starts_with("orchestrator refused") => (
             "orchestrator_error",
             "Orchestrator refused job 0b5e7a9c-62c2-4d5f-9f55-4ad4f1d7b0a3: invalid request (400, 1000): the robot is not available",
+        ),
+        "422" if on("/queues/") => (
+            "invalid_content",
+            "Amount: \"twelve\" is not of type \"number\" (the queue's schema)",
+        ),
+        "422" if on("/queue-mappings") => (
+            "validation_failed",
+            "queue: folder `Finance/AP` has no queue named `InvoiceToBook`; its queues are: InvoicesToBook",
         ),
         "422" if on("/run") || on("/hooks") => (
             "invalid_arguments",

@@ -174,7 +174,7 @@ impl Verifier for UiPath {
 }
 
 /// Standard Webhooks: `webhook-signature: v1,<base64> ...` over `{id}.{ts}.{body}`, keyed
-/// with the Base64 after `whsec_` (signed with the `standardwebhooks` crate). Svix sends
+/// with the Base64 after `whsec_` (callbacks are signed the same way, `callbacks::sign`). Svix sends
 /// the same scheme as `svix-id`, `svix-timestamp` and `svix-signature`.
 pub(super) struct StandardWebhooks;
 

@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -21,13 +23,116 @@ pub fn install() -> Option<PrometheusHandle> {
             let buckets = [
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            describe();
+            gauge!("ugw_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(handle)
         })
         .clone()
+}
+
+/// Every metric's `# HELP` line (the exporter writes `# TYPE` itself).
+fn describe() {
+    let counters = [
+        (
+            "ugw_http_requests_total",
+            "HTTP requests answered, by route pattern, method and status",
+        ),
+        (
+            "ugw_orchestrator_calls_total",
+            "Calls to Orchestrator, by tenant, class (list, start, call) and outcome",
+        ),
+        (
+            "ugw_token_refreshes_total",
+            "Token requests to the identity server, by result",
+        ),
+        (
+            "ugw_webhook_verifications_total",
+            "Inbound webhook deliveries checked, by scheme and result",
+        ),
+        (
+            "ugw_orchestrator_events_total",
+            "Orchestrator webhook events received, by result (ok, invalid)",
+        ),
+        (
+            "ugw_rate_limited_total",
+            "Requests refused by a rate limit, by kind (api_key, webhook)",
+        ),
+        (
+            "ugw_callback_attempts_total",
+            "Callback delivery attempts, by result (delivered, retry, dead)",
+        ),
+        (
+            "ugw_jobs_ended_total",
+            "Jobs and queue items that reached an end, by process (or queue mapping), kind and state",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, Unit::Count, help);
+    }
+    let gauges = [
+        (
+            "ugw_build_info",
+            "Always 1; the version label says which build runs",
+        ),
+        (
+            "ugw_jobs_queued",
+            "Jobs and queue items waiting to start (or to be added)",
+        ),
+        (
+            "ugw_jobs_in_flight",
+            "Jobs and queue items started and not yet ended",
+        ),
+        (
+            "ugw_dead_letters",
+            "Dead-lettered jobs and callbacks, by kind",
+        ),
+        (
+            "ugw_callbacks_pending",
+            "Callback deliveries waiting to be sent or retried",
+        ),
+        (
+            "ugw_traffic_backlog",
+            "Jobs waiting to start (queued) or for a lookup (unknown), by tenant and state",
+        ),
+        (
+            "ugw_traffic_list_budget",
+            "Filtered lists per window the traffic governor allows, by tenant",
+        ),
+        (
+            "ugw_traffic_paused_seconds",
+            "Seconds left of a tenant's pause, by tenant and class",
+        ),
+        (
+            "ugw_traffic_circuit_open",
+            "1 while a tenant's circuit is open (an outage), else 0",
+        ),
+        (
+            "ugw_traffic_start_window",
+            "Starts this instance may have in flight per dispatcher pass, by tenant",
+        ),
+        (
+            "ugw_batch_waiting",
+            "Writes waiting for a group commit, by batch",
+        ),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
+    describe_histogram!(
+        "ugw_run_duration_seconds",
+        Unit::Seconds,
+        "Time to answer POST /run and POST /queues calls, by process (or queue mapping), kind and status"
+    );
+    describe_histogram!(
+        "ugw_batch_size",
+        Unit::Count,
+        "Writes one group commit carried, by batch"
+    );
 }
 
 /// One HTTP request answered; `route` is the matched pattern (never the raw path, so
@@ -36,9 +141,20 @@ pub fn http_request(route: &str, method: &str, status: u16) {
     counter!("ugw_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
 }
 
-/// Time to answer one `/run` call, by status.
-pub fn run_latency(seconds: f64, status: u16) {
-    histogram!("ugw_run_duration_seconds", "status" => status.to_string()).record(seconds);
+/// Time to answer one `/run` (kind `job`) or `/queues` (kind `queue_item`) call, by
+/// status and the process or queue mapping it named. `target` is None when the name may
+/// not be one that exists (answers other than 2xx, 409 and 422), so callers cannot grow
+/// the label set.
+pub fn run_latency(seconds: f64, status: u16, kind: &'static str, target: Option<&str>) {
+    let target = target.unwrap_or("-").to_string();
+    histogram!("ugw_run_duration_seconds", "status" => status.to_string(), "kind" => kind, "process" => target)
+        .record(seconds);
+}
+
+/// One job or queue item reached an end (`state`).
+pub fn job_ended(process: &str, kind: &str, state: &str) {
+    counter!("ugw_jobs_ended_total", "process" => process.to_string(), "kind" => kind.to_string(), "state" => state.to_string())
+        .increment(1);
 }
 
 /// One call to Orchestrator, by tenant, class (`list`, `start`, `call`) and outcome:

@@ -87,16 +87,22 @@ pub async fn request_id(
     Ok(res)
 }
 
-/// Counts the request by route pattern and status; times `/run`.
+/// Counts the request by route pattern and status; times `/run` and `/queues`.
 fn record_metrics(res: &ServiceResponse<BoxBody>) {
     let req = res.request();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     crate::metrics::http_request(&route, req.method().as_str(), status);
-    if route == "/run/{process}"
-        && let Some(a) = req.extensions().get::<Arrived>()
-    {
-        crate::metrics::run_latency(a.0.elapsed().as_secs_f64(), status);
+    let (kind, param) = match route.as_str() {
+        "/run/{process}" => ("job", "process"),
+        "/queues/{queue}" => ("queue_item", "queue"),
+        _ => return,
+    };
+    if let Some(a) = req.extensions().get::<Arrived>() {
+        // Only an answer that found the process names it (others may name anything).
+        let known = matches!(status, 200..=299 | 409 | 422);
+        let target = req.match_info().get(param).filter(|_| known);
+        crate::metrics::run_latency(a.0.elapsed().as_secs_f64(), status, kind, target);
     }
 }
 

@@ -233,7 +233,21 @@ impl Governor {
 
     /// Reads every tenant's shared state, and publishes the gauges.
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
-        let rows = store::all(&self.pool).await?;
+        let mut rows = store::all(&self.pool).await?;
+        // A tenant this instance talks to that never paused or listed has no row yet:
+        // its figures are the defaults, published all the same.
+        let local: Vec<String> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|t| !rows.iter().any(|r| &r.tenant_key == *t))
+            .cloned()
+            .collect();
+        rows.extend(local.into_iter().map(|tenant_key| TenantRow {
+            tenant_key,
+            ..TenantRow::default()
+        }));
         let now = Utc::now();
         for row in rows {
             let t = row.tenant_key.clone();

@@ -262,3 +262,62 @@ async fn metrics_count_requests_runs_orchestrator_calls_tokens_and_verifications
     // Paths with ids are counted by their pattern, never by the raw path.
     assert!(!after.contains("route=\"/jobs/0"));
 }
+
+#[tokio::test]
+async fn every_metric_has_help_and_outcomes_and_latency_are_by_process() {
+    let sim = spawn_sim(|_| {}).await;
+    let (_, url) = db::server().fresh_database().await;
+    let (app, key) = setup_on(&sim, url, |s| s.tracking.pass_interval_ms = 100).await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(run(&app, &key, "?wait=20").await.status(), 200);
+    let after = app.get("/metrics").await.text().await.unwrap();
+
+    // Every metric the page types is explained.
+    let typed: Vec<&str> = after
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() >= 10, "{after}");
+    for name in &typed {
+        assert!(
+            after.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line:\n{after}"
+        );
+    }
+    let version = format!(
+        "ugw_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(after.contains(&version), "{after}");
+    let grew =
+        |name: &str, labels: &[&str]| metric(&after, name, labels) > metric(&before, name, labels);
+    assert!(grew(
+        "ugw_jobs_ended_total",
+        &[
+            "process=\"Invoices\"",
+            "kind=\"job\"",
+            "state=\"successful\""
+        ]
+    ));
+    assert!(grew(
+        "ugw_run_duration_seconds_count",
+        &["process=\"Invoices\"", "kind=\"job\"", "status=\"200\""]
+    ));
+    // A name that matches nothing is not a label value.
+    let res = app
+        .client
+        .post(app.url("/run/NoSuchProcess-7f3a"))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let page = app.get("/metrics").await.text().await.unwrap();
+    assert!(!page.contains("NoSuchProcess-7f3a"));
+    // The governor's figures, per tenant.
+    for gauge in ["ugw_traffic_list_budget{", "ugw_traffic_circuit_open{"] {
+        assert!(page.contains(gauge), "{gauge} missing");
+    }
+}

@@ -54,15 +54,23 @@ pub async fn link_cancelled(
 }
 
 /// A job has just reached a terminal state: queue its callback (if it has one) and
-/// wake whoever waits for it, on every instance, when the transaction commits.
+/// wake whoever waits for it, on every instance, when the transaction commits; and count
+/// it (`ugw_jobs_ended_total`).
 pub async fn ended(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!("insert into callback_deliveries (id, job_id, url, state, next_attempt_at, message_id) \
          select $2, id, callback_url, 'pending', now(), $3 from jobs where id = $1 and callback_url is not null", id, Uuid::new_v4(), format!("msg_{}", Uuid::new_v4().simple()))
     .execute(&mut **tx)
     .await?;
-    sqlx::query!("select pg_notify($1, $2)", ENDED_CHANNEL, id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    let ended = sqlx::query!(
+        "select pg_notify($1, $2::text), process_name, kind, state from jobs where id = $2::text::uuid",
+        ENDED_CHANNEL,
+        id.to_string()
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(e) = ended {
+        crate::metrics::job_ended(&e.process_name, &e.kind, &e.state);
+    }
     Ok(())
 }
 

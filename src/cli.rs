@@ -101,13 +101,20 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "uipath-gateway: {e}");
             return ExitCode::from(2);
         }
     };
+    // The demo's terminal shows its banner, not INFO lines, unless a level is asked for.
+    if matches!(command, Command::Demo { .. })
+        && std::env::var_os("GATEWAY_LOG_LEVEL").is_none()
+        && settings.log_level == Settings::default().log_level
+    {
+        settings.log_level = "warn".into();
+    }
     telemetry::init(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

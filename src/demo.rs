@@ -146,6 +146,15 @@ pub async fn run(
          Data is kept in {}; Ctrl-C stops the demo.\n\n",
         settings.data_dir.display()
     );
+    // The values the guides (docs/) use, ready to paste, on stderr: the banner above stays
+    // what stdout says.
+    let exports = format!(
+        "# For the guides in docs/: paste these into your shell.\n\
+         export GATEWAY={reachable}\nexport ADMIN_TOKEN={admin}\nexport API_KEY={key}\n\
+         export CONNECTION=simulator\nexport FOLDER=Finance/AP\n"
+    );
+    let _ = std::io::stderr().write_all(exports.as_bytes());
+    let _ = std::io::stderr().flush();
     let _ = std::io::stdout().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
 

@@ -9,8 +9,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{binary, data_dir};
 
-/// Starts the demo and returns it with the lines of its banner.
-async fn start(data: &std::path::Path) -> (tokio::process::Child, Vec<String>) {
+/// The `export NAME=value` lines the demo printed on stderr.
+type Exports = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Starts the demo and returns it with the lines of its banner (stdout) and the exports
+/// it printed for the guides (stderr).
+async fn start(data: &std::path::Path) -> (tokio::process::Child, Vec<String>, Exports) {
     let mut child = binary()
         .arg("demo")
         .args(["--sim-port", "0"])
@@ -18,8 +22,25 @@ async fn start(data: &std::path::Path) -> (tokio::process::Child, Vec<String>) {
         .env("GATEWAY_PORT", "0")
         .env("GATEWAY_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let exports: Exports = Default::default();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = exports.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            if let Some((name, value)) =
+                line.strip_prefix("export ").and_then(|l| l.split_once('='))
+            {
+                seen.lock()
+                    .unwrap()
+                    .push((name.to_string(), value.to_string()));
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
     let read = async {
@@ -36,7 +57,7 @@ async fn start(data: &std::path::Path) -> (tokio::process::Child, Vec<String>) {
         .await
         .expect("the demo starts within 60 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, banner)
+    (child, banner, exports)
 }
 
 async fn sh(line: &str) -> serde_json::Value {
@@ -70,7 +91,7 @@ async fn stop(mut child: tokio::process::Child) {
 #[tokio::test]
 async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_data() {
     let dir = data_dir();
-    let (child, banner) = start(dir.path()).await;
+    let (child, banner, exports) = start(dir.path()).await;
     let curls: Vec<&String> = banner.iter().filter(|l| l.starts_with("curl ")).collect();
     assert_eq!(curls.len(), 2, "{banner:#?}");
     assert!(
@@ -108,20 +129,23 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         200
     );
 
-    // The queue items guide runs verbatim against the demo: its queue mapping's queue.
-    let admin = banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("Admin token:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    // The demo printed the guides' values on stderr, before any log line (there is none
+    // at its default level): the queue items guide runs verbatim with them.
+    crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
+        exports.lock().unwrap().len() >= 5
+    })
+    .await;
+    let exports = exports.lock().unwrap().clone();
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["GATEWAY", "ADMIN_TOKEN", "API_KEY", "CONNECTION", "FOLDER"]
+    );
+    assert_eq!(exports[0].1, gateway);
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c"])
         .arg(crate::helpers::guide_commands("recipes/queue-items.md"))
-        .env("GATEWAY", &gateway)
-        .env("ADMIN_TOKEN", &admin)
-        .env("CONNECTION", "simulator")
-        .env("FOLDER", "Finance/AP")
+        .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .env("QUEUE", "InvoicesToBook")
         .output()
         .await
@@ -139,7 +163,7 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     let mut child = child;
     child.kill().await.unwrap();
 
-    let (child, banner) = start(dir.path()).await;
+    let (child, banner, _) = start(dir.path()).await;
     assert!(banner.contains(&key_line), "the same API key is reused");
     let curls: Vec<&String> = banner.iter().filter(|l| l.starts_with("curl ")).collect();
     let listed = sh(curls[1]).await;

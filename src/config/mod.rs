@@ -87,10 +87,12 @@ pub struct Settings {
 }
 
 mod defaults;
+mod secret_files;
 mod sections;
 
 pub use defaults::defaults;
 use defaults::figment_value;
+pub use secret_files::SECRET_FILES;
 pub use sections::*;
 
 pub use crate::callbacks::CallbackSettings;
@@ -137,9 +139,18 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         let figment = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .filter(|k| {
+                        !SECRET_FILES
+                            .iter()
+                            .any(|(v, _)| k == &v[ENV_PREFIX.len()..])
+                    })
+                    .split("__"),
+            )
             .merge(Env::raw().only(&["DATABASE_URL"]));
         let mut settings: Settings = figment.extract().map_err(from_figment)?;
+        settings.read_secret_files()?;
         // An empty variable (as compose passes an unset one) means "not set".
         for v in [
             &mut settings.admin_token,

@@ -135,3 +135,57 @@ async fn flags_take_the_usual_spellings_and_lists_parse_from_the_environment() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn secrets_may_be_given_as_files_as_containers_mount_them() {
+    use secrecy::ExposeSecret;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        // As `echo "$SECRET" > file` leaves it: with a trailing newline.
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        path.display().to_string()
+    };
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("files");
+    let env = [
+        ("GATEWAY_PORT", "0".to_string()),
+        ("GATEWAY_DATABASE_URL_FILE", write("db", db.expose_secret())),
+        (
+            "GATEWAY_ENCRYPTION_KEYS_FILE",
+            write("keys", keys.expose_secret()),
+        ),
+        (
+            "GATEWAY_ADMIN_TOKEN_FILE",
+            write("admin", "admin-token-from-a-file"),
+        ),
+    ];
+    let gw = crate::helpers::GatewayProcess::serve_with(&env, None).await;
+    let http = uipath_gateway::orchestrator::http::builder()
+        .build()
+        .unwrap();
+    let res = http
+        .get(gw.url("/processes"))
+        .bearer_auth("admin-token-from-a-file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the admin token came from its file");
+    gw.signal(nix::sys::signal::Signal::SIGTERM).await;
+
+    // A file that cannot be read, or a secret given twice, stops the start, named.
+    let (code, stderr) = run_with(&[("GATEWAY_ADMIN_TOKEN_FILE", "/nonexistent/admin")], &[]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("GATEWAY_ADMIN_TOKEN_FILE"), "{stderr}");
+    let admin = write("admin2", "x");
+    let (code, stderr) = run_with(
+        &[
+            ("GATEWAY_ADMIN_TOKEN_FILE", admin.as_str()),
+            ("GATEWAY_ADMIN_TOKEN", "y"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not both"), "{stderr}");
+}

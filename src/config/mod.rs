@@ -144,7 +144,8 @@ impl Settings {
                     .filter(|k| {
                         !SECRET_FILES
                             .iter()
-                            .any(|(v, _)| k == &v[ENV_PREFIX.len()..])
+                            .filter_map(|(v, _)| v.strip_prefix(ENV_PREFIX))
+                            .any(|v| k == v)
                     })
                     .split("__"),
             )

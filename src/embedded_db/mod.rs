@@ -50,11 +50,23 @@ impl EmbeddedPostgres {
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let data_dir = std::fs::canonicalize(data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
-        let cluster = Cluster::new(bins, data_dir.join("postgres"), &settings.run_as)?;
+        let mut cluster = Cluster::new(bins.clone(), data_dir.join("postgres"), &settings.run_as)?;
         if nix::unistd::Uid::effective().is_root() {
             // The server's user must be able to traverse into the data directory.
             let mode = std::fs::metadata(&data_dir)?.permissions().mode();
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(mode | 0o011))?;
+            if cluster.check_reachable().is_err() {
+                // A directory above it is closed to that user (root's home is 0700 in most
+                // containers and VMs): the cluster lives where the user can reach it.
+                let elsewhere = reachable_home(&data_dir)?;
+                cluster = Cluster::new(bins, elsewhere.join("postgres"), &settings.run_as)?;
+                tracing::warn!(
+                    cluster = %cluster.dir().display(),
+                    data_dir = %data_dir.display(),
+                    "the PostgreSQL user cannot reach the data directory, so the embedded cluster \
+                     lives elsewhere (its password and lock stay in the data directory)"
+                );
+            }
         }
         cluster.check_reachable()?;
         let password_file = data_dir.join("postgres.password");
@@ -201,4 +213,34 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Where the cluster of `data_dir` lives when the PostgreSQL user cannot reach
+/// `data_dir`: `/var/lib/uipath-gateway/clusters/<hash of the data directory>`, made
+/// traversable (0711) by root. The data directory records the place (`postgres.location`).
+fn reachable_home(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(
+        data_dir.as_os_str().as_encoded_bytes(),
+    ));
+    let base = Path::new("/var/lib/uipath-gateway");
+    let home = base.join("clusters").join(&hash[..16]);
+    for dir in [base, &base.join("clusters"), &home] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    }
+    std::fs::write(
+        data_dir.join("postgres.location"),
+        format!("{}\n", home.join("postgres").display()),
+    )?;
+    Ok(home)
+}
+
+/// The cluster directory of a data directory: `<data_dir>/postgres`, or where
+/// `postgres.location` says it was put (see `reachable_home`).
+pub fn cluster_dir(data_dir: &Path) -> std::path::PathBuf {
+    std::fs::read_to_string(data_dir.join("postgres.location"))
+        .ok()
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .unwrap_or_else(|| data_dir.join("postgres"))
 }

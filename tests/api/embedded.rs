@@ -1,6 +1,7 @@
 //! `serve` without DATABASE_URL: the embedded cluster keeps data across
 //! restarts and recovers from crashes on its own.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -131,4 +132,40 @@ async fn second_gateway_on_the_same_data_dir_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already using the data directory"));
     assert!(first.signal(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn as_root_a_data_directory_postgres_cannot_reach_still_starts() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return; // Only root runs PostgreSQL as another user.
+    }
+    // A home directory closed to others (0700), as root's is in most containers.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = home.path().join("clone").join(".uipath-gateway");
+    let gw = GatewayProcess::serve(&data).await;
+    assert_eq!(ready(&gw).await, 200);
+    let cluster = embedded_cluster_dir(&data);
+    assert!(
+        cluster.starts_with("/var/lib/uipath-gateway/clusters"),
+        "{}",
+        cluster.display()
+    );
+    assert!(cluster.join("PG_VERSION").is_file());
+    // The data itself is kept: a second start finds the same cluster.
+    let mut conn = connect(&data).await;
+    for sql in ["create table kept (x int)", "insert into kept values (7)"] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    drop(conn);
+    assert!(gw.signal(Signal::SIGTERM).await.success());
+    let gw = GatewayProcess::serve(&data).await;
+    assert_eq!(ready(&gw).await, 200);
+    let kept: i32 = sqlx::query_scalar("select x from kept")
+        .fetch_one(&mut connect(&data).await)
+        .await
+        .unwrap();
+    assert_eq!(kept, 7);
+    assert!(gw.signal(Signal::SIGTERM).await.success());
+    std::fs::remove_dir_all(cluster.parent().unwrap()).unwrap();
 }

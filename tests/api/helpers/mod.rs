@@ -279,7 +279,7 @@ impl GatewayProcess {
 
 /// The cluster directory of an embedded gateway's data directory.
 pub fn embedded_cluster_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("postgres")
+    uipath_gateway::embedded_db::cluster_dir(data_dir)
 }
 
 /// The commands of `docs/<file>`: every ```sh block, without `export NAME=` lines.

@@ -1,4 +1,6 @@
-//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`.
+//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`, `demo`,
+//! `keys`, `simulator`, and the admin commands (`connections`, `processes`, `queues`,
+//! `webhooks`, `api-keys`: `admin_cli.rs`) against a running gateway.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use secrecy::ExposeSecret;
 
+use crate::admin_cli::{Action, Kind, Target};
 use crate::config::Settings;
 use crate::crypto::KeyRing;
 use crate::embedded_db::EmbeddedPostgres;
@@ -27,6 +30,9 @@ pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// For the admin commands: the gateway and its admin token.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// The subcommands.
@@ -50,6 +56,21 @@ pub enum Command {
     /// Manage the encryption keys of stored secrets.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Connections of a running gateway (admin API): list, get, add, replace, remove, test.
+    #[command(subcommand)]
+    Connections(Action),
+    /// Processes of a running gateway (admin API): list, get, add, replace, remove.
+    #[command(subcommand)]
+    Processes(Action),
+    /// Queue mappings of a running gateway (admin API): list, get, add, replace, remove.
+    #[command(subcommand)]
+    Queues(Action),
+    /// Inbound webhooks of a running gateway (admin API): list, get, add, replace, remove.
+    #[command(subcommand)]
+    Webhooks(Action),
+    /// API keys of a running gateway (admin API): list, get, add, remove (revoke).
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(Action),
     /// Run the Orchestrator simulator on its own, for building integrations offline.
     Simulator {
         /// Port to listen on.
@@ -87,6 +108,17 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     };
+    let admin = match &command {
+        Command::Connections(a) => Some((Kind::Connections, a.clone())),
+        Command::Processes(a) => Some((Kind::Processes, a.clone())),
+        Command::Queues(a) => Some((Kind::Queues, a.clone())),
+        Command::Webhooks(a) => Some((Kind::Webhooks, a.clone())),
+        Command::ApiKeys(a) => Some((Kind::ApiKeys, a.clone())),
+        _ => None,
+    };
+    if let Some((kind, action)) = admin {
+        return admin_command(kind, action, cli.target);
+    }
     match &command {
         Command::Openapi => return print(&openapi::spec_json()),
         Command::Keys(KeysCommand::Generate { id }) => {
@@ -141,9 +173,13 @@ pub fn main() -> ExitCode {
                 scenario,
             } => simulator(&host, port, scenario).await,
             Command::Keys(KeysCommand::Rotate) => rotate_keys(settings).await,
-            Command::Openapi | Command::Keys(KeysCommand::Generate { .. }) => {
-                unreachable!("handled above")
-            }
+            Command::Openapi
+            | Command::Keys(KeysCommand::Generate { .. })
+            | Command::Connections(_)
+            | Command::Processes(_)
+            | Command::Queues(_)
+            | Command::Webhooks(_)
+            | Command::ApiKeys(_) => unreachable!("handled above"),
         }
     });
     match result {
@@ -327,4 +363,26 @@ async fn healthcheck(settings: Settings) -> anyhow::Result<()> {
         res.status()
     );
     Ok(())
+}
+
+/// Runs an admin command against a running gateway: 0, or 1 with the reason on stderr.
+fn admin_command(kind: Kind, action: Action, target: Target) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "uipath-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(crate::admin_cli::run(kind, action, target, &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "uipath-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,4 +1,5 @@
 #![recursion_limit = "256"]
+pub mod admin_cli;
 pub mod app;
 pub mod callbacks;
 pub mod cli;

@@ -1,3 +1,4 @@
+mod admin_cli;
 mod api_keys;
 mod attacks;
 mod callbacks;

@@ -101,6 +101,15 @@ impl Application {
         .await
         .inspect_err(|_| stop_workers.cancel())
         .context("applying the objects of the config file")?;
+        let keys = crate::app::config_apply::apply_api_keys(&state, &state.settings.api_keys)
+            .await
+            .inspect_err(|_| stop_workers.cancel())
+            .context("applying the API keys of the config file")?;
+        let declared = crate::app::config_apply::Applied {
+            created: declared.created + keys.created,
+            updated: declared.updated + keys.updated,
+            unchanged: declared.unchanged + keys.unchanged,
+        };
         if declared != crate::app::config_apply::Applied::default() {
             tracing::info!(
                 created = declared.created,

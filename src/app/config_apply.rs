@@ -258,6 +258,56 @@ pub async fn apply(
     Ok(done)
 }
 
+/// Creates or updates the API keys declared in the config file (`[[api_keys]]`), matched
+/// by the key's hash; a key revoked through the API stays revoked.
+pub async fn apply_api_keys(
+    state: &AppState,
+    keys: &[crate::domain::api_key::ApiKeyDeclaration],
+) -> anyhow::Result<Applied> {
+    let mut done = Applied::default();
+    for (i, declared) in keys.iter().enumerate() {
+        let name = declared.name.clone();
+        let key = declared.clone().resolve().map_err(|p| {
+            anyhow::anyhow!(
+                "api_keys[{i}] ({name}): {}",
+                p.iter()
+                    .map(|p| format!("{}: {}", p.field, p.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let shown = |r: &crate::storage::api_keys::ApiKeyRow| {
+            serde_json::json!({"name": r.name, "prefix": r.prefix, "scopes": r.scopes,
+                "expires_at": r.expires_at, "revoked_at": r.revoked_at})
+        };
+        let old = crate::storage::api_keys::by_hash(&state.pool, &key.hash).await?;
+        if old.as_ref().is_some_and(|o| {
+            o.name == key.name && o.scopes == key.scopes && o.expires_at == key.expires_at
+        }) {
+            done.unchanged += 1;
+            continue;
+        }
+        let (row, created) = crate::storage::api_keys::upsert_declared(&state.pool, &key).await?;
+        let action = if created { "create" } else { "replace" };
+        let before = old.as_ref().map(shown);
+        audit(
+            state,
+            action,
+            "api_key",
+            &row.id.to_string(),
+            before,
+            Some(shown(&row)),
+        )
+        .await?;
+        if created {
+            done.created += 1
+        } else {
+            done.updated += 1
+        }
+    }
+    Ok(done)
+}
+
 fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }

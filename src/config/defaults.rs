@@ -123,6 +123,7 @@ pub fn defaults() -> serde_json::Value {
         "connections": [],
         "processes": [],
         "queues": [],
+        "api_keys": [],
         "webhooks": [],
     })
 }

@@ -82,6 +82,8 @@ pub struct Settings {
     pub processes: Vec<crate::domain::process::ProcessInput>,
     /// Queue mappings declared in the config file, applied at start.
     pub queues: Vec<crate::domain::queue::QueueMappingInput>,
+    /// API keys declared in the config file (by hash or key file), applied at start.
+    pub api_keys: Vec<crate::domain::api_key::ApiKeyDeclaration>,
     /// Inbound webhooks declared in the config file, applied at start.
     pub webhooks: Vec<crate::domain::hook::HookInput>,
 }

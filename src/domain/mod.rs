@@ -1,5 +1,6 @@
 //! Validated domain types, parsed at the handler boundary.
 
+pub mod api_key;
 pub mod arguments;
 pub mod callback_target;
 pub mod connection;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::admin::{Admin, snapshot};
 use super::auth::new_key;
-use crate::domain::problem::valid_name;
+use crate::domain::api_key::scope_problem;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::api_keys::{self as store, ApiKeyRow};
@@ -70,24 +70,6 @@ impl From<ApiKeyRow> for ApiKeyView {
             created_at: r.created_at,
         }
     }
-}
-
-/// Why `s` is not a scope, if it is not.
-fn scope_problem(s: &str) -> Option<String> {
-    if matches!(s, "run:*" | "jobs:read" | "admin") {
-        return None;
-    }
-    if let Some(process) = s.strip_prefix("run:") {
-        return (!valid_name(process)).then(|| {
-            format!("`{s}`: after `run:` comes a process name (letters, digits, `-`, `_`) or `*`")
-        });
-    }
-    Some(if s == "*" || valid_name(s) {
-        let process = if s == "*" { "*" } else { s };
-        format!("`{s}` is not a scope; to let the key start processes, write `run:{process}`")
-    } else {
-        format!("`{s}` is not a scope: use `run:<process>`, `run:*`, `jobs:read` or `admin`")
-    })
 }
 
 /// Create an API key.

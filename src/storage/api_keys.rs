@@ -87,3 +87,37 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Creates or updates a key declared in the config file, matched by its hash. A key an
+/// operator revoked stays revoked. Answers the row and whether it was created.
+pub async fn upsert_declared(
+    pool: &PgPool,
+    key: &crate::domain::api_key::DeclaredKey,
+) -> Result<(ApiKeyRow, bool), sqlx::Error> {
+    let sql = format!(
+        "insert into api_keys (id, name, prefix, key_hash, scopes, expires_at) values ($1, $2, $3, $4, $5, $6) \
+         on conflict (key_hash) do update set name = excluded.name, scopes = excluded.scopes, expires_at = excluded.expires_at \
+         returning {COLUMNS}, (xmax = 0) as inserted"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::new_v4())
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(&key.scopes)
+        .bind(key.expires_at)
+        .fetch_one(pool)
+        .await?;
+    let inserted: bool = sqlx::Row::try_get(&row, "inserted")?;
+    Ok((ApiKeyRow::from_row(&row)?, inserted))
+}
+
+/// The key with this hash, revoked or not.
+pub async fn by_hash(pool: &PgPool, hash: &[u8]) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+    let sql = format!("select {COLUMNS} from api_keys where key_hash = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(ApiKeyRow::from_row).transpose()
+}

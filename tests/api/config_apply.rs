@@ -281,3 +281,88 @@ release = {{ name = "OrderSync" }}
     assert_eq!(orders["unverified"], false, "{orders}");
     assert!(orders["release_key"].is_string());
 }
+
+#[tokio::test]
+async fn api_keys_declared_by_hash_or_key_file_work_and_apply_idempotently() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = "ugw_declared_from_a_file_0123456789";
+    let by_hash = "ugw_declared_by_its_hash_abcdefghij";
+    std::fs::write(dir.path().join("erp-key"), format!("{from_file}\n")).unwrap();
+    let file = dir.path().join("gateway.toml");
+    let toml = format!(
+        r#"
+[[api_keys]]
+name = "erp"
+scopes = ["jobs:read"]
+key_file = "{}"
+
+[[api_keys]]
+name = "crm"
+scopes = ["run:*", "jobs:read"]
+key_sha256 = "{}"
+"#,
+        dir.path().join("erp-key").display(),
+        hex::encode(sha2::Sha256::digest(by_hash.as_bytes()))
+    );
+    std::fs::write(&file, toml).unwrap();
+    let declared = Settings::load(Some(&file)).unwrap();
+    let (_, url) = db::server().fresh_database().await;
+    let keys = KeyRing::generate_spec("k");
+    let with_file = |s: &mut Settings| {
+        s.api_keys = declared.api_keys.clone();
+        s.encryption_keys = Some(keys.clone());
+    };
+    let app = spawn_app_on(url.clone(), with_file).await;
+    for key in [from_file, by_hash] {
+        let res = app
+            .client
+            .get(app.url("/jobs"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{key}");
+    }
+    let listed = app.admin_get("/api-keys").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    assert!(
+        !listed.to_string().contains(from_file),
+        "the key is never shown"
+    );
+    // Applied again: nothing changes, nothing is doubled.
+    let again = spawn_app_on(url, with_file).await;
+    let listed = again.admin_get("/api-keys").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let audit = again.admin_get("/audit?actor=config-file").await;
+    let creates = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object_type"] == "api_key")
+        .count();
+    assert_eq!(creates, 2);
+
+    // A declaration without a key is refused at start, with its position.
+    std::fs::write(
+        &file,
+        "[[api_keys]]\nname = \"x\"\nscopes = [\"jobs:read\"]\n",
+    )
+    .unwrap();
+    let bad = Settings::load(Some(&file)).unwrap();
+    let (_, url) = db::server().fresh_database().await;
+    let err = uipath_gateway::startup::Application::build(Settings {
+        database_url: Some(url),
+        encryption_keys: Some(KeyRing::generate_spec("k")),
+        port: 0,
+        api_keys: bad.api_keys,
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("the start fails");
+    assert!(
+        format!("{err:#}").contains("api_keys[0] (x): key_sha256"),
+        "{err:#}"
+    );
+}

@@ -250,7 +250,7 @@ fn the_configuration_reference_lists_every_setting_with_its_variable_and_default
     }
     let mut settings = BTreeMap::new();
     flatten("", &uipath_gateway::config::defaults(), &mut settings);
-    for objects in ["connections", "processes", "queues", "webhooks"] {
+    for objects in ["connections", "processes", "queues", "api_keys", "webhooks"] {
         settings.remove(objects);
     }
     let doc = std::fs::read_to_string(

@@ -182,6 +182,8 @@ pub fn main() -> ExitCode {
             | Command::ApiKeys(_) => unreachable!("handled above"),
         }
     });
+    // Spans still buffered go out before the process ends.
+    crate::otel::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod orchestrator;
+pub mod otel;
 pub mod routes;
 pub mod simulator;
 pub mod startup;

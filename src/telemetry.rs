@@ -27,20 +27,25 @@ pub fn init(settings: &Settings) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    // A second init (as in tests) is harmless: the first subscriber stays.
-    let _ = if json {
-        builder
-            .json()
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer().with_target(true);
+    let fmt = if json {
+        fmt.json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init()
+            .boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    // A second init (as in tests) is harmless: the first subscriber stays.
+    // The log level filters the log lines only; exported spans have their own filter.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(crate::otel::layer())
+        .try_init();
 }
 
 /// The id of one request, from `X-Request-Id` or generated.
@@ -177,8 +182,10 @@ impl RootSpanBuilder for GatewayRootSpan {
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "http_request",
+            otel.name = %format!("{} {route}", request.method()),
+            otel.kind = "server",
             request_id = %id,
             http.method = %request.method(),
             http.route = %route,
@@ -186,7 +193,9 @@ impl RootSpanBuilder for GatewayRootSpan {
             otel.status_code = tracing::field::Empty,
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
-        )
+        );
+        crate::otel::adopt_parent(&span, request.headers());
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {

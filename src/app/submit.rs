@@ -295,8 +295,10 @@ pub async fn start_within(
     let deadline = Duration::from_millis(state.settings.database.write_timeout_ms);
     let bg = state.clone();
     let recorded = job.clone();
-    let task =
-        tokio::spawn(async move { start(&bg, job, conn.as_ref().map(|c| (&process, c))).await });
+    // The start goes on in its own task, within the request's span (one trace).
+    let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        start(&bg, job, conn.as_ref().map(|c| (&process, c))).await
+    }));
     match tokio::time::timeout(deadline, task).await {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => Err(anyhow::anyhow!("the start task failed: {e}").into()),

@@ -64,7 +64,7 @@ impl OrchestratorClient {
         req
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %self.tenant, class = class.label()))]
+    #[tracing::instrument(name = "orchestrator_call", skip_all, fields(otel.kind = "client", tenant = %self.tenant, class = class.label()))]
     pub(super) async fn send<T: DeserializeOwned>(
         &self,
         req: RequestBuilder,
@@ -84,6 +84,8 @@ impl OrchestratorClient {
             },
             None => None,
         };
+        // The trace goes on to Orchestrator (`traceparent`), when traces are exported.
+        let req = req.headers(crate::otel::context_headers());
         let (result, outcome) = self.exchange(req, write).await;
         crate::metrics::orchestrator_call(&self.tenant, class.label(), outcome.1);
         if let (Some(g), Some(t)) = (&self.governor, ticket) {

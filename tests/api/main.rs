@@ -18,6 +18,7 @@ mod hostile;
 mod job_tracking;
 mod openapi;
 mod orchestrator_client;
+mod otel;
 mod processes;
 mod queue_items;
 mod queue_scale;

@@ -232,6 +232,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
                     .config(Config::new(["/openapi.json"]).use_base_layout()),
             )
             .route("/docs", web::get().to(routes::docs::docs_redirect))
+            .route("/console", web::get().to(routes::console::index))
+            .route("/console/{file}", web::get().to(routes::console::file))
             .default_service(web::to(routes::not_found))
     })
     .on_connect(move |conn, ext| client_limits.on_connect(conn, ext))

@@ -135,12 +135,14 @@ fn has_body(req: &ServiceRequest) -> bool {
 }
 
 /// Routes that never need credentials and whose bodies are not guarded (health,
-/// readiness, metrics, the document and its UI), and those that check their own
+/// readiness, metrics, the document and its UI, the console's page), and those that check their own
 /// credentials (webhook deliveries, Orchestrator's events).
 fn public(path: &str) -> (bool, bool) {
     let unlimited = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
         || path == "/docs"
-        || path.starts_with("/docs/");
+        || path.starts_with("/docs/")
+        || path == "/console"
+        || path.starts_with("/console/");
     let own_check = path.starts_with("/hooks/") || path.starts_with("/orchestrator/events/");
     (unlimited, unlimited || own_check)
 }

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod connections;
+pub mod console;
 pub mod dead_letters;
 pub mod docs;
 pub mod events;
@@ -125,7 +126,13 @@ impl RouteTable {
                 }
             })
             .collect();
-        for path in ["/openapi.json", "/docs", "/docs/{_:.*}"] {
+        for path in [
+            "/openapi.json",
+            "/docs",
+            "/docs/{_:.*}",
+            "/console",
+            "/console/{file}",
+        ] {
             routes.push(Route {
                 def: ResourceDef::new(path),
                 methods: vec!["GET".into()],

@@ -4,6 +4,7 @@ mod attacks;
 mod callbacks;
 mod config_apply;
 mod connections;
+mod console;
 mod demo;
 mod embedded;
 mod errors;

@@ -119,3 +119,11 @@ pub fn context_headers() -> reqwest::header::HeaderMap {
     }
     headers
 }
+
+/// The current span's `traceparent`, when traces are exported.
+pub fn current_traceparent() -> Option<String> {
+    context_headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}

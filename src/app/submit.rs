@@ -41,6 +41,7 @@ pub fn new_job(
         callback_url: callback_url.or_else(|| process.callback_url.clone()),
         replay_of,
         reference: None,
+        traceparent: crate::otel::current_traceparent(),
     }
 }
 

@@ -57,6 +57,8 @@ async fn deliver(state: &AppState, due: &Due) -> anyhow::Result<()> {
         return Ok(dead("the job no longer exists".into()).await?);
     };
     let job = jobs::get(&state.pool, due.job_id).await?;
+    // The trace the job was created in goes on to the receiver.
+    let traceparent = job.as_ref().and_then(|j| j.traceparent.clone());
     let secret = match job.and_then(|j| j.process_id) {
         Some(pid) => processes::callback_secret(&state.pool, &state.keys, pid).await?,
         None => None,
@@ -76,6 +78,17 @@ async fn deliver(state: &AppState, due: &Due) -> anyhow::Result<()> {
         .header("webhook-id", &due.message_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
+        .headers(
+            traceparent
+                .and_then(|t| reqwest::header::HeaderValue::from_str(&t).ok())
+                .map(|t| {
+                    reqwest::header::HeaderMap::from_iter([(
+                        reqwest::header::HeaderName::from_static("traceparent"),
+                        t,
+                    )])
+                })
+                .unwrap_or_default(),
+        )
         .body(body)
         .send()
         .await;

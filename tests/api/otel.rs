@@ -1,6 +1,6 @@
 //! OpenTelemetry: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one `/run` is exported as one
 //! trace (the caller's `traceparent` -> the gateway's request -> its Orchestrator call),
-//! and Orchestrator receives the trace context.
+//! and Orchestrator, and the job's callback, receive the trace context.
 
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ async fn one_run_is_one_trace_from_the_caller_through_the_gateway_to_orchestrato
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".into()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
             ("OTEL_SERVICE_NAME", "gateway-under-test".into()),
+            ("GATEWAY_ALLOW_PRIVATE_CALLBACKS", "true".into()),
+            ("GATEWAY_TRACKING__POLL_EVERY_SECS", "1".into()),
+            ("GATEWAY_CALLBACKS__POLL_INTERVAL_MS", "200".into()),
         ],
         None,
     )
@@ -70,8 +73,16 @@ async fn one_run_is_one_trace_from_the_caller_through_the_gateway_to_orchestrato
 
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
     let res = http
-        .post(gw.url("/run/Invoices"))
+        .post(gw.url(&format!(
+            "/run/Invoices?callback_url={}/done",
+            receiver.uri()
+        )))
         .bearer_auth(&key)
         .header("traceparent", format!("00-{trace}-{caller_span}-01"))
         .json(&json!({"in_Vendor": "ACME", "in_Amount": 3}))
@@ -125,6 +136,22 @@ async fn one_run_is_one_trace_from_the_caller_through_the_gateway_to_orchestrato
     assert!(
         header.contains(call["spanId"].as_str().unwrap()),
         "{header}"
+    );
+    // The callback, sent by a worker when the job ended, carries the same trace on.
+    eventually("the callback", Duration::from_secs(30), || async {
+        !receiver.received_requests().await.unwrap().is_empty()
+    })
+    .await;
+    let callback = &receiver.received_requests().await.unwrap()[0];
+    let header = callback
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        header.starts_with(&format!("00-{trace}-")),
+        "the callback's traceparent: {header}"
     );
     gw.signal(nix::sys::signal::Signal::SIGTERM).await;
 }

@@ -47,6 +47,8 @@ pub struct JobRow {
     pub last_error: Option<String>,
     pub callback_url: Option<String>,
     pub replay_of: Option<Uuid>,
+    /// The trace it was created in, passed on to its callback.
+    pub traceparent: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -63,7 +65,7 @@ pub struct EventRow {
 }
 
 pub(super) const COLUMNS: &str = "id, process_id, process_name, kind, source, state, input, reference, orchestrator_job_id, orchestrator_job_key, \
-    output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, started_at, finished_at, created_at, updated_at";
+    output, error, info, attempts, next_attempt_at, last_error, callback_url, replay_of, traceparent, started_at, finished_at, created_at, updated_at";
 
 /// What a new job needs.
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ pub struct NewJob {
     pub replay_of: Option<Uuid>,
     /// The Reference to send, when the caller gave one (a queue item's); else `reference(id)`.
     pub reference: Option<String>,
+    /// The trace it was created in (`traceparent`), when traces are exported.
+    pub traceparent: Option<String>,
 }
 
 /// The Reference sent to Orchestrator for a job.

@@ -81,6 +81,11 @@ pub async fn run(
         })?,
     };
     settings.admin_token = Some(SecretString::from(admin.clone()));
+    // A demo's callbacks go to a receiver on this machine: private addresses are allowed,
+    // unless GATEWAY_ALLOW_PRIVATE_CALLBACKS says otherwise.
+    if std::env::var_os("GATEWAY_ALLOW_PRIVATE_CALLBACKS").is_none() {
+        settings.allow_private_callbacks = true;
+    }
     let (conns, procs) = demo_objects(&sim_base);
     settings.connections.extend(conns);
     settings.processes.extend(procs);
@@ -143,6 +148,7 @@ pub async fn run(
          \nProcesses: Invoices (in_Vendor string, in_Amount decimal, in_DueDate date-time, in_Urgent boolean), \
          Orders (in_OrderIds int64 array, in_Options object), Failing (always faults).\n\
          Queue: InvoicesToBook (POST /queues/InvoicesToBook, content InvoiceNumber string and Amount number).\n\
+         Callbacks may go to this machine (a demo allows private addresses; a gateway does not by default).\n\
          Data is kept in {}; Ctrl-C stops the demo.\n\n",
         settings.data_dir.display()
     );

@@ -133,10 +133,14 @@ pub async fn run(
         base.clone()
     };
     let state = app.state();
+    // Best effort: a connection added to the demo may point elsewhere (or at an earlier
+    // run's simulator); it is polled instead, and the demo starts all the same.
     for conn in crate::storage::connections::list(app.pool()).await? {
-        crate::workers::webhook_registration::ensure(&state, &conn, &reachable)
-            .await
-            .with_context(|| format!("registering the simulator's webhook for {}", conn.name))?;
+        if let Err(e) =
+            crate::workers::webhook_registration::ensure(&state, &conn, &reachable).await
+        {
+            tracing::warn!(connection = %conn.name, error = %e, "its Orchestrator webhook could not be registered; its jobs are polled");
+        }
     }
     let banner = format!(
         "\nuipath-gateway demo is running.\n\
@@ -154,10 +158,14 @@ pub async fn run(
     );
     // The values the guides (docs/) use, ready to paste, on stderr: the banner above stays
     // what stdout says.
+    // The simulator stands in for a tenant in the connection guides: its public test
+    // credentials (docs/simulator.md) are the guides' UIPATH_* values.
     let exports = format!(
         "# For the guides in docs/: paste these into your shell.\n\
          export GATEWAY={reachable}\nexport ADMIN_TOKEN={admin}\nexport API_KEY={key}\n\
-         export CONNECTION=simulator\nexport FOLDER=Finance/AP\n"
+         export CONNECTION=simulator\nexport FOLDER=Finance/AP\nexport PROCESS_KEY=InvoiceBot\n\
+         export UIPATH_URL={sim_base}\nexport UIPATH_ORG=demo-org\nexport UIPATH_TENANT=DefaultTenant\n\
+         export UIPATH_CLIENT_ID=sim-app\nexport UIPATH_CLIENT_SECRET=sim-app-secret\n"
     );
     let _ = std::io::stderr().write_all(exports.as_bytes());
     let _ = std::io::stderr().flush();

@@ -132,14 +132,26 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     // The demo printed the guides' values on stderr, before any log line (there is none
     // at its default level): the queue items guide runs verbatim with them.
     crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
-        exports.lock().unwrap().len() >= 5
+        exports.lock().unwrap().len() >= 11
     })
     .await;
     let exports = exports.lock().unwrap().clone();
     let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["GATEWAY", "ADMIN_TOKEN", "API_KEY", "CONNECTION", "FOLDER"]
+        [
+            "GATEWAY",
+            "ADMIN_TOKEN",
+            "API_KEY",
+            "CONNECTION",
+            "FOLDER",
+            "PROCESS_KEY",
+            "UIPATH_URL",
+            "UIPATH_ORG",
+            "UIPATH_TENANT",
+            "UIPATH_CLIENT_ID",
+            "UIPATH_CLIENT_SECRET"
+        ]
     );
     assert_eq!(exports[0].1, gateway);
     let out = tokio::process::Command::new("bash")
@@ -159,15 +171,18 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     assert!(stdout.contains("\"state\":\"successful\""), "{stdout}");
     assert!(stdout.contains("BK-1001"), "the robot's output: {stdout}");
 
-    // The recipes run verbatim against the demo too, in order, with a callback to a
+    // The guides run verbatim against the demo too, in order (a connection guide with the
+    // simulator as the tenant, the first process, the recipes), with a callback to a
     // receiver on this machine (the demo allows private addresses). The `export` lines a
-    // reader fills in are supplied here.
+    // reader fills in come from the demo's exports, or are supplied here.
     let receiver = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .respond_with(wiremock::ResponseTemplate::new(204))
         .mount(&receiver)
         .await;
     let recipes: String = [
+        "connect/automation-cloud-external-app.md",
+        "first-process.md",
         "recipes/github.md",
         "recipes/stripe.md",
         "recipes/slack.md",
@@ -187,12 +202,14 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
             "CALLBACK_URL",
             format!("{}/uipath-callback", receiver.uri()),
         )
+        // The reader's own name for the first process: the demo already has `Invoices`.
+        .env("PROCESS", "MyInvoices")
         .output()
         .await
         .unwrap();
     assert!(
         out.status.success(),
-        "the recipes against the demo:\n{}\n{}",
+        "the guides against the demo:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -44,6 +44,7 @@ fn values(app: &TestApp, sim: &Sim) -> BTreeMap<&'static str, String> {
         ("UIPATH_PLATFORM_URL", sim_base),
         ("FOLDER", "Finance/AP".into()),
         ("PROCESS_KEY", "InvoiceBot".into()),
+        ("PROCESS", "Invoices".into()),
         ("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody".into()),
         (
             "STRIPE_SIGNING_SECRET",

@@ -30,8 +30,9 @@ where
     if !wanted() {
         return None;
     }
-    // The blocking HTTP client needs the process's TLS provider, as every client does.
-    drop(crate::orchestrator::http::builder());
+    // The blocking HTTP client needs the process's TLS provider: ring, as for every
+    // client (a provider installed first is as good).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

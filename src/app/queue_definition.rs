@@ -82,7 +82,7 @@ pub async fn look_up(
     };
     // Queue names are case-insensitive in Orchestrator.
     match all.iter().find(|q| q.name.eq_ignore_ascii_case(queue)) {
-        Some(q) => Ok(Lookup::Found(QueueSchema::from_definition(q))),
+        Some(q) => Ok(Lookup::Found(q.schema())),
         None => {
             let here = if all.is_empty() {
                 "it has no queues".to_string()

@@ -42,6 +42,11 @@ pub fn new_job(
         replay_of,
         reference: None,
         traceparent: crate::otel::current_traceparent(),
+        kind: if process.queue.is_some() {
+            "queue_item"
+        } else {
+            "job"
+        },
     }
 }
 

@@ -125,24 +125,6 @@ pub struct QueueSchema {
 }
 
 impl QueueSchema {
-    /// From Orchestrator's definition; a schema that is not JSON is left out.
-    pub fn from_definition(d: &crate::orchestrator::queues::QueueDefinition) -> QueueSchema {
-        let parse = |s: &Option<String>| {
-            s.as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .and_then(|s| serde_json::from_str::<Value>(s).ok())
-                .filter(Value::is_object)
-        };
-        QueueSchema {
-            id: d.id,
-            name: d.name.clone(),
-            unique_references: d.enforce_unique_reference,
-            content_schema: parse(&d.specific_data_json_schema),
-            output_schema: parse(&d.output_data_json_schema),
-            max_retries: d.max_number_of_retries.unwrap_or(0),
-        }
-    }
-
     /// Checks an item's content against the queue's schema: each problem names the field
     /// (the property path) and says what is wrong, never echoing the value.
     pub fn content_problems(&self, content: &Map<String, Value>) -> Vec<FieldProblem> {

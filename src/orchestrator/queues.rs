@@ -101,6 +101,27 @@ impl OrchestratorError {
     }
 }
 
+impl QueueDefinition {
+    /// What the gateway keeps of it: the schemas parsed (one that is not a JSON object is
+    /// left out, as Orchestrator sends an empty string for none).
+    pub fn schema(&self) -> crate::domain::queue::QueueSchema {
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .filter(Value::is_object)
+        };
+        crate::domain::queue::QueueSchema {
+            id: self.id,
+            name: self.name.clone(),
+            unique_references: self.enforce_unique_reference,
+            content_schema: parse(&self.specific_data_json_schema),
+            output_schema: parse(&self.output_data_json_schema),
+            max_retries: self.max_number_of_retries.unwrap_or(0),
+        }
+    }
+}
+
 impl OrchestratorClient {
     /// `GET /odata/QueueDefinitions` in a folder.
     pub async fn queue_definitions(

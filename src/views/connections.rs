@@ -160,14 +160,14 @@ pub struct QueueList {
 
 impl From<crate::orchestrator::queues::QueueDefinition> for QueueView {
     fn from(q: crate::orchestrator::queues::QueueDefinition) -> Self {
-        let parsed = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        let schema = q.schema();
         QueueView {
             id: q.id,
             name: q.name,
             enforce_unique_reference: q.enforce_unique_reference,
             max_number_of_retries: q.max_number_of_retries,
-            content_schema: parsed(q.specific_data_json_schema),
-            output_schema: parsed(q.output_data_json_schema),
+            content_schema: schema.content_schema,
+            output_schema: schema.output_schema,
         }
     }
 }

@@ -29,7 +29,15 @@ pub async fn record(
     }
     let mut changed = false;
     if item.id > followed {
-        changed |= jobs::follow_retry(&state.pool, id, followed, item).await?;
+        let retry = jobs::FollowedRetry {
+            id: item.id,
+            key: item
+                .key
+                .as_deref()
+                .and_then(|k| uuid::Uuid::parse_str(k).ok()),
+            retry_number: item.retry_number,
+        };
+        changed |= jobs::follow_retry(&state.pool, id, followed, retry).await?;
     }
     let Some(seen) = observed(item) else {
         return Ok(changed);

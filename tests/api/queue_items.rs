@@ -478,7 +478,17 @@ async fn each_queue_mapping_is_its_own_typed_operation_whose_example_is_accepted
 
 #[tokio::test]
 async fn an_item_in_its_queue_cannot_be_stopped_and_mappings_are_checked_when_saved() {
-    let (app, _sim, key) = app_with(|_| {}).await;
+    // The robot takes Leads items only after a minute: the item stays New in its queue.
+    let (app, _sim, key) = app_with(|s| {
+        s.queue_behaviours.insert(
+            "Leads".into(),
+            uipath_gateway::simulator::scenario::QueueBehaviour {
+                pickup_ms: 60_000,
+                ..Default::default()
+            },
+        );
+    })
+    .await;
     let added: Value = add(&app, &key, "Leads", "", json!({"Name": "Barbara"}))
         .await
         .json()
@@ -494,9 +504,11 @@ async fn an_item_in_its_queue_cannot_be_stopped_and_mappings_are_checked_when_sa
         .unwrap();
     assert_eq!(res.status(), 409);
     let p: Value = res.json().await.unwrap();
-    assert!(
-        ["not_stoppable", "job_ended"].contains(&p["code"].as_str().unwrap()),
-        "{p}"
+    assert_eq!(p["code"], "not_stoppable", "{p}");
+    assert_eq!(
+        item(&app, &key, id).await["state"],
+        "pending",
+        "left as it was"
     );
 
     // A queue the folder does not have: 422 naming the field, listing what it has.

@@ -9,8 +9,8 @@ use super::marks::{Started, bind_started, split_marked, with_marks};
 use super::*;
 use crate::storage::hooks::Delivery;
 
-/// The common table expressions that insert new jobs from the arrays `$1`..`$7`, `$10`,
-/// `$11` and `$12` (bound by `bind_new_jobs`), leased to `$8` for `$9` seconds, with their
+/// The common table expressions that insert new jobs from the arrays `$1`..`$7` and
+/// `$10`..`$13` (bound by `bind_new_jobs`), leased to `$8` for `$9` seconds, with their
 /// `queued` events. `keep` filters the unnested rows `t`. Defines `new`, the rows stored.
 pub(super) fn insert_jobs_ctes(keep: &str) -> String {
     format!(
@@ -19,11 +19,10 @@ pub(super) fn insert_jobs_ctes(keep: &str) -> String {
              lease_owner, lease_expires_at, callback_url, replay_of, kind, traceparent) \
            select t.id, t.process_id, t.process_name, t.source, t.source_detail, 'queued', t.input, t.reference, 1, \
              $8, now() + make_interval(secs => $9), t.callback_url, t.replay_of, \
-             coalesce((select 'queue_item' from processes p where p.id = t.process_id and p.queue_name is not null), 'job'), \
-             t.traceparent \
+             t.kind, t.traceparent \
            from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $10::text[], $11::uuid[], \
-             $12::text[]) \
-             as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of, traceparent) \
+             $12::text[], $13::text[]) \
+             as t(id, process_id, process_name, source, source_detail, input, reference, callback_url, replay_of, traceparent, kind) \
            {keep} \
            on conflict (id) do nothing \
            returning {COLUMNS}), \
@@ -31,7 +30,7 @@ pub(super) fn insert_jobs_ctes(keep: &str) -> String {
     )
 }
 
-/// Binds `$1`..`$12` of `insert_jobs_ctes`.
+/// Binds `$1`..`$13` of `insert_jobs_ctes`.
 pub(super) fn bind_new_jobs<'q>(
     q: PgQuery<'q>,
     jobs: &[&'q NewJob],
@@ -70,6 +69,7 @@ pub(super) fn bind_new_jobs<'q>(
                 .map(|j| j.traceparent.as_deref())
                 .collect::<Vec<_>>(),
         )
+        .bind(jobs.iter().map(|j| j.kind).collect::<Vec<_>>())
 }
 
 /// Answers, in the order of `ids`, the rows a batch stored; an id the batch did not store
@@ -107,7 +107,7 @@ pub(super) async fn insert_many(
     owner: Uuid,
     lease_secs: i64,
 ) -> Result<(Vec<JobRow>, Vec<Option<JobRow>>), sqlx::Error> {
-    let sql = with_marks(&insert_jobs_ctes(""), !marks.is_empty(), 13);
+    let sql = with_marks(&insert_jobs_ctes(""), !marks.is_empty(), 14);
     let q = bind_new_jobs(
         sqlx::query(sqlx::AssertSqlSafe(sql)),
         jobs,
@@ -149,14 +149,14 @@ pub(super) async fn insert_hooks_many(
         "d as ( \
            insert into webhook_deliveries (id, webhook_id, delivery_key, verification, verification_detail, dedup, \
              filter_result, mapped_input, job_id, error, outcome, request_headers, request_query, request_body, replay_of, body_sha256) \
-           select * from unnest($13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
-             $20::jsonb[], $21::uuid[], $22::text[], $23::text[], $24::jsonb[], $25::text[], $26::bytea[], $27::uuid[], $28::bytea[]) \
+           select * from unnest($14::uuid[], $15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], \
+             $21::jsonb[], $22::uuid[], $23::text[], $24::text[], $25::jsonb[], $26::text[], $27::bytea[], $28::uuid[], $29::bytea[]) \
            on conflict do nothing \
            returning job_id), \
          {}",
         insert_jobs_ctes("where t.id in (select job_id from d)")
     );
-    let sql = with_marks(&ctes, !marks.is_empty(), 29);
+    let sql = with_marks(&ctes, !marks.is_empty(), 30);
     let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
     let d: Vec<&Delivery> = items.iter().map(|i| &i.delivery).collect();
     let q = bind_new_jobs(
@@ -267,13 +267,13 @@ pub(super) async fn insert_claimed_many(
         "k as ( \
            insert into idempotency_keys (scope, key, request_hash, job_id, expires_at) \
            select c.s, c.k, c.h, c.j, now() + interval '24 hours' \
-           from unnest($13::text[], $14::text[], $15::bytea[], $1::uuid[]) as c(s, k, h, j) \
+           from unnest($14::text[], $15::text[], $16::bytea[], $1::uuid[]) as c(s, k, h, j) \
            on conflict (scope, key) do nothing \
            returning job_id), \
          {}",
         insert_jobs_ctes("where t.id in (select job_id from k)")
     );
-    let sql = with_marks(&ctes, !marks.is_empty(), 16);
+    let sql = with_marks(&ctes, !marks.is_empty(), 17);
     let jobs: Vec<&NewJob> = items.iter().map(|i| &i.job).collect();
     let q = bind_new_jobs(
         sqlx::query(sqlx::AssertSqlSafe(sql)),

@@ -82,6 +82,8 @@ pub struct NewJob {
     pub reference: Option<String>,
     /// The trace it was created in (`traceparent`), when traces are exported.
     pub traceparent: Option<String>,
+    /// `job`, or `queue_item` when its process row is a queue mapping.
+    pub kind: &'static str,
 }
 
 /// The Reference sent to Orchestrator for a job.

@@ -188,6 +188,14 @@ pub async fn by_orchestrator_id(
     .await
 }
 
+/// The queue item that retries another: its Id, Key and retry number.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowedRetry {
+    pub id: i64,
+    pub key: Option<Uuid>,
+    pub retry_number: Option<i32>,
+}
+
 /// Follows a queue item's retry: the ledger entry that followed item `from` follows
 /// `retry` from now on (its Id and Key), with a timeline entry. False if it already
 /// follows a later one.
@@ -195,11 +203,11 @@ pub async fn follow_retry(
     pool: &PgPool,
     id: Uuid,
     from: i64,
-    retry: &crate::orchestrator::queues::QueueItem,
+    retry: FollowedRetry,
 ) -> Result<bool, sqlx::Error> {
     let detail = serde_json::json!({"orchestrator_queue_item_id": retry.id, "retried_item_id": from,
         "retry_number": retry.retry_number});
-    let key = retry.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
+    let key = retry.key;
     let changed: i64 = sqlx::query_scalar(
         "with upd as (update jobs set orchestrator_job_id = $2, orchestrator_job_key = coalesce($3, orchestrator_job_key), \
            state_changed_at = now() where id = $1 and orchestrator_job_id < $2 returning id), \

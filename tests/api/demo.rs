@@ -239,3 +239,63 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     );
     stop(child).await;
 }
+
+/// Every connection guide runs verbatim against the demo, with the simulator as the tenant
+/// (its fake credentials, `docs/simulator.md`), each followed by the first-process guide
+/// through that connection: test it, browse it, name a process, start a job.
+#[tokio::test]
+async fn every_connection_guide_runs_verbatim_against_the_demo_and_starts_a_job() {
+    let dir = data_dir();
+    let (child, _, exports) = start(dir.path()).await;
+    crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
+        exports.lock().unwrap().len() >= 11
+    })
+    .await;
+    let exports = exports.lock().unwrap().clone();
+    let sim = exports
+        .iter()
+        .find(|(n, _)| n == "UIPATH_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let guides = [
+        ("connect/automation-cloud-pat.md", "Pat"),
+        ("connect/automation-cloud-refresh-token.md", "RefreshToken"),
+        ("connect/on-prem-identity.md", "OnPremIdentity"),
+        ("connect/on-prem-password.md", "OnPremPassword"),
+        ("connect/legacy-user-key.md", "UserKey"),
+    ];
+    for (guide, process) in guides {
+        let script = crate::helpers::guide_commands(guide)
+            + &crate::helpers::guide_commands("first-process.md");
+        let out = tokio::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(&script)
+            .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .env("UIPATH_PAT", format!("rt_{}-1", "5e".repeat(32)))
+            .env("UIPATH_PAT_EXPIRES", "2099-01-01T00:00:00Z")
+            .env("UIPATH_REFRESH_TOKEN", "sim-refresh-token-0")
+            .env("ORCHESTRATOR_URL", &sim)
+            .env("ORCHESTRATOR_TENANCY", "Default")
+            .env("ORCHESTRATOR_USER", "admin")
+            .env("ORCHESTRATOR_PASSWORD", "sim-password")
+            .env("UIPATH_USER_KEY", "sim-user-key")
+            .env("UIPATH_ACCOUNT_URL", &sim)
+            .env("UIPATH_PLATFORM_URL", &sim)
+            .env("PROCESS", process)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{guide} then first-process.md:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("\"process\":\"{process}\""))
+                && stdout.contains("\"state\":\"successful\""),
+            "{guide}: the job through this connection ended successful:\n{stdout}"
+        );
+    }
+    stop(child).await;
+}

@@ -17,6 +17,8 @@ COPY . .
 ENV SQLX_OFFLINE=true
 RUN cargo build --release --locked --bin uipath-gateway
 
+# .ci/docker-test builds this stage alone, on a base made from Debian's packages and with the
+# binary CI built: it replaces this FROM line and the COPY --from=builder line, nothing else.
 FROM debian:bookworm-slim AS runtime
 # Versions float with the Debian point release; the image is rebuilt for security fixes.
 # hadolint ignore=DL3008

@@ -47,10 +47,58 @@ pub enum Action {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Delete (revoke, for an API key) one.
+    /// Delete one.
     Remove { name: String },
+    /// Test a connection (only `connections test` offers it: see [`ConnectionAction`]).
+    #[command(skip)]
+    Test { name: String },
+}
+
+/// What to do with connections: the common actions, and a test.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConnectionAction {
+    #[command(flatten)]
+    Each(Action),
     /// Test a connection: get a token and list folders.
     Test { name: String },
+}
+
+/// What to do with API keys: the API can list, create and revoke them, not show or replace
+/// one (a key is shown once, when it is made).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApiKeyAction {
+    /// List them (a table; `--json` for the API's answer).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create one from a JSON or TOML file (`-` reads stdin), as `POST` takes it; the answer
+    /// holds the key, shown this once.
+    Add {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Revoke one.
+    Remove { name: String },
+}
+
+impl From<ApiKeyAction> for Action {
+    fn from(action: ApiKeyAction) -> Self {
+        match action {
+            ApiKeyAction::List { json } => Action::List { json },
+            ApiKeyAction::Add { file } => Action::Add { file },
+            ApiKeyAction::Remove { name } => Action::Remove { name },
+        }
+    }
+}
+
+impl From<ConnectionAction> for Action {
+    fn from(action: ConnectionAction) -> Self {
+        match action {
+            ConnectionAction::Each(action) => action,
+            ConnectionAction::Test { name } => Action::Test { name },
+        }
+    }
 }
 
 /// The kinds of object, their collection path and the columns of their table.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use secrecy::ExposeSecret;
 
-use crate::admin_cli::{Action, Kind, Target};
+use crate::admin_cli::{Action, ApiKeyAction, ConnectionAction, Kind, Target};
 use crate::config::Settings;
 use crate::crypto::KeyRing;
 use crate::embedded_db::EmbeddedPostgres;
@@ -58,7 +58,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Connections of a running gateway (admin API): list, get, add, replace, remove, test.
     #[command(subcommand)]
-    Connections(Action),
+    Connections(ConnectionAction),
     /// Processes of a running gateway (admin API): list, get, add, replace, remove.
     #[command(subcommand)]
     Processes(Action),
@@ -68,9 +68,9 @@ pub enum Command {
     /// Inbound webhooks of a running gateway (admin API): list, get, add, replace, remove.
     #[command(subcommand)]
     Webhooks(Action),
-    /// API keys of a running gateway (admin API): list, get, add, remove (revoke).
+    /// API keys of a running gateway (admin API): list, add, remove (revoke).
     #[command(subcommand, name = "api-keys")]
-    ApiKeys(Action),
+    ApiKeys(ApiKeyAction),
     /// Run the Orchestrator simulator on its own, for building integrations offline.
     Simulator {
         /// Port to listen on.
@@ -109,11 +109,11 @@ pub fn main() -> ExitCode {
         Err(_) => ExitCode::FAILURE,
     };
     let admin = match &command {
-        Command::Connections(a) => Some((Kind::Connections, a.clone())),
+        Command::Connections(a) => Some((Kind::Connections, a.clone().into())),
         Command::Processes(a) => Some((Kind::Processes, a.clone())),
         Command::Queues(a) => Some((Kind::Queues, a.clone())),
         Command::Webhooks(a) => Some((Kind::Webhooks, a.clone())),
-        Command::ApiKeys(a) => Some((Kind::ApiKeys, a.clone())),
+        Command::ApiKeys(a) => Some((Kind::ApiKeys, a.clone().into())),
         _ => None,
     };
     if let Some((kind, action)) = admin {

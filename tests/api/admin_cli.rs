@@ -139,6 +139,11 @@ async fn the_cli_lists_adds_replaces_tests_and_removes_every_kind_of_object() {
     let table = ok(&app, &["api-keys", "list"]).await;
     assert!(table.lines().any(|l| l.starts_with("erp ")), "{table}");
     ok(&app, &["api-keys", "remove", "erp"]).await;
+    // A key is shown once: the CLI offers no way to show or replace one, nor to "test" it.
+    for verb in ["get", "replace", "test"] {
+        let (code, _, err) = cli(&app, &["api-keys", verb, "erp"]).await;
+        assert_eq!(code, 2, "api-keys {verb}: {err}");
+    }
 
     // What is not there, or a bad token, is said plainly.
     let (code, _, err) = cli(&app, &["processes", "get", "Nope"]).await;

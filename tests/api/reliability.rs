@@ -874,3 +874,77 @@ async fn an_outage_at_scale_loses_none_starts_none_twice_and_dead_letters_none()
         &wrong[..wrong.len().min(5)]
     );
 }
+
+/// `/run` answers as soon as Orchestrator took the job: its start mark is written after
+/// the answer, in the ledger's next group commit, so the answer path holds one durable
+/// commit. A mark that is never written (refused here by a trigger, as a crash right after
+/// the answer would lose it) leaves the job to its lease: it turns `unknown`, is looked up
+/// by its Reference and adopted with the id the caller was given, never started twice.
+#[tokio::test]
+async fn a_start_mark_lost_after_the_answer_is_recovered_by_reference_and_nothing_starts_twice() {
+    let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
+    let (_, db) = crate::helpers::db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("marks");
+    let app = live_app(db, keys, |s| s.dispatch.lease_secs = 2).await;
+    let key = provision(&app.client, &app.address, &sim, "client_credentials").await;
+    for sql in [
+        "create function lose_marks() returns trigger language plpgsql as \
+         $$ begin raise exception 'the start mark is lost'; end $$",
+        "create trigger lose_marks before update of orchestrator_job_id on jobs for each row \
+         when (new.orchestrator_job_id is not null) execute function lose_marks()",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    let mut answered = HashMap::new();
+    for n in 0..20 {
+        let res = app
+            .client
+            .post(app.url("/run/Invoices"))
+            .bearer_auth(&key)
+            .json(&json!({"in_Vendor": "marks", "in_Amount": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        assert_eq!(job["state"], "pending", "answered as started: {job}");
+        let id: Uuid = job["id"].as_str().unwrap().parse().unwrap();
+        answered.insert(id, job["orchestrator_job_id"].as_i64().unwrap());
+    }
+    let ids: Vec<Uuid> = answered.keys().copied().collect();
+    let marked: i64 = sqlx::query_scalar(
+        "select count(*) from jobs where id = any($1) and orchestrator_job_id is not null",
+    )
+    .bind(&ids)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(marked, 0, "every mark was refused");
+
+    sqlx::query("drop trigger lose_marks on jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    every_job_started_once(&app.pool, &sim, &ids).await;
+    let rows: Vec<(Uuid, i64)> =
+        sqlx::query_as("select id, orchestrator_job_id from jobs where id = any($1)")
+            .bind(&ids)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    for (id, orchestrator_job_id) in rows {
+        assert_eq!(
+            answered[&id], orchestrator_job_id,
+            "the job the caller was told of"
+        );
+    }
+    let adopted: i64 = sqlx::query_scalar(
+        "select count(distinct job_id) from job_events where job_id = any($1) \
+         and detail->>'how' like 'found by its Reference%'",
+    )
+    .bind(&ids)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(adopted, 20, "each was adopted by its Reference");
+}

@@ -164,7 +164,7 @@ pub enum Submitted {
 /// and the start says what is wrong). `process` keeps the lookup, so the start reuses it.
 pub async fn checked_arguments(
     state: &AppState,
-    process: &mut ProcessRow,
+    process: &mut Arc<ProcessRow>,
     conn: &ConnectionRow,
     input: Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
@@ -179,7 +179,7 @@ pub async fn checked_arguments(
                 .map_err(|problems| ApiError::invalid("invalid_arguments", &problems));
             // A release looked up just now is kept, so the start does not look again.
             if let Cow::Owned(looked_up) = release {
-                process.resolved = Some(looked_up);
+                Arc::make_mut(process).resolved = Some(looked_up);
             }
             checked
         }
@@ -198,7 +198,7 @@ pub async fn checked_arguments(
 /// what is wrong). Answers the input the ledger keeps (`queue::item_input`).
 pub async fn checked_content(
     state: &AppState,
-    mapping: &mut ProcessRow,
+    mapping: &mut Arc<ProcessRow>,
     conn: &ConnectionRow,
     content: Map<String, Value>,
     options: &ItemOptions,
@@ -214,7 +214,7 @@ pub async fn checked_content(
         Ok(queue) => {
             problems.extend(queue.content_problems(&merged));
             if let Cow::Owned(looked_up) = queue {
-                mapping.queue_schema = Some(looked_up);
+                Arc::make_mut(mapping).queue_schema = Some(looked_up);
             }
         }
         Err(e) => {
@@ -234,7 +234,7 @@ pub async fn submit(
     state: &Arc<AppState>,
     job: NewJob,
     idempotency: Option<IdempotencyClaim>,
-    process: ProcessRow,
+    process: Arc<ProcessRow>,
     conn: Option<ConnectionRow>,
 ) -> Result<Submitted, ApiError> {
     let deadline = Duration::from_millis(state.settings.database.write_timeout_ms);
@@ -295,7 +295,7 @@ pub async fn max_wait(state: &AppState, job: &JobRow) -> Result<u32, ApiError> {
 pub async fn start_within(
     state: &Arc<AppState>,
     job: JobRow,
-    process: ProcessRow,
+    process: Arc<ProcessRow>,
     conn: Option<ConnectionRow>,
 ) -> Result<JobRow, ApiError> {
     let deadline = Duration::from_millis(state.settings.database.write_timeout_ms);
@@ -303,7 +303,7 @@ pub async fn start_within(
     let recorded = job.clone();
     // The start goes on in its own task, within the request's span (one trace).
     let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
-        start(&bg, job, conn.as_ref().map(|c| (&process, c))).await
+        start(&bg, job, conn.as_ref().map(|c| (&*process, c))).await
     }));
     match tokio::time::timeout(deadline, task).await {
         Ok(Ok(started)) => started,

@@ -43,7 +43,10 @@ impl<K, V> Default for Table<K, V> {
 }
 
 impl<K: Eq + Hash, V: Clone> Table<K, V> {
-    fn get(&self, k: &K) -> Option<V> {
+    fn get<Q: Eq + Hash + ?Sized>(&self, k: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let map = self.0.read().unwrap_or_else(|e| e.into_inner());
         map.get(k)
             .filter(|(at, _)| at.elapsed() < TTL)
@@ -68,8 +71,8 @@ impl<K: Eq + Hash, V: Clone> Table<K, V> {
 pub struct Lookups {
     generation: AtomicU64,
     keys: Table<Vec<u8>, ApiKeyRow>,
-    processes: Table<String, ProcessRow>,
-    processes_by_id: Table<Uuid, ProcessRow>,
+    processes: Table<String, Arc<ProcessRow>>,
+    processes_by_id: Table<Uuid, Arc<ProcessRow>>,
     connections: Table<Uuid, ConnectionRow>,
     connections_by_name: Table<String, ConnectionRow>,
     hooks: Table<String, HookRow>,
@@ -110,7 +113,7 @@ impl Lookups {
         pool: &PgPool,
         hash: &[u8],
     ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-        if let Some(k) = self.keys.get(&hash.to_vec()) {
+        if let Some(k) = self.keys.get(hash) {
             // Expiry is checked against the clock, not the copy's age.
             return Ok(k.expires_at.is_none_or(|t| t > Utc::now()).then_some(k));
         }
@@ -122,17 +125,17 @@ impl Lookups {
         Ok(found)
     }
 
-    /// The process named `name`.
+    /// The process named `name` (shared, not copied: every `/run` asks).
     pub async fn process(
         &self,
         pool: &PgPool,
         name: &str,
-    ) -> Result<Option<ProcessRow>, sqlx::Error> {
-        if let Some(p) = self.processes.get(&name.to_string()) {
+    ) -> Result<Option<Arc<ProcessRow>>, sqlx::Error> {
+        if let Some(p) = self.processes.get(name) {
             return Ok(Some(p));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = processes::get(pool, name).await?;
+        let found = processes::get(pool, name).await?.map(Arc::new);
         if let Some(p) = &found {
             self.keep(&self.processes, generation, name.to_string(), p);
         }
@@ -144,12 +147,12 @@ impl Lookups {
         &self,
         pool: &PgPool,
         id: Uuid,
-    ) -> Result<Option<ProcessRow>, sqlx::Error> {
+    ) -> Result<Option<Arc<ProcessRow>>, sqlx::Error> {
         if let Some(p) = self.processes_by_id.get(&id) {
             return Ok(Some(p));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = processes::get_by_id(pool, id).await?;
+        let found = processes::get_by_id(pool, id).await?.map(Arc::new);
         if let Some(p) = &found {
             self.keep(&self.processes_by_id, generation, id, p);
         }
@@ -180,7 +183,7 @@ impl Lookups {
         pool: &PgPool,
         name: &str,
     ) -> Result<Option<ConnectionRow>, sqlx::Error> {
-        if let Some(c) = self.connections_by_name.get(&name.to_string()) {
+        if let Some(c) = self.connections_by_name.get(name) {
             return Ok(Some(c));
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -193,7 +196,7 @@ impl Lookups {
 
     /// The webhook definition with this slug.
     pub async fn hook(&self, pool: &PgPool, slug: &str) -> Result<Option<HookRow>, sqlx::Error> {
-        if let Some(h) = self.hooks.get(&slug.to_string()) {
+        if let Some(h) = self.hooks.get(slug) {
             return Ok(Some(h));
         }
         let generation = self.generation.load(Ordering::SeqCst);

@@ -40,6 +40,8 @@ struct Local {
     row: TenantRow,
     /// Recent calls and whether they failed as an outage does.
     outcomes: VecDeque<(Instant, bool)>,
+    /// How many of `outcomes` failed (kept with it, so no call scans the window).
+    failures: usize,
     /// This instance holds the probe of an open circuit.
     probing: bool,
     /// Starts this instance may have in flight per dispatcher pass.
@@ -65,6 +67,37 @@ fn left(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
         .and_then(|u| (u - now).to_std().ok())
 }
 
+impl Local {
+    /// Records a call's outcome and forgets those older than `keep`.
+    fn record(&mut self, now: Instant, failed: bool, keep: Duration) {
+        self.outcomes.push_back((now, failed));
+        self.failures += usize::from(failed);
+        self.forget(now, keep);
+    }
+
+    /// Forgets the outcomes older than `keep`.
+    fn forget(&mut self, now: Instant, keep: Duration) {
+        while let Some(&(at, failed)) = self.outcomes.front() {
+            if now.duration_since(at) <= keep {
+                break;
+            }
+            self.outcomes.pop_front();
+            self.failures -= usize::from(failed);
+        }
+    }
+
+    fn clear_outcomes(&mut self) {
+        self.outcomes.clear();
+        self.failures = 0;
+    }
+
+    /// The share of recent calls that failed, and how many there were.
+    fn failure_share(&self) -> (f64, usize) {
+        let calls = self.outcomes.len();
+        (self.failures as f64 / calls.max(1) as f64, calls)
+    }
+}
+
 impl Governor {
     /// `list_budget`: lists per window (`tracking.list_budget_per_minute`); `max_window`:
     /// starts per dispatcher pass (`dispatch.batch_size`); `call_timeout`: the
@@ -88,12 +121,16 @@ impl Governor {
 
     fn with<R>(&self, tenant: &str, f: impl FnOnce(&mut Local) -> R) -> R {
         let mut all = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(local) = all.get_mut(tenant) {
+            return f(local);
+        }
         let local = all.entry(tenant.to_string()).or_insert_with(|| Local {
             row: TenantRow {
                 tenant_key: tenant.to_string(),
                 ..TenantRow::default()
             },
             outcomes: VecDeque::new(),
+            failures: 0,
             probing: false,
             window: self.max_window,
             lists_spent_until: None,

@@ -28,14 +28,7 @@ impl Governor {
             if ticket.probe {
                 l.probing = false;
             }
-            l.outcomes.push_back((now, failed));
-            while l
-                .outcomes
-                .front()
-                .is_some_and(|(at, _)| now.duration_since(*at) > keep)
-            {
-                l.outcomes.pop_front();
-            }
+            l.record(now, failed, keep);
             match outcome {
                 Outcome::Ok | Outcome::Answered if class == Class::Start => {
                     l.window = (l.window + 1).min(self.max_window)
@@ -44,12 +37,8 @@ impl Governor {
                 Outcome::RateLimited(_) | Outcome::Busy(_) => l.window = 1,
                 _ => {}
             }
-            let failures = l.outcomes.iter().filter(|(_, f)| *f).count();
-            (
-                failures as f64 / l.outcomes.len() as f64,
-                l.outcomes.len(),
-                l.row.circuit_open_until.is_some(),
-            )
+            let (share, calls) = l.failure_share();
+            (share, calls, l.row.circuit_open_until.is_some())
         });
         match outcome {
             Outcome::RateLimited(after) => {
@@ -120,7 +109,7 @@ impl Governor {
                     self.set_row(store::close_circuit(&self.pool, tenant).await?);
                     self.with(tenant, |l| {
                         l.window = 1;
-                        l.outcomes.clear();
+                        l.clear_outcomes();
                     });
                 }
             }
@@ -137,17 +126,9 @@ impl Governor {
             if l.row.circuit_open_until.is_some() {
                 return false;
             }
-            let recent: Vec<bool> = l
-                .outcomes
-                .iter()
-                .filter(|(at, _)| now.duration_since(*at) <= keep)
-                .map(|(_, f)| *f)
-                .collect();
-            if recent.len() < self.s.circuit_min_calls {
-                return true;
-            }
-            let share = recent.iter().filter(|f| **f).count() as f64 / recent.len() as f64;
-            share < self.s.strike_failure_share
+            l.forget(now, keep);
+            let (share, calls) = l.failure_share();
+            calls < self.s.circuit_min_calls || share < self.s.strike_failure_share
         })
     }
 }

@@ -209,8 +209,14 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
         // Group by (connection, folder): a list reads one folder.
         // Queue items are looked up per queue.
         type Key = (Uuid, String, Option<Uuid>);
-        let mut groups: BTreeMap<Key, (ConnectionRow, Option<ProcessRow>, Vec<&JobRow>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<
+            Key,
+            (
+                ConnectionRow,
+                Option<std::sync::Arc<ProcessRow>>,
+                Vec<&JobRow>,
+            ),
+        > = BTreeMap::new();
         let mut unusable = Vec::new();
         for job in &claimed {
             let process = match job.process_id {
@@ -256,7 +262,7 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
                 job_queue::release(&state.pool, &ids, JobState::Unknown).await?;
                 continue;
             }
-            go_on = group(state, conn, folder, queue.as_ref(), jobs, &mut report).await?;
+            go_on = group(state, conn, folder, queue.as_deref(), jobs, &mut report).await?;
         }
     }
     Ok(report)

@@ -209,14 +209,12 @@ pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
         // Group by (connection, folder): a list reads one folder.
         // Queue items are looked up per queue.
         type Key = (Uuid, String, Option<Uuid>);
-        let mut groups: BTreeMap<
-            Key,
-            (
-                ConnectionRow,
-                Option<std::sync::Arc<ProcessRow>>,
-                Vec<&JobRow>,
-            ),
-        > = BTreeMap::new();
+        type Group<'j> = (
+            ConnectionRow,
+            Option<std::sync::Arc<ProcessRow>>,
+            Vec<&'j JobRow>,
+        );
+        let mut groups: BTreeMap<Key, Group<'_>> = BTreeMap::new();
         let mut unusable = Vec::new();
         for job in &claimed {
             let process = match job.process_id {

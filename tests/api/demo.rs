@@ -88,6 +88,35 @@ async fn stop(mut child: tokio::process::Child) {
     assert!(status.success(), "{status}");
 }
 
+/// Runs `script` in `bash -euo pipefail` with the demo's exports and `env`; fails the test
+/// (with what it printed) unless it succeeds. Answers its stdout.
+async fn run_script(script: &str, exports: &[(String, String)], env: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        script.lines().next().unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The demo's exports, once it printed them all.
+async fn printed(exports: &Exports) -> Vec<(String, String)> {
+    crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
+        exports.lock().unwrap().len() >= 11
+    })
+    .await;
+    exports.lock().unwrap().clone()
+}
+
 #[tokio::test]
 async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_data() {
     let dir = data_dir();
@@ -131,11 +160,7 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
 
     // The demo printed the guides' values on stderr, before any log line (there is none
     // at its default level): the queue items guide runs verbatim with them.
-    crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
-        exports.lock().unwrap().len() >= 11
-    })
-    .await;
-    let exports = exports.lock().unwrap().clone();
+    let exports = printed(&exports).await;
     let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -154,20 +179,12 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
         ]
     );
     assert_eq!(exports[0].1, gateway);
-    let out = tokio::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c"])
-        .arg(crate::helpers::guide_commands("recipes/queue-items.md"))
-        .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        .env("QUEUE", "InvoicesToBook")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_script(
+        &crate::helpers::guide_commands("recipes/queue-items.md"),
+        &exports,
+        &[("QUEUE", "InvoicesToBook")],
+    )
+    .await;
     assert!(stdout.contains("\"state\":\"successful\""), "{stdout}");
     assert!(stdout.contains("BK-1001"), "the robot's output: {stdout}");
 
@@ -191,28 +208,20 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
     .iter()
     .map(|f| crate::helpers::guide_commands(f))
     .collect();
-    let out = tokio::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c"])
-        .arg(&recipes)
-        .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        .env("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
-        .env("STRIPE_SIGNING_SECRET", "whsec_demo_test_0123456789")
-        .env("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5")
-        .env(
-            "CALLBACK_URL",
-            format!("{}/uipath-callback", receiver.uri()),
-        )
-        // The reader's own name for the first process: the demo already has `Invoices`.
-        .env("PROCESS", "MyInvoices")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the guides against the demo:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let callback_url = format!("{}/uipath-callback", receiver.uri());
+    run_script(
+        &recipes,
+        &exports,
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody"),
+            ("STRIPE_SIGNING_SECRET", "whsec_demo_test_0123456789"),
+            ("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5"),
+            ("CALLBACK_URL", &callback_url),
+            // The reader's own name for the first process: the demo already has `Invoices`.
+            ("PROCESS", "MyInvoices"),
+        ],
+    )
+    .await;
     crate::helpers::setup::eventually("the recipe's callback", Duration::from_secs(30), || async {
         !receiver.received_requests().await.unwrap().is_empty()
     })
@@ -247,11 +256,7 @@ async fn the_printed_curl_lines_start_a_job_and_show_it_and_a_rerun_keeps_the_da
 async fn every_connection_guide_runs_verbatim_against_the_demo_and_starts_a_job() {
     let dir = data_dir();
     let (child, _, exports) = start(dir.path()).await;
-    crate::helpers::setup::eventually("the demo's exports", Duration::from_secs(10), || async {
-        exports.lock().unwrap().len() >= 11
-    })
-    .await;
-    let exports = exports.lock().unwrap().clone();
+    let exports = printed(&exports).await;
     let sim = exports
         .iter()
         .find(|(n, _)| n == "UIPATH_URL")
@@ -267,30 +272,25 @@ async fn every_connection_guide_runs_verbatim_against_the_demo_and_starts_a_job(
     for (guide, process) in guides {
         let script = crate::helpers::guide_commands(guide)
             + &crate::helpers::guide_commands("first-process.md");
-        let out = tokio::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c"])
-            .arg(&script)
-            .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .env("UIPATH_PAT", format!("rt_{}-1", "5e".repeat(32)))
-            .env("UIPATH_PAT_EXPIRES", "2099-01-01T00:00:00Z")
-            .env("UIPATH_REFRESH_TOKEN", "sim-refresh-token-0")
-            .env("ORCHESTRATOR_URL", &sim)
-            .env("ORCHESTRATOR_TENANCY", "Default")
-            .env("ORCHESTRATOR_USER", "admin")
-            .env("ORCHESTRATOR_PASSWORD", "sim-password")
-            .env("UIPATH_USER_KEY", "sim-user-key")
-            .env("UIPATH_ACCOUNT_URL", &sim)
-            .env("UIPATH_PLATFORM_URL", &sim)
-            .env("PROCESS", process)
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{guide} then first-process.md:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let pat = format!("rt_{}-1", "5e".repeat(32));
+        let stdout = run_script(
+            &script,
+            &exports,
+            &[
+                ("UIPATH_PAT", &pat),
+                ("UIPATH_PAT_EXPIRES", "2099-01-01T00:00:00Z"),
+                ("UIPATH_REFRESH_TOKEN", "sim-refresh-token-0"),
+                ("ORCHESTRATOR_URL", &sim),
+                ("ORCHESTRATOR_TENANCY", "Default"),
+                ("ORCHESTRATOR_USER", "admin"),
+                ("ORCHESTRATOR_PASSWORD", "sim-password"),
+                ("UIPATH_USER_KEY", "sim-user-key"),
+                ("UIPATH_ACCOUNT_URL", &sim),
+                ("UIPATH_PLATFORM_URL", &sim),
+                ("PROCESS", process),
+            ],
+        )
+        .await;
         assert!(
             stdout.contains(&format!("\"process\":\"{process}\""))
                 && stdout.contains("\"state\":\"successful\""),

@@ -2,7 +2,6 @@
 //! again if it was cancelled meanwhile); a start that may pass is deferred, as `queued`
 //! or `unknown`, with its backoff; a job out of attempts is dead-lettered.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,49 +51,6 @@ pub(super) async fn started(
         orchestrator_job_id: found.id,
         job: now.map(Box::new),
     })
-}
-
-/// Orchestrator took the job: answers it as started now and writes the mark (with the
-/// follow-up of a job cancelled meanwhile) in the ledger's next group commit, after the
-/// answer. A mark that cannot be written is left to the lease and the reconciler.
-pub(super) fn started_behind(
-    state: Arc<AppState>,
-    conn: ConnectionRow,
-    folder: FolderRef,
-    job: &JobRow,
-    found: Job,
-    how: &'static str,
-) -> Outcome {
-    let key = found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
-    let now = JobRow {
-        state: JobState::parse(&found.state).unwrap_or(JobState::Pending),
-        orchestrator_job_id: Some(found.id),
-        orchestrator_job_key: key,
-        next_attempt_at: None,
-        last_error: None,
-        updated_at: Utc::now(),
-        ..job.clone()
-    };
-    let orchestrator_job_id = found.id;
-    let job = job.clone();
-    tokio::spawn(tracing::Instrument::in_current_span(async move {
-        let marked = match started(&state, &job, &found, how).await {
-            Ok(Outcome::Started { job: None, .. }) => {
-                let orch = state.orchestrator(&conn);
-                stop_if_cancelled(&state, &conn, &orch, &folder, &job, &found).await
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = marked {
-            tracing::warn!(job = %job.id, error = %e,
-                "a start mark could not be written; the job's lease runs out and it is looked up by its Reference");
-        }
-    }));
-    Outcome::Started {
-        orchestrator_job_id,
-        job: Some(Box::new(now)),
-    }
 }
 
 /// A lookup by Reference found the job in Orchestrator: the ledger adopts it (and, if it

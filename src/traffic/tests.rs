@@ -33,3 +33,34 @@ fn a_tenant_is_its_base_url_and_tenant_header() {
         tenant_key("https://h/odata", Some("B"))
     );
 }
+
+#[test]
+fn the_running_failure_count_matches_the_window_it_keeps() {
+    let mut l = Local {
+        row: TenantRow::default(),
+        outcomes: VecDeque::new(),
+        failures: 0,
+        probing: false,
+        window: 1,
+        lists_spent_until: None,
+    };
+    let keep = Duration::from_secs(10);
+    let start = Instant::now();
+    let scanned = |l: &Local| l.outcomes.iter().filter(|(_, f)| *f).count();
+    // Calls a second apart, every third one failed: the window holds the last 11.
+    for i in 0..40u64 {
+        l.record(start + Duration::from_secs(i), i % 3 == 0, keep);
+        assert_eq!(l.failures, scanned(&l), "after call {i}");
+        assert!(l.outcomes.len() <= 11);
+    }
+    let (share, calls) = l.failure_share();
+    assert_eq!(calls, 11);
+    assert!((share - scanned(&l) as f64 / 11.0).abs() < 1e-9);
+    // Long quiet: everything is forgotten, and an empty window fails nothing.
+    l.forget(start + Duration::from_secs(100), keep);
+    assert_eq!((l.failures, l.outcomes.len()), (0, 0));
+    assert_eq!(l.failure_share(), (0.0, 0));
+    l.record(start + Duration::from_secs(101), true, keep);
+    l.clear_outcomes();
+    assert_eq!((l.failures, l.outcomes.len()), (0, 0));
+}

@@ -109,3 +109,15 @@ async fn unsafe_incoming_request_ids_are_replaced() {
         );
     }
 }
+
+/// The gateway's connections plan each statement for the tables as they are now: a generic
+/// plan cached while `jobs` was empty made every group commit of start marks scan `jobs`.
+#[tokio::test]
+async fn every_connection_plans_statements_for_the_tables_as_they_are_now() {
+    let app = spawn_app().await;
+    let mode: String = sqlx::query_scalar("show plan_cache_mode")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_custom_plan");
+}

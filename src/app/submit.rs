@@ -318,12 +318,12 @@ pub async fn start_within(
 /// Starts a job just recorded; if that fails, the dispatcher takes over.
 /// `loaded` spares reading the process and connection again when the caller has them.
 pub async fn start(
-    state: &AppState,
+    state: &Arc<AppState>,
     job: JobRow,
     loaded: Option<(&ProcessRow, &ConnectionRow)>,
 ) -> Result<JobRow, ApiError> {
     let attempt = match loaded {
-        Some((process, conn)) => dispatch::attempt_with(state, &job, process, conn).await,
+        Some((process, conn)) => dispatch::attempt_answering(state, &job, process, conn).await,
         None => dispatch::attempt(state, &job).await,
     };
     match attempt {

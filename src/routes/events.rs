@@ -166,6 +166,7 @@ pub async fn orchestrator_event(
         }));
     }
     let mut updated = 0;
+    let mut unknown = Vec::new();
     for job in &list {
         let Some((orch_id, seen)) = observed(job) else {
             continue;
@@ -176,10 +177,25 @@ pub async fn orchestrator_event(
         if seen.state == JobState::Pending {
             continue;
         }
-        if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await?
-            && jobs::record_state(&state.pool, id, &seen, "webhook").await?
-        {
-            updated += 1;
+        match jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await? {
+            Some(id) => {
+                updated += usize::from(jobs::record_state(&state.pool, id, &seen, "webhook").await?)
+            }
+            None => unknown.push((orch_id, seen)),
+        }
+    }
+    // `/run` answers before its job's start mark is committed: a job Orchestrator took a
+    // moment ago may not carry its id in the ledger yet. Once the marks queued on this
+    // instance are committed, it does (a job started by another instance, or not by the
+    // gateway at all, is still unknown: the poller follows the gateway's own).
+    if !unknown.is_empty() {
+        state.ledger.settled().await?;
+        for (orch_id, seen) in unknown {
+            if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await?
+            {
+                updated +=
+                    usize::from(jobs::record_state(&state.pool, id, &seen, "webhook").await?);
+            }
         }
     }
     tracing::debug!(event = %kind, jobs = list.len(), updated, "Orchestrator event");

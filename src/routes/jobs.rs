@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use crate::app::submit;
+use crate::domain::job_state::JobState;
 use crate::domain::listing::JobFilter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -99,8 +100,14 @@ pub(super) async fn one(
     wait: Option<u32>,
     kind: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut job = store::get(&state.pool, id)
-        .await?
+    let mut job = store::get(&state.pool, id).await?;
+    // `/run` answers before its start mark is committed: a queued job may be one this
+    // instance just started, read once the marks it has queued are committed.
+    if job.as_ref().is_some_and(|j| j.state == JobState::Queued) {
+        state.ledger.settled().await?;
+        job = store::get(&state.pool, id).await?;
+    }
+    let mut job = job
         .filter(|j| kind.is_none_or(|k| j.kind == k))
         .ok_or_else(|| match kind {
             Some("queue_item") => {

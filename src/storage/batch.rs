@@ -200,6 +200,19 @@ where
         answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
+    /// Queues `item` now (before this returns) and answers, once it is committed, through
+    /// the future: what is queued before a later `submit` is committed no later than it.
+    pub fn submit_now(
+        &self,
+        item: T,
+    ) -> impl Future<Output = Result<R, sqlx::Error>> + Send + 'static {
+        let queued = self.enqueue(item);
+        async move {
+            let (answer, _) = queued?;
+            answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        }
+    }
+
     /// Like `submit`, but answers within `deadline`: a write not yet sent by then is
     /// dropped (`NotWritten`: nothing is recorded), one in a statement is waited for a
     /// little longer and then reported `Uncertain`.

@@ -338,6 +338,9 @@ async fn tenant_pass(
 /// One pass over every tenant.
 pub async fn try_execute_task(state: &AppState) -> anyhow::Result<PassReport> {
     let mut report = PassReport::default();
+    // Start marks follow `/run`'s answer in the ledger's next group commit: a pass sees
+    // every job this instance started before it began.
+    state.ledger.settled().await?;
     for (tenant, conns) in super::dispatcher::tenants(state).await? {
         tenant_pass(state, &tenant, &conns, &mut report).await?;
     }

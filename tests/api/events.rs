@@ -175,3 +175,78 @@ async fn forged_or_altered_events_are_refused_and_change_nothing() {
         404
     );
 }
+
+/// `/run` answers before its start mark is committed, so Orchestrator's event for the
+/// job can come first. Here the mark is held in PostgreSQL (its update waits for a lock
+/// the test holds): the answer comes, the ledger has no Orchestrator id yet, and the
+/// event, posted then, waits for the marks queued before it and applies to the job.
+#[tokio::test]
+async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied() {
+    let (app, _sim, key) = setup().await;
+    for sql in [
+        "create function hold_marks() returns trigger language plpgsql as \
+         $$ begin perform pg_advisory_xact_lock(4711); return new; end $$",
+        "create trigger hold_marks before update of orchestrator_job_id on jobs for each row \
+         when (new.orchestrator_job_id is not null) execute function hold_marks()",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    let mut holder = app.pool.acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock(4711)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let job = start(&app, &key).await;
+    assert_eq!(job["state"], "pending", "answered as started: {job}");
+    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
+    let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    let marked: Option<i64> =
+        sqlx::query_scalar("select orchestrator_job_id from jobs where id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(marked, None, "the mark is held, yet /run answered");
+
+    let event =
+        json!({"Type": "job.completed", "EventId": "early", "Timestamp": "2026-11-22T10:00:00Z",
+        "Job": {"Id": orch_id, "State": "Successful", "OutputArguments": {"x": 1}}})
+        .to_string();
+    let delivery = app
+        .client
+        .post(app.url("/orchestrator/events/sim"))
+        .header("content-type", "application/json")
+        .header("x-uipath-signature", sign(event.as_bytes()))
+        .body(event)
+        .send();
+    let release = async {
+        // The event is in the gateway, waiting for the mark, when the mark is let go.
+        // (its wait is queued behind the held batch).
+        crate::helpers::setup::eventually(
+            "the event waiting for the ledger",
+            std::time::Duration::from_secs(10),
+            || async { app.state.ledger.waiting() > 0 },
+        )
+        .await;
+        sqlx::query("select pg_advisory_unlock(4711)")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+    };
+    let (res, ()) = tokio::join!(delivery, release);
+    let res: Value = res.unwrap().json().await.unwrap();
+    assert_eq!(
+        res,
+        json!({"jobs": 1, "updated": 1}),
+        "the early event applied"
+    );
+    let read = get_job(&app, &key, &id.to_string()).await;
+    assert_eq!(read["state"], "successful", "{read}");
+    assert_eq!(read["orchestrator_job_id"], orch_id);
+    assert_eq!(read["output"], json!({"x": 1}));
+    assert_eq!(
+        timeline(&read, "state"),
+        ["queued", "pending", "successful"]
+    );
+}

@@ -875,12 +875,13 @@ async fn an_outage_at_scale_loses_none_starts_none_twice_and_dead_letters_none()
     );
 }
 
-/// Orchestrator took the jobs, but their start marks are never written (refused here by a
-/// trigger, as a database failing right after StartJobs would lose them): each `/run` is
-/// answered with its job as recorded, the job's lease runs out, it turns `unknown`, and it
-/// is looked up by its Reference and adopted: never started twice.
+/// `/run` answers as soon as Orchestrator took the job: its start mark is written after
+/// the answer, in the ledger's next group commit, so the answer path holds one durable
+/// commit. A mark that is never written (refused here by a trigger, as a crash right after
+/// the answer would lose it) leaves the job to its lease: it turns `unknown`, is looked up
+/// by its Reference and adopted with the id the caller was given, never started twice.
 #[tokio::test]
-async fn a_start_mark_lost_after_startjobs_is_recovered_by_reference_and_nothing_starts_twice() {
+async fn a_start_mark_lost_after_the_answer_is_recovered_by_reference_and_nothing_starts_twice() {
     let sim = crate::helpers::sim::spawn_sim(|_| {}).await;
     let (_, db) = crate::helpers::db::server().fresh_database().await;
     let keys = uipath_gateway::crypto::KeyRing::generate_spec("marks");
@@ -894,7 +895,7 @@ async fn a_start_mark_lost_after_startjobs_is_recovered_by_reference_and_nothing
     ] {
         sqlx::query(sql).execute(&app.pool).await.unwrap();
     }
-    let mut ids = Vec::new();
+    let mut answered = HashMap::new();
     for n in 0..20 {
         let res = app
             .client
@@ -906,9 +907,11 @@ async fn a_start_mark_lost_after_startjobs_is_recovered_by_reference_and_nothing
             .unwrap();
         assert_eq!(res.status(), 202);
         let job: Value = res.json().await.unwrap();
-        assert_eq!(job["state"], "queued", "answered as recorded: {job}");
-        ids.push(job["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+        assert_eq!(job["state"], "pending", "answered as started: {job}");
+        let id: Uuid = job["id"].as_str().unwrap().parse().unwrap();
+        answered.insert(id, job["orchestrator_job_id"].as_i64().unwrap());
     }
+    let ids: Vec<Uuid> = answered.keys().copied().collect();
     assert_eq!(
         sim.read::<Vec<Value>>("/jobs").await.len(),
         20,
@@ -928,6 +931,18 @@ async fn a_start_mark_lost_after_startjobs_is_recovered_by_reference_and_nothing
         .await
         .unwrap();
     every_job_started_once(&app.pool, &sim, &ids).await;
+    let rows: Vec<(Uuid, i64)> =
+        sqlx::query_as("select id, orchestrator_job_id from jobs where id = any($1)")
+            .bind(&ids)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    for (id, orchestrator_job_id) in rows {
+        assert_eq!(
+            answered[&id], orchestrator_job_id,
+            "the job the caller was told of"
+        );
+    }
     let adopted: i64 = sqlx::query_scalar(
         "select count(distinct job_id) from job_events where job_id = any($1) \
          and detail->>'how' like 'found by its Reference%'",

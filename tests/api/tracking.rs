@@ -168,6 +168,8 @@ async fn late_or_repeated_states_never_overwrite_later_ones() {
     )
     .await;
     let id = uuid::Uuid::parse_str(started["id"].as_str().unwrap()).unwrap();
+    // The start mark follows the answer; what Orchestrator says is recorded after it.
+    app.state.ledger.settled().await.unwrap();
     let seen = |state: &str| Observed {
         state: uipath_gateway::domain::job_state::JobState::parse(state).unwrap(),
         output: None,
@@ -337,13 +339,22 @@ async fn a_job_stopped_while_its_start_is_in_flight_is_stopped_in_orchestrator_t
     };
     let (answer, id) = tokio::join!(call, stop);
     assert_eq!(answer["id"], id.to_string());
-    assert_eq!(answer["state"], "stopped", "{answer}");
+    // `/run` answers when Orchestrator took the job, before its start mark is written:
+    // it says what Orchestrator said; the ledger, read next, has the stop.
+    assert_eq!(answer["state"], "pending", "{answer}");
 
     // Orchestrator got the job anyway: it is killed there and linked to the ledger's.
+    crate::helpers::setup::eventually(
+        "the job killed in Orchestrator",
+        std::time::Duration::from_secs(10),
+        || async { !sim.calls("StopJobs").await.is_empty() },
+    )
+    .await;
     let read = get_job(&app, &key, &id.to_string()).await;
     assert_eq!(read["state"], "stopped");
     let linked = read["orchestrator_job_id"].as_i64();
     assert!(linked.is_some(), "{read}");
+    assert_eq!(linked, answer["orchestrator_job_id"].as_i64());
     let stops = sim.calls("StopJobs").await;
     assert_eq!(stops.len(), 1, "{stops:?}");
     assert_eq!(

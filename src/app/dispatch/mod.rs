@@ -12,11 +12,13 @@
 mod outcome;
 pub mod queue_item;
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use self::outcome::{adopt, backoff};
-use self::outcome::{deferred, started, stop_if_cancelled};
+use self::outcome::{deferred, started, started_behind, stop_if_cancelled};
 use crate::app::release;
 use crate::orchestrator::models::{Job, StartJobsRequest, StartProcessDto};
 use crate::orchestrator::{FolderRef, OrchestratorError};
@@ -100,16 +102,33 @@ pub async fn attempt(state: &AppState, job: &JobRow) -> Result<Outcome, sqlx::Er
             message: "the connection was deleted".into(),
         });
     };
-    attempt_with(state, job, &process, &conn).await
+    attempt_with(state, job, &process, &conn, None).await
 }
 
-/// As `attempt`, with the job's process and connection already loaded (as `/run` has them).
+/// `/run`'s first attempt, with the job's process and connection already loaded: as
+/// `attempt`, but a job Orchestrator took is answered **before** its start mark is
+/// committed. The mark follows in the ledger's next group commit; if it is never written
+/// (a crash, the database gone), the job's lease runs out, it turns `unknown`, and the
+/// reconciler adopts it by its Reference: never started twice. So the answer path holds
+/// one durable commit, the job's own. (A queue item's add waits for its mark.)
+pub async fn attempt_answering(
+    state: &Arc<AppState>,
+    job: &JobRow,
+    process: &ProcessRow,
+    conn: &ConnectionRow,
+) -> Result<Outcome, sqlx::Error> {
+    attempt_with(state, job, process, conn, Some(state)).await
+}
+
+/// As `attempt`, with the job's process and connection loaded. With `behind`, a started
+/// job's mark is written after the answer (`attempt_answering`).
 #[tracing::instrument(skip_all, fields(job = %job.id, attempt = job.attempts))]
-pub async fn attempt_with(
+async fn attempt_with(
     state: &AppState,
     job: &JobRow,
     process: &ProcessRow,
     conn: &ConnectionRow,
+    behind: Option<&Arc<AppState>>,
 ) -> Result<Outcome, sqlx::Error> {
     if process.queue.is_some() {
         return queue_item::attempt(state, job, process, conn).await;
@@ -148,19 +167,18 @@ pub async fn attempt_with(
         }
     }
     .await;
+    let how = if job.attempts > 1 {
+        "started on retry"
+    } else {
+        "started"
+    };
     match result {
+        Ok(found) if behind.is_some() => {
+            let state = behind.map(Arc::clone).unwrap_or_else(|| unreachable!());
+            Ok(started_behind(state, conn.clone(), folder, job, found, how))
+        }
         Ok(found) => {
-            let outcome = started(
-                state,
-                job,
-                &found,
-                if job.attempts > 1 {
-                    "started on retry"
-                } else {
-                    "started"
-                },
-            )
-            .await?;
+            let outcome = started(state, job, &found, how).await?;
             if let Outcome::Started { job: None, .. } = outcome {
                 stop_if_cancelled(state, conn, &orch, &folder, job, &found).await?;
             }

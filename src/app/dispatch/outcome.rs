@@ -2,6 +2,7 @@
 //! again if it was cancelled meanwhile); a start that may pass is deferred, as `queued`
 //! or `unknown`, with its backoff; a job out of attempts is dead-lettered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +28,17 @@ pub fn backoff(attempt: i32, retry_after: Option<Duration>) -> Duration {
     Duration::from_secs_f64(jittered).max(retry_after.unwrap_or_default())
 }
 
+/// The start mark of `job`, which Orchestrator took as `found`.
+fn mark(job: &JobRow, found: &Job, how: &str) -> jobs::Started {
+    jobs::Started {
+        id: job.id,
+        orchestrator_job_id: found.id,
+        orchestrator_job_key: found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok()),
+        state: JobState::parse(&found.state).unwrap_or(JobState::Pending),
+        detail: json!({"orchestrator_job_id": found.id, "how": how}),
+    }
+}
+
 pub(super) async fn started(
     state: &AppState,
     job: &JobRow,
@@ -35,22 +47,57 @@ pub(super) async fn started(
 ) -> Result<Outcome, sqlx::Error> {
     // A job Orchestrator has just taken is pending (or further along); a state we do not
     // know is recorded as pending, and the poller reads the real one.
-    let ledger_state = JobState::parse(&found.state).unwrap_or(JobState::Pending);
-    let key = found.key.as_deref().and_then(|k| Uuid::parse_str(k).ok());
-    let now = state
-        .ledger
-        .started(jobs::Started {
-            id: job.id,
-            orchestrator_job_id: found.id,
-            orchestrator_job_key: key,
-            state: ledger_state,
-            detail: json!({"orchestrator_job_id": found.id, "how": how}),
-        })
-        .await?;
+    let now = state.ledger.started(mark(job, found, how)).await?;
     Ok(Outcome::Started {
         orchestrator_job_id: found.id,
         job: now.map(Box::new),
     })
+}
+
+/// Orchestrator took the job: answers it as started now and writes the mark (with the
+/// follow-up of a job cancelled meanwhile) in the ledger's next group commit, after the
+/// answer. A mark that cannot be written is left to the lease and the reconciler.
+pub(super) fn started_behind(
+    state: Arc<AppState>,
+    conn: ConnectionRow,
+    folder: FolderRef,
+    job: &JobRow,
+    found: Job,
+    how: &'static str,
+) -> Outcome {
+    let mark = mark(job, &found, how);
+    let now = JobRow {
+        state: mark.state,
+        orchestrator_job_id: Some(mark.orchestrator_job_id),
+        orchestrator_job_key: mark.orchestrator_job_key,
+        next_attempt_at: None,
+        last_error: None,
+        updated_at: Utc::now(),
+        ..job.clone()
+    };
+    let orchestrator_job_id = found.id;
+    let job = job.clone();
+    // Queued before the answer: an Orchestrator event that finds no job by this id waits
+    // for the ledger to settle (`Ledger::settled`) and then finds it.
+    let written = state.ledger.started_now(mark);
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        let marked = match written.await {
+            Ok(None) => {
+                let orch = state.orchestrator(&conn);
+                stop_if_cancelled(&state, &conn, &orch, &folder, &job, &found).await
+            }
+            Ok(Some(_)) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = marked {
+            tracing::warn!(job = %job.id, error = %e,
+                "a start mark could not be written; the job's lease runs out and it is looked up by its Reference");
+        }
+    }));
+    Outcome::Started {
+        orchestrator_job_id,
+        job: Some(Box::new(now)),
+    }
 }
 
 /// A lookup by Reference found the job in Orchestrator: the ledger adopts it (and, if it

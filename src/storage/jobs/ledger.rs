@@ -23,6 +23,8 @@ enum Write {
     Claimed(Box<ClaimedJob>),
     Hook(Box<HookJob>),
     Started(Started),
+    /// Writes nothing: answered once everything queued before it is committed.
+    Barrier,
 }
 
 /// What a `Write` answers.
@@ -32,6 +34,7 @@ enum Written {
     Claimed(Claimed),
     Hook(Option<JobRow>),
     Started(Option<JobRow>),
+    Barrier,
 }
 
 /// Writes a batch: one statement per kind of write in it, all in one commit (a
@@ -138,6 +141,7 @@ async fn write_kinds(
             Write::Claimed(c) => claims.push(c.as_ref()),
             Write::Hook(h) => hooks.push(h.as_ref()),
             Write::Started(s) => started.push(s),
+            Write::Barrier => {}
         }
     }
     for (batch, n) in [
@@ -192,7 +196,7 @@ async fn write_kinds(
         hooked = rows;
         marked.extend(m);
     }
-    if carrier.is_none() {
+    if carrier.is_none() && !started.is_empty() {
         marked = mark_started_many(&mut *conn, &started).await?;
     }
     let (mut inserted, mut claimed, mut hooked, mut marked) = (
@@ -216,6 +220,7 @@ async fn write_kinds(
                 Write::Started(_) => {
                     Written::Started(marked.next().ok_or(sqlx::Error::RowNotFound)?)
                 }
+                Write::Barrier => Written::Barrier,
             })
         })
         .collect()
@@ -330,9 +335,27 @@ impl Ledger {
     /// Records that Orchestrator has a job; answers the job as it now stands (None if it
     /// was no longer queued).
     pub async fn started(&self, s: Started) -> Result<Option<JobRow>, sqlx::Error> {
-        match self.write(Write::Started(s)).await? {
-            Written::Started(row) => Ok(row),
-            _ => Err(sqlx::Error::RowNotFound),
+        self.started_now(s).await
+    }
+
+    /// `started`, queued for the next group commit before this returns (so a `settled`
+    /// called after it waits for it); the future answers once it is committed.
+    pub fn started_now(
+        &self,
+        s: Started,
+    ) -> impl Future<Output = Result<Option<JobRow>, sqlx::Error>> + Send + 'static {
+        let written = self.writes.submit_now(Write::Started(s));
+        async move {
+            match written.await? {
+                Written::Started(row) => Ok(row),
+                _ => Err(sqlx::Error::RowNotFound),
+            }
         }
+    }
+
+    /// Answers once every write queued before this call is committed (or failed): an
+    /// Orchestrator event for a job whose start mark is in flight finds it after this.
+    pub async fn settled(&self) -> Result<(), sqlx::Error> {
+        self.write(Write::Barrier).await.map(|_| ())
     }
 }

@@ -1,10 +1,15 @@
 //! `POST /orchestrator/events/{connection}`: Orchestrator's own job webhooks, the fast
 //! path of job tracking (the poller is the safety net: these are never retried).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use actix_web::{HttpRequest, post, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::domain::job_state::JobState;
 use crate::error::{ApiError, Problem};
@@ -97,6 +102,55 @@ fn observed(job: &Value) -> Option<(i64, Observed)> {
     ))
 }
 
+/// Events of unknown jobs being looked up again, on this instance (`look_again_later`).
+static LOOKING_AGAIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Most events of unknown jobs looked up again at once; beyond it they are left to the
+/// poller at once.
+const LOOKING_AGAIN_MOST: usize = 10_000;
+
+/// When to look again for the jobs of an event the ledger did not know (after its own
+/// marks settled): another instance behind the same load balancer may have started the
+/// job and be writing its mark. The poller follows every started job anyway; this keeps
+/// the event's news from waiting for it. Nothing is kept across a restart.
+const LOOK_AGAIN_AFTER: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
+
+fn look_again_later(state: Arc<AppState>, connection: Uuid, mut unknown: Vec<(i64, Observed)>) {
+    if unknown.is_empty() {
+        return;
+    }
+    if LOOKING_AGAIN.fetch_add(1, Ordering::Relaxed) >= LOOKING_AGAIN_MOST {
+        LOOKING_AGAIN.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        for wait in LOOK_AGAIN_AFTER {
+            tokio::time::sleep(wait).await;
+            let mut still = Vec::new();
+            for (orch_id, seen) in unknown {
+                match jobs::by_orchestrator_id(&state.pool, connection, orch_id, "job").await {
+                    Ok(Some(id)) => {
+                        if let Err(e) = jobs::record_state(&state.pool, id, &seen, "webhook").await
+                        {
+                            tracing::warn!(job = %id, error = %e, "an Orchestrator event could not be recorded; the poller will");
+                        }
+                    }
+                    Ok(None) => still.push((orch_id, seen)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "looking again for an event's job failed; the poller will");
+                        still.push((orch_id, seen));
+                    }
+                }
+            }
+            unknown = still;
+            if unknown.is_empty() {
+                break;
+            }
+        }
+        LOOKING_AGAIN.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 /// Receive Orchestrator's job webhooks for a connection (by name or id).
 #[utoipa::path(
     tag = "jobs",
@@ -186,17 +240,21 @@ pub async fn orchestrator_event(
     }
     // `/run` answers before its job's start mark is committed: a job Orchestrator took a
     // moment ago may not carry its id in the ledger yet. Once the marks queued on this
-    // instance are committed, it does (a job started by another instance, or not by the
-    // gateway at all, is still unknown: the poller follows the gateway's own).
+    // instance are committed, it does; one another instance started is looked up again
+    // a little later (`look_again_later`). A job the gateway did not start stays unknown.
     if !unknown.is_empty() {
         state.ledger.settled().await?;
+        let mut still = Vec::new();
         for (orch_id, seen) in unknown {
-            if let Some(id) = jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await?
-            {
-                updated +=
-                    usize::from(jobs::record_state(&state.pool, id, &seen, "webhook").await?);
+            match jobs::by_orchestrator_id(&state.pool, conn.id, orch_id, "job").await? {
+                Some(id) => {
+                    updated +=
+                        usize::from(jobs::record_state(&state.pool, id, &seen, "webhook").await?)
+                }
+                None => still.push((orch_id, seen)),
             }
         }
+        look_again_later(state.into_inner(), conn.id, still);
     }
     tracing::debug!(event = %kind, jobs = list.len(), updated, "Orchestrator event");
     Ok(web::Json(EventReceipt {

@@ -7,16 +7,22 @@ use serde_json::{Value, json};
 
 use crate::helpers::setup::{api_key, create, get_job, input, process, timeline};
 use crate::helpers::sim::{Sim, spawn_sim};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_on};
 
 const SECRET: &str = "hook-secret-0123";
 
 async fn setup() -> (TestApp, Sim, String) {
     let sim = spawn_sim(|s| s.manual_jobs = true).await;
     let app = spawn_app().await;
-    let mut conn = input(&sim, "client_credentials", "sim");
+    let key = configure(&app, &sim).await;
+    (app, sim, key)
+}
+
+/// The simulator's connection with a webhook secret, `Invoices`, and an API key.
+async fn configure(app: &TestApp, sim: &Sim) -> String {
+    let mut conn = input(sim, "client_credentials", "sim");
     conn["webhook_secret"] = SECRET.into();
-    let created = create(&app, &conn).await;
+    let created = create(app, &conn).await;
     assert!(
         created["secrets_stored"]
             .as_array()
@@ -25,9 +31,8 @@ async fn setup() -> (TestApp, Sim, String) {
     );
     assert!(!created.to_string().contains(SECRET));
     let body = json!({"name": "Invoices", "connection": "sim", "folder": "Finance/AP", "release": {"process_key": "InvoiceBot"}});
-    process(&app, body).await;
-    let key = api_key(&app, "k", json!(["run:*", "jobs:read"])).await;
-    (app, sim, key)
+    process(app, body).await;
+    api_key(app, "k", json!(["run:*", "jobs:read"])).await
 }
 
 fn sign(body: &[u8]) -> String {
@@ -183,45 +188,11 @@ async fn forged_or_altered_events_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied() {
     let (app, _sim, key) = setup().await;
-    for sql in [
-        "create function hold_marks() returns trigger language plpgsql as \
-         $$ begin perform pg_advisory_xact_lock(4711); return new; end $$",
-        "create trigger hold_marks before update of orchestrator_job_id on jobs for each row \
-         when (new.orchestrator_job_id is not null) execute function hold_marks()",
-    ] {
-        sqlx::query(sql).execute(&app.pool).await.unwrap();
-    }
-    let mut holder = app.pool.acquire().await.unwrap();
-    sqlx::query("select pg_advisory_lock(4711)")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-
-    let job = start(&app, &key).await;
-    assert_eq!(job["state"], "pending", "answered as started: {job}");
-    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
-    let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
-    let marked: Option<i64> =
-        sqlx::query_scalar("select orchestrator_job_id from jobs where id = $1")
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(marked, None, "the mark is held, yet /run answered");
-
-    let event =
-        json!({"Type": "job.completed", "EventId": "early", "Timestamp": "2026-11-22T10:00:00Z",
-        "Job": {"Id": orch_id, "State": "Successful", "OutputArguments": {"x": 1}}})
-        .to_string();
-    let delivery = app
-        .client
-        .post(app.url("/orchestrator/events/sim"))
-        .header("content-type", "application/json")
-        .header("x-uipath-signature", sign(event.as_bytes()))
-        .body(event)
-        .send();
+    let (mut holder, job, orch_id, id) = start_with_mark_held(&app, &key).await;
+    let event = completed(orch_id);
+    let delivery = deliver(&app, &event);
     let release = async {
-        // The event is in the gateway, waiting for the mark, when the mark is let go.
+        // The event is in the gateway, waiting for the mark, when the mark is let go
         // (its wait is queued behind the held batch).
         crate::helpers::setup::eventually(
             "the event waiting for the ledger",
@@ -235,7 +206,6 @@ async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied()
             .unwrap();
     };
     let (res, ()) = tokio::join!(delivery, release);
-    let res: Value = res.unwrap().json().await.unwrap();
     assert_eq!(
         res,
         json!({"jobs": 1, "updated": 1}),
@@ -249,4 +219,95 @@ async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied()
         timeline(&read, "state"),
         ["queued", "pending", "successful"]
     );
+    assert_eq!(job["orchestrator_job_id"], orch_id);
+}
+
+/// The same early event, received by a second instance behind the same load balancer:
+/// its own marks settled, it does not know the job yet, answers, and looks again a
+/// moment later, when the first instance's mark has landed. No poll runs here.
+#[tokio::test]
+async fn an_early_event_at_another_instance_is_applied_once_the_mark_lands() {
+    let sim = spawn_sim(|s| s.manual_jobs = true).await;
+    let (_, url) = crate::helpers::db::server().fresh_database().await;
+    let keys = uipath_gateway::crypto::KeyRing::generate_spec("two");
+    let first = spawn_app_on(url.clone(), |s| s.encryption_keys = Some(keys.clone())).await;
+    let second = spawn_app_on(url, |s| s.encryption_keys = Some(keys.clone())).await;
+    let key = configure(&first, &sim).await;
+    let (mut holder, _, orch_id, id) = start_with_mark_held(&first, &key).await;
+
+    let res = deliver(&second, &completed(orch_id)).await;
+    assert_eq!(res, json!({"jobs": 1, "updated": 0}), "not known yet");
+    sqlx::query("select pg_advisory_unlock(4711)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    crate::helpers::setup::eventually(
+        "the event applied by the second instance",
+        std::time::Duration::from_secs(15),
+        || async { get_job(&first, &key, &id.to_string()).await["state"] == "successful" },
+    )
+    .await;
+    let read = get_job(&second, &key, &id.to_string()).await;
+    assert_eq!(read["output"], json!({"x": 1}));
+    let sources = timeline(&read, "source");
+    assert_eq!(sources.last(), Some(&"webhook"), "{sources:?}");
+}
+
+/// Holds every start mark in PostgreSQL (its update waits for an advisory lock the
+/// returned connection holds) and starts one job: answered, but not marked yet.
+async fn start_with_mark_held(
+    app: &TestApp,
+    key: &str,
+) -> (
+    sqlx::pool::PoolConnection<sqlx::Postgres>,
+    Value,
+    i64,
+    uuid::Uuid,
+) {
+    for sql in [
+        "create function hold_marks() returns trigger language plpgsql as \
+         $$ begin perform pg_advisory_xact_lock(4711); return new; end $$",
+        "create trigger hold_marks before update of orchestrator_job_id on jobs for each row \
+         when (new.orchestrator_job_id is not null) execute function hold_marks()",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    let mut holder = app.pool.acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock(4711)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let job = start(app, key).await;
+    assert_eq!(job["state"], "pending", "answered as started: {job}");
+    let orch_id = job["orchestrator_job_id"].as_i64().unwrap();
+    let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    let marked: Option<i64> =
+        sqlx::query_scalar("select orchestrator_job_id from jobs where id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(marked, None, "the mark is held, yet /run answered");
+    (holder, job, orch_id, id)
+}
+
+fn completed(orch_id: i64) -> String {
+    json!({"Type": "job.completed", "EventId": format!("done-{orch_id}"), "Timestamp": "2026-11-22T10:00:00Z",
+        "Job": {"Id": orch_id, "State": "Successful", "OutputArguments": {"x": 1}}})
+    .to_string()
+}
+
+/// Posts a signed Orchestrator event to `app`; its receipt.
+async fn deliver(app: &TestApp, event: &str) -> Value {
+    let res = app
+        .client
+        .post(app.url("/orchestrator/events/sim"))
+        .header("content-type", "application/json")
+        .header("x-uipath-signature", sign(event.as_bytes()))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
 }

@@ -23,7 +23,16 @@ pub fn install() -> Option<PrometheusHandle> {
             let buckets = [
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ];
+            // A group commit's wait and write are milliseconds: finer buckets there.
+            let commits = [
+                0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025,
+                0.05, 0.1, 0.5, 1.0, 5.0,
+            ];
             let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full("ugw_batch_queue_seconds".into()), &commits)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("ugw_batch_write_seconds".into()), &commits)
+                .ok()?
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .ok()?
                 .install_recorder()
@@ -127,6 +136,16 @@ fn describe() {
         "ugw_run_duration_seconds",
         Unit::Seconds,
         "Time to answer POST /run and POST /queues calls, by process (or queue mapping), kind and status"
+    );
+    describe_histogram!(
+        "ugw_batch_queue_seconds",
+        Unit::Seconds,
+        "Time a write waited for its group commit to begin (the batch before it was being written), by batch"
+    );
+    describe_histogram!(
+        "ugw_batch_write_seconds",
+        Unit::Seconds,
+        "Time one group commit took to write and commit, by batch"
     );
     describe_histogram!(
         "ugw_batch_size",
@@ -239,4 +258,14 @@ pub fn batch_waiting(batch: &'static str, waiting: usize) {
 /// How many writes one group commit carried.
 pub fn batch_size(batch: &'static str, size: usize) {
     histogram!("ugw_batch_size", "batch" => batch).record(size as f64);
+}
+
+/// How long a write waited before its group commit began.
+pub fn batch_queued(batch: &'static str, waited: std::time::Duration) {
+    histogram!("ugw_batch_queue_seconds", "batch" => batch).record(waited.as_secs_f64());
+}
+
+/// How long one group commit took (statement and commit).
+pub fn batch_written(batch: &'static str, took: std::time::Duration) {
+    histogram!("ugw_batch_write_seconds", "batch" => batch).record(took.as_secs_f64());
 }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -29,6 +29,7 @@ struct Entry<T, R> {
     item: T,
     reply: Reply<R>,
     stage: Arc<AtomicU8>,
+    queued_at: Instant,
 }
 
 impl<T, R> Entry<T, R> {
@@ -133,6 +134,10 @@ where
                     continue;
                 }
                 crate::metrics::batch_size(name, batch.len());
+                let began = Instant::now();
+                for e in &batch {
+                    crate::metrics::batch_queued(name, began.duration_since(e.queued_at));
+                }
                 let write = write.clone();
                 tokio::spawn(async move {
                     let n = batch.len();
@@ -140,10 +145,15 @@ where
                         r.and_then(|mut rows| rows.pop().ok_or(sqlx::Error::RowNotFound))
                     };
                     let items = Arc::new(batch.iter().map(|e| e.item.clone()).collect::<Vec<T>>());
+                    let timed = |items| async {
+                        let written = write(items).await;
+                        crate::metrics::batch_written(name, began.elapsed());
+                        written
+                    };
                     let mut results: Vec<Option<Result<R, sqlx::Error>>> = if n == 1 {
-                        vec![Some(one(write(items).await))]
+                        vec![Some(one(timed(items).await))]
                     } else {
-                        match write(items.clone()).await {
+                        match timed(items.clone()).await {
                             Ok(rows) if rows.len() == n => {
                                 rows.into_iter().map(|r| Some(Ok(r))).collect()
                             }
@@ -244,6 +254,7 @@ where
             item,
             reply,
             stage: stage.clone(),
+            queued_at: Instant::now(),
         };
         if self.tx.send(entry).is_err() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);

@@ -290,6 +290,13 @@ async fn every_metric_has_help_and_outcomes_and_latency_are_by_process() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(after.contains(&version), "{after}");
+    // What the database adds to an answer: the group commit's wait and write, in ms buckets.
+    for name in ["ugw_batch_queue_seconds", "ugw_batch_write_seconds"] {
+        assert!(
+            after.contains(&format!("{name}_bucket{{batch=\"ledger\",le=\"0.002\"}}")),
+            "{name} has no fine buckets:\n{after}"
+        );
+    }
     let grew =
         |name: &str, labels: &[&str]| metric(&after, name, labels) > metric(&before, name, labels);
     assert!(grew(

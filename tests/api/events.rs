@@ -222,6 +222,32 @@ async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied()
     assert_eq!(job["orchestrator_job_id"], orch_id);
 }
 
+/// A read of the job on the instance that answered, made while its start mark is still
+/// in flight, waits for the mark: what `/run` said (pending, with Orchestrator's id) is
+/// what `GET /jobs/{id}` says next.
+#[tokio::test]
+async fn a_read_right_after_the_answer_sees_the_start_mark() {
+    let (app, _sim, key) = setup().await;
+    let (mut holder, job, orch_id, id) = start_with_mark_held(&app, &key).await;
+    let id = id.to_string();
+    let read = get_job(&app, &key, &id);
+    let release = async {
+        crate::helpers::setup::eventually(
+            "the read waiting for the ledger",
+            std::time::Duration::from_secs(10),
+            || async { app.state.ledger.waiting() > 0 },
+        )
+        .await;
+        sqlx::query("select pg_advisory_unlock(4711)")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+    };
+    let (read, ()) = tokio::join!(read, release);
+    assert_eq!(read["state"], job["state"], "{read}");
+    assert_eq!(read["orchestrator_job_id"], orch_id);
+}
+
 /// The same early event, received by a second instance behind the same load balancer:
 /// its own marks settled, it does not know the job yet, answers, and looks again a
 /// moment later, when the first instance's mark has landed. No poll runs here.

@@ -92,7 +92,9 @@ async fn concurrent_runs_are_committed_in_batches_each_job_once_and_a_bad_one_fa
     }
 
     // Each acknowledged job is stored once, with one `queued` event and one start event,
-    // and Orchestrator has exactly one job per reference.
+    // and Orchestrator has exactly one job per reference (start marks follow the answers
+    // in the next group commit).
+    app.state.ledger.settled().await.unwrap();
     let (jobs, queued, started): (i64, i64, i64) = sqlx::query_as(
         "select (select count(*) from jobs), \
                 (select count(*) from job_events where state = 'queued'), \
@@ -365,6 +367,8 @@ async fn runs_go_on_when_the_database_ends_every_session_of_the_gateway() {
         assert_eq!(status, 202, "{body}");
         assert!(body["orchestrator_job_id"].is_i64(), "{body}");
     }
+    // Start marks follow the answers in the next group commit.
+    app.state.ledger.settled().await.unwrap();
     let jobs: i64 =
         sqlx::query_scalar("select count(*) from jobs where orchestrator_job_id is not null")
             .fetch_one(&mut admin)

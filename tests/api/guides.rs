@@ -101,6 +101,8 @@ async fn gateway(sim: &Sim) -> TestApp {
 }
 
 async fn one_job_ran(app: &TestApp, process: &str) {
+    // Start marks follow the answers in the next group commit.
+    app.state.ledger.settled().await.unwrap();
     let n: i64 = sqlx::query_scalar(
         "select count(*) from jobs where process_name = $1 and orchestrator_job_id is not null",
     )

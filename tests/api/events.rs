@@ -191,20 +191,8 @@ async fn an_event_that_comes_before_the_start_mark_waits_for_it_and_is_applied()
     let (mut holder, job, orch_id, id) = start_with_mark_held(&app, &key).await;
     let event = completed(orch_id);
     let delivery = deliver(&app, &event);
-    let release = async {
-        // The event is in the gateway, waiting for the mark, when the mark is let go
-        // (its wait is queued behind the held batch).
-        crate::helpers::setup::eventually(
-            "the event waiting for the ledger",
-            std::time::Duration::from_secs(10),
-            || async { app.state.ledger.waiting() > 0 },
-        )
-        .await;
-        sqlx::query("select pg_advisory_unlock(4711)")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-    };
+    // The event is in the gateway, waiting for the mark, when the mark is let go.
+    let release = release_once_waiting(&app, &mut holder, "the event");
     let (res, ()) = tokio::join!(delivery, release);
     assert_eq!(
         res,
@@ -231,18 +219,7 @@ async fn a_read_right_after_the_answer_sees_the_start_mark() {
     let (mut holder, job, orch_id, id) = start_with_mark_held(&app, &key).await;
     let id = id.to_string();
     let read = get_job(&app, &key, &id);
-    let release = async {
-        crate::helpers::setup::eventually(
-            "the read waiting for the ledger",
-            std::time::Duration::from_secs(10),
-            || async { app.state.ledger.waiting() > 0 },
-        )
-        .await;
-        sqlx::query("select pg_advisory_unlock(4711)")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-    };
+    let release = release_once_waiting(&app, &mut holder, "the read");
     let (read, ()) = tokio::join!(read, release);
     assert_eq!(read["state"], job["state"], "{read}");
     assert_eq!(read["orchestrator_job_id"], orch_id);
@@ -315,6 +292,25 @@ async fn start_with_mark_held(
             .unwrap();
     assert_eq!(marked, None, "the mark is held, yet /run answered");
     (holder, job, orch_id, id)
+}
+
+/// Lets the held marks go once `what` waits for the ledger (its barrier is queued
+/// behind the held batch).
+async fn release_once_waiting(
+    app: &TestApp,
+    holder: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    what: &str,
+) {
+    crate::helpers::setup::eventually(
+        &format!("{what} waiting for the ledger"),
+        std::time::Duration::from_secs(10),
+        || async { app.state.ledger.waiting() > 0 },
+    )
+    .await;
+    sqlx::query("select pg_advisory_unlock(4711)")
+        .execute(&mut **holder)
+        .await
+        .unwrap();
 }
 
 fn completed(orch_id: i64) -> String {

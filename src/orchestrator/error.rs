@@ -26,7 +26,8 @@ pub enum OrchestratorError {
         error_code: Option<String>,
         message: String,
     },
-    /// 400, 409, 422: the request was refused for its content; retrying will not help.
+    /// 400, 409, 422 (any other 4xx): the request was refused for its content; retrying
+    /// will not help.
     #[error("invalid request ({status}{}): {message}", code_suffix(.error_code))]
     InvalidRequest {
         status: u16,
@@ -136,6 +137,18 @@ impl OrchestratorError {
                 message,
             },
             429 => Self::RateLimited { retry_after },
+            // 408: the server, or a proxy before it, gave up waiting for the request. Worth
+            // trying again; a write may still have reached Orchestrator behind a proxy, so
+            // it is looked up by its Reference first.
+            408 if sent_write => Self::Ambiguous {
+                status: Some(status),
+                message,
+            },
+            408 => Self::Unavailable {
+                status: Some(status),
+                message,
+                retry_after,
+            },
             500..=599 if sent_write && status != 503 => Self::Ambiguous {
                 status: Some(status),
                 message,

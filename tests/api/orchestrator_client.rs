@@ -343,6 +343,47 @@ async fn orchestrator_failures_are_typed_for_retry_decisions() {
         "{err:?}"
     );
 
+    // A 408 (the server gave up waiting for the request) is worth another try: a read is
+    // unavailable, a write is looked up first. (CI once saw one on StartJobs under load.)
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 408, "remaining": 1}]})),
+    )
+    .await;
+    let err = orch
+        .start_jobs(&token, &ap, &start_request("r"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OrchestratorError::Ambiguous {
+                status: Some(408),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sim.control(
+        Method::PUT,
+        "/faults",
+        Some(json!({"errors": [{"status": 408, "remaining": 1}]})),
+    )
+    .await;
+    let err = orch.releases(&token, &ap, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OrchestratorError::Unavailable {
+                status: Some(408),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+
     sim.control(Method::PUT, "/faults", Some(json!({"start_then_502": 1})))
         .await;
     let err = orch

@@ -259,6 +259,24 @@ fn known_mistakes_are_refused_before_sending_with_the_fix() {
     assert!(on_prem.validate().is_ok());
 }
 
+/// Makes the simulator's next call fail with `error` (a fault), and starts a job: the error.
+async fn start_failing(
+    sim: &Sim,
+    orch: &OrchestratorClient,
+    token: &str,
+    error: serde_json::Value,
+) -> OrchestratorError {
+    sim.control(Method::PUT, "/faults", Some(json!({"errors": [error]})))
+        .await;
+    orch.start_jobs(
+        token,
+        &FolderRef::Path("Finance/AP".into()),
+        &start_request("r"),
+    )
+    .await
+    .unwrap_err()
+}
+
 #[tokio::test]
 async fn orchestrator_failures_are_typed_for_retry_decisions() {
     let sim = spawn_sim(|s| s.jobs_filter_rate_per_minute = 1).await;
@@ -307,31 +325,19 @@ async fn orchestrator_failures_are_typed_for_retry_decisions() {
         "{err:?}"
     );
 
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"errors": [{"status": 503, "remaining": 1, "retry_after": 3}]})),
+    let err = start_failing(
+        &sim,
+        &orch,
+        &token,
+        json!({"status": 503, "remaining": 1, "retry_after": 3}),
     )
     .await;
-    let err = orch
-        .start_jobs(&token, &ap, &start_request("r"))
-        .await
-        .unwrap_err();
     assert!(
         matches!(err, OrchestratorError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(3)),
         "{err:?}"
     );
 
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"errors": [{"status": 500, "remaining": 1}]})),
-    )
-    .await;
-    let err = orch
-        .start_jobs(&token, &ap, &start_request("r"))
-        .await
-        .unwrap_err();
+    let err = start_failing(&sim, &orch, &token, json!({"status": 500, "remaining": 1})).await;
     assert!(
         matches!(
             err,
@@ -345,16 +351,7 @@ async fn orchestrator_failures_are_typed_for_retry_decisions() {
 
     // A 408 (the server gave up waiting for the request) is worth another try: a read is
     // unavailable, a write is looked up first. (CI once saw one on StartJobs under load.)
-    sim.control(
-        Method::PUT,
-        "/faults",
-        Some(json!({"errors": [{"status": 408, "remaining": 1}]})),
-    )
-    .await;
-    let err = orch
-        .start_jobs(&token, &ap, &start_request("r"))
-        .await
-        .unwrap_err();
+    let err = start_failing(&sim, &orch, &token, json!({"status": 408, "remaining": 1})).await;
     assert!(
         matches!(
             err,
